@@ -1,0 +1,550 @@
+//! Command line (SPEC §2): every option of isodhcp(8) with its name, short
+//! form and default, plus the options isodhcp adds. Parsing is clap's;
+//! [`validate`] turns the raw strings into a [`Config`] or one [`CliError`]
+//! line naming the option and value (exit status 2). Nothing here touches
+//! the system.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+use crate::engine::cidr::{Cidr, CidrError, parse_ipv4};
+use crate::wire::Mac;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Isolation {
+    On,
+    Off,
+    System,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpMode {
+    Auto,
+    Native,
+    Generic,
+    Off,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "isodhcp", version, about = "Unnumbered DHCP server with client isolation")]
+pub struct Args {
+    /// Interface to serve.
+    #[arg(short = 'i', long, default_value = "guest")]
+    pub interface: String,
+    /// Router address on the interface (auto-detected if omitted).
+    #[arg(short = 's', long = "server-ip")]
+    pub server_ip: Option<String>,
+    /// Address pool CIDR (auto-detected if omitted).
+    #[arg(short = 'p', long)]
+    pub pool: Option<String>,
+    /// DNS server(s) offered to clients; repeatable or comma-separated, up to 3.
+    #[arg(short = 'd', long)]
+    pub dns: Vec<String>,
+    /// Lease time in seconds (at least 60).
+    #[arg(short = 't', long = "lease-time", default_value = "3600")]
+    pub lease_time: String,
+    /// JSON lease file (default dhcp_leases_<IFACE>.json).
+    #[arg(short = 'f', long = "lease-file")]
+    pub lease_file: Option<PathBuf>,
+    /// MAC=IP[,hostname][,compat][,masquerade][,playground]
+    #[arg(long = "static")]
+    pub statics: Vec<String>,
+    #[arg(long = "compat-mac")]
+    pub compat_mac: Vec<String>,
+    #[arg(long = "compat-oui")]
+    pub compat_oui: Vec<String>,
+    #[arg(long = "compat-vendor")]
+    pub compat_vendor: Vec<String>,
+    #[arg(long = "masquerade-mac")]
+    pub masquerade_mac: Vec<String>,
+    #[arg(long = "masquerade-oui")]
+    pub masquerade_oui: Vec<String>,
+    #[arg(long = "masquerade-vendor")]
+    pub masquerade_vendor: Vec<String>,
+    #[arg(long = "playground-size")]
+    pub playground_size: Option<String>,
+    #[arg(long = "playground-mac")]
+    pub playground_mac: Vec<String>,
+    #[arg(long = "playground-oui")]
+    pub playground_oui: Vec<String>,
+    #[arg(long = "playground-vendor")]
+    pub playground_vendor: Vec<String>,
+    #[arg(long = "nft-set-isolated")]
+    pub nft_set_isolated: Option<String>,
+    #[arg(long = "nft-set-compat")]
+    pub nft_set_compat: Option<String>,
+    #[arg(long = "nft-set-gateway")]
+    pub nft_set_gateway: Option<String>,
+    #[arg(long = "nft-set-network")]
+    pub nft_set_network: Option<String>,
+    #[arg(long = "nft-set-broadcast")]
+    pub nft_set_broadcast: Option<String>,
+    #[arg(long = "nft-set-subnet")]
+    pub nft_set_subnet: Option<String>,
+    #[arg(long = "nft-set-playground")]
+    pub nft_set_playground: Option<String>,
+    #[arg(long = "nft-set-playground-subnet")]
+    pub nft_set_playground_subnet: Option<String>,
+    /// Executable run on every lease change: add|del MAC IP [HOSTNAME].
+    #[arg(long = "hook-file")]
+    pub hook_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "system")]
+    pub isolation: Isolation,
+    /// CODE,TYPE,VALUE with TYPE one of ip, ips, str, int8, int16, int32, hex.
+    #[arg(long = "dhcp-option")]
+    pub dhcp_option: Vec<String>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub xdp: XdpMode,
+    /// Per-client-MAC DHCP frames per second.
+    #[arg(long = "rate-limit", default_value = "2")]
+    pub rate_limit: String,
+    #[arg(long = "rate-burst", default_value = "5")]
+    pub rate_burst: String,
+    #[arg(long = "global-rate-limit", default_value = "2000")]
+    pub global_rate_limit: String,
+    #[arg(long = "new-client-rate", default_value = "100")]
+    pub new_client_rate: String,
+    #[arg(long = "deny-mac")]
+    pub deny_mac: Vec<String>,
+    #[arg(long = "trust-mac")]
+    pub trust_mac: Vec<String>,
+    /// bpffs folder for pins (default /sys/fs/bpf/isodhcp/<IFACE>).
+    #[arg(long = "bpf-pin-dir")]
+    pub bpf_pin_dir: Option<PathBuf>,
+    #[arg(long = "metrics-listen")]
+    pub metrics_listen: Option<String>,
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub verbose: u8,
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    // Diagnostics client flags (SPEC §10).
+    #[arg(long)]
+    pub status: bool,
+    #[arg(long, visible_alias = "check")]
+    pub verify: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "leases,subnets")]
+    pub dump: Option<String>,
+    #[arg(long)]
+    pub show: Option<String>,
+    #[arg(long)]
+    pub config: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long)]
+    pub redact: bool,
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    #[arg(long)]
+    pub block: Option<String>,
+    #[arg(long = "for")]
+    pub block_for: Option<String>,
+    #[arg(long)]
+    pub unblock: Option<String>,
+}
+
+/// One static reservation (SPEC §4.6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticEntry {
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub hostname: Option<String>,
+    pub compat: bool,
+    pub masquerade: bool,
+    pub playground: bool,
+}
+
+/// A custom option from `--dhcp-option`, already encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomOption {
+    pub code: u8,
+    pub value: Vec<u8>,
+}
+
+/// Validated daemon configuration; `server_ip`/`pool`/`dns` may still be
+/// filled in by auto-detection (SPEC §3).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub interface: String,
+    pub server_ip: Option<Ipv4Addr>,
+    pub pool: Option<Cidr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub lease_time: u32,
+    pub lease_file: PathBuf,
+    pub statics: Vec<StaticEntry>,
+    pub custom_options: Vec<CustomOption>,
+    pub xdp: XdpMode,
+    pub bpf_pin_dir: PathBuf,
+    pub isolation: Isolation,
+    pub hook_file: Option<PathBuf>,
+}
+
+/// A bad command-line value: printed as one line, exit status 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value '{value}' for {option}: {reason}")]
+pub struct CliError {
+    pub option: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+fn bad(option: &'static str, value: &str, reason: impl Into<String>) -> CliError {
+    CliError { option, value: value.to_string(), reason: reason.into() }
+}
+
+/// Interface name reduced to `[A-Za-z0-9_]` for per-instance resource names (SPEC §1).
+pub fn sanitise_iface(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+}
+
+fn parse_mac(option: &'static str, s: &str) -> Result<Mac, CliError> {
+    Mac::parse(s).ok_or_else(|| bad(option, s, "expected a MAC like aa:bb:cc:dd:ee:ff"))
+}
+
+fn parse_oui(option: &'static str, s: &str) -> Result<[u8; 3], CliError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let err = || bad(option, s, "expected an OUI like AA:BB:CC");
+    if parts.len() != 3 || parts.iter().any(|p| p.len() != 2) {
+        return Err(err());
+    }
+    let mut out = [0u8; 3];
+    for (o, p) in out.iter_mut().zip(parts) {
+        *o = u8::from_str_radix(p, 16).map_err(|_| err())?;
+    }
+    Ok(out)
+}
+
+fn parse_uint<T: std::str::FromStr>(option: &'static str, s: &str) -> Result<T, CliError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(option, s, "expected a non-negative integer"));
+    }
+    s.parse().map_err(|_| bad(option, s, "number out of range"))
+}
+
+fn parse_static(s: &str) -> Result<StaticEntry, CliError> {
+    const O: &str = "--static";
+    let (mac, rest) = s.split_once('=').ok_or_else(|| bad(O, s, "expected MAC=IP[,hostname][,compat][,masquerade][,playground]"))?;
+    let mac = Mac::parse(mac).ok_or_else(|| bad(O, s, "bad MAC address"))?;
+    let mut parts = rest.split(',');
+    let ip_s = parts.next().unwrap_or_default();
+    let ip = parse_ipv4(ip_s).ok_or_else(|| bad(O, s, "bad IPv4 address"))?;
+    let mut e = StaticEntry { mac, ip, hostname: None, compat: false, masquerade: false, playground: false };
+    for p in parts {
+        match p {
+            "compat" => e.compat = true,
+            "masquerade" => e.masquerade = true,
+            "playground" => e.playground = true,
+            "" => return Err(bad(O, s, "empty field")),
+            h if e.hostname.is_none() => e.hostname = Some(h.to_string()),
+            _ => return Err(bad(O, s, "more than one hostname")),
+        }
+    }
+    if e.compat && e.playground {
+        return Err(bad(O, s, "compat and playground exclude each other"));
+    }
+    Ok(e)
+}
+
+const MANAGED_OPTIONS: [u8; 11] = [0, 1, 3, 51, 53, 54, 58, 59, 121, 249, 255];
+
+fn parse_dhcp_option(s: &str) -> Result<CustomOption, CliError> {
+    const O: &str = "--dhcp-option";
+    let mut it = s.splitn(3, ',');
+    let (code, ty, val) = match (it.next(), it.next(), it.next()) {
+        (Some(c), Some(t), Some(v)) => (c, t, v),
+        _ => return Err(bad(O, s, "expected CODE,TYPE,VALUE")),
+    };
+    let code: u8 = parse_uint::<u16>(O, code).ok().filter(|c| (1..=254).contains(c)).map(|c| c as u8).ok_or_else(|| bad(O, s, "CODE must be 1..254"))?;
+    if MANAGED_OPTIONS.contains(&code) {
+        return Err(bad(O, s, format!("option {code} is managed by isodhcp")));
+    }
+    let int = |max: u64| -> Result<u64, CliError> {
+        parse_uint::<u64>(O, val).ok().filter(|v| *v <= max).ok_or_else(|| bad(O, s, format!("integer must be 0..{max}")))
+    };
+    let value = match ty {
+        "ip" => parse_ipv4(val).ok_or_else(|| bad(O, s, "bad IPv4 address"))?.octets().to_vec(),
+        "ips" => {
+            let mut v = Vec::new();
+            for p in val.split(',') {
+                v.extend_from_slice(&parse_ipv4(p).ok_or_else(|| bad(O, s, "bad IPv4 address in list"))?.octets());
+            }
+            v
+        }
+        "str" => val.as_bytes().to_vec(),
+        "int8" => vec![int(0xff)? as u8],
+        "int16" => (int(0xffff)? as u16).to_be_bytes().to_vec(),
+        "int32" => (int(0xffff_ffff)? as u32).to_be_bytes().to_vec(),
+        "hex" => {
+            let digits: String = val.chars().filter(|c| *c != ':' && *c != ' ').collect();
+            if digits.len() % 2 != 0 {
+                return Err(bad(O, s, "odd number of hex digits"));
+            }
+            (0..digits.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&digits[i..i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| bad(O, s, "bad hex digit"))?
+        }
+        _ => return Err(bad(O, s, "TYPE must be ip, ips, str, int8, int16, int32 or hex")),
+    };
+    if value.len() > 255 {
+        return Err(bad(O, s, "value longer than 255 bytes"));
+    }
+    Ok(CustomOption { code, value })
+}
+
+/// Checks every value; returns the daemon configuration.
+pub fn validate(a: &Args) -> Result<Config, CliError> {
+    if a.interface.is_empty() || a.interface.len() > 15 || a.interface.contains(['/', ' ']) {
+        return Err(bad("--interface", &a.interface, "not a valid interface name"));
+    }
+    let server_ip = a.server_ip.as_deref().map(|s| parse_ipv4(s).ok_or_else(|| bad("--server-ip", s, "expected an IPv4 address"))).transpose()?;
+    let pool = a
+        .pool
+        .as_deref()
+        .map(|s| {
+            s.parse::<Cidr>().map_err(|e| match e {
+                CidrError::Syntax => bad("--pool", s, "expected ADDRESS/PREFIX"),
+                CidrError::HostBits(c) => bad("--pool", s, format!("host bits set (did you mean {c}?)")),
+            })
+        })
+        .transpose()?;
+    if let Some(p) = pool {
+        if p.prefix > 30 {
+            return Err(bad("--pool", &p.to_string(), "pool must be /30 or larger"));
+        }
+        if let Some(ip) = server_ip.filter(|ip| !p.contains(*ip)) {
+            return Err(bad("--server-ip", &ip.to_string(), format!("outside the pool {p}")));
+        }
+    }
+    let mut dns = Vec::new();
+    for d in &a.dns {
+        for part in d.split(',') {
+            dns.push(parse_ipv4(part.trim()).ok_or_else(|| bad("--dns", d, "expected an IPv4 address"))?);
+        }
+    }
+    if dns.len() > 3 {
+        return Err(bad("--dns", &a.dns.join(","), "at most 3 DNS servers"));
+    }
+    let lease_time: u32 = parse_uint("--lease-time", &a.lease_time)?;
+    if lease_time < 60 {
+        return Err(bad("--lease-time", &a.lease_time, "must be at least 60 seconds"));
+    }
+    let statics = a.statics.iter().map(|s| parse_static(s)).collect::<Result<Vec<_>, _>>()?;
+    for (i, s) in statics.iter().enumerate() {
+        if let Some(other) = statics[..i].iter().find(|o| o.ip == s.ip && o.mac != s.mac) {
+            return Err(bad("--static", &a.statics[i], format!("{} is already given to {}", s.ip, other.mac)));
+        }
+    }
+    for m in a.compat_mac.iter().chain(&a.masquerade_mac).chain(&a.playground_mac) {
+        parse_mac("--compat-mac/--masquerade-mac/--playground-mac", m)?;
+    }
+    for (o, list) in [("--deny-mac", &a.deny_mac), ("--trust-mac", &a.trust_mac)] {
+        for m in list {
+            parse_mac(o, m)?;
+        }
+    }
+    for (o, list) in [("--compat-oui", &a.compat_oui), ("--masquerade-oui", &a.masquerade_oui), ("--playground-oui", &a.playground_oui)] {
+        for m in list {
+            parse_oui(o, m)?;
+        }
+    }
+    if let Some(ps) = &a.playground_size {
+        let n: u32 = parse_uint("--playground-size", ps)?;
+        if n < 6 {
+            return Err(bad("--playground-size", ps, "must be at least 6"));
+        }
+        if let Some(p) = pool.filter(|p| u64::from(n) > p.size()) {
+            return Err(bad("--playground-size", ps, format!("larger than the pool {p}")));
+        }
+    }
+    let custom_options = a.dhcp_option.iter().map(|s| parse_dhcp_option(s)).collect::<Result<Vec<_>, _>>()?;
+    for (o, v) in [("--rate-limit", &a.rate_limit), ("--rate-burst", &a.rate_burst), ("--global-rate-limit", &a.global_rate_limit), ("--new-client-rate", &a.new_client_rate)] {
+        let n: u32 = parse_uint(o, v)?;
+        if n == 0 {
+            return Err(bad(o, v, "must be at least 1"));
+        }
+    }
+    if let Some(m) = &a.metrics_listen {
+        m.parse::<std::net::SocketAddr>().map_err(|_| bad("--metrics-listen", m, "expected ADDR:PORT"))?;
+    }
+    if let Some(b) = &a.block {
+        parse_mac("--block", b)?;
+    }
+    if let Some(b) = &a.unblock {
+        parse_mac("--unblock", b)?;
+    }
+    if let Some(f) = &a.block_for {
+        parse_uint::<u64>("--for", f)?;
+    }
+    let san = sanitise_iface(&a.interface);
+    Ok(Config {
+        interface: a.interface.clone(),
+        server_ip,
+        pool,
+        dns,
+        lease_time,
+        lease_file: a.lease_file.clone().unwrap_or_else(|| PathBuf::from(format!("dhcp_leases_{}.json", a.interface))),
+        statics,
+        custom_options,
+        xdp: a.xdp,
+        bpf_pin_dir: a.bpf_pin_dir.clone().unwrap_or_else(|| PathBuf::from(format!("/sys/fs/bpf/isodhcp/{san}"))),
+        isolation: a.isolation,
+        hook_file: a.hook_file.clone(),
+    })
+}
+
+/// Options that are parsed and validated but whose feature is not built yet;
+/// the daemon warns about each one given (never silently ignored).
+pub fn not_implemented(a: &Args) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let mut flag = |given: bool, name: &'static str| {
+        if given {
+            v.push(name);
+        }
+    };
+    flag(!a.statics.is_empty(), "--static");
+    flag(!a.compat_mac.is_empty(), "--compat-mac");
+    flag(!a.compat_oui.is_empty(), "--compat-oui");
+    flag(!a.compat_vendor.is_empty(), "--compat-vendor");
+    flag(!a.masquerade_mac.is_empty(), "--masquerade-mac");
+    flag(!a.masquerade_oui.is_empty(), "--masquerade-oui");
+    flag(!a.masquerade_vendor.is_empty(), "--masquerade-vendor");
+    flag(a.playground_size.is_some(), "--playground-size");
+    flag(!a.playground_mac.is_empty(), "--playground-mac");
+    flag(!a.playground_oui.is_empty(), "--playground-oui");
+    flag(!a.playground_vendor.is_empty(), "--playground-vendor");
+    flag(a.nft_set_isolated.is_some(), "--nft-set-isolated");
+    flag(a.nft_set_compat.is_some(), "--nft-set-compat");
+    flag(a.nft_set_gateway.is_some(), "--nft-set-gateway");
+    flag(a.nft_set_network.is_some(), "--nft-set-network");
+    flag(a.nft_set_broadcast.is_some(), "--nft-set-broadcast");
+    flag(a.nft_set_subnet.is_some(), "--nft-set-subnet");
+    flag(a.nft_set_playground.is_some(), "--nft-set-playground");
+    flag(a.nft_set_playground_subnet.is_some(), "--nft-set-playground-subnet");
+    flag(a.hook_file.is_some(), "--hook-file");
+    flag(a.isolation != Isolation::System, "--isolation");
+    flag(!a.dhcp_option.is_empty(), "--dhcp-option");
+    flag(a.rate_limit != "2", "--rate-limit");
+    flag(a.rate_burst != "5", "--rate-burst");
+    flag(a.global_rate_limit != "2000", "--global-rate-limit");
+    flag(a.new_client_rate != "100", "--new-client-rate");
+    flag(!a.deny_mac.is_empty(), "--deny-mac");
+    flag(!a.trust_mac.is_empty(), "--trust-mac");
+    flag(a.metrics_listen.is_some(), "--metrics-listen");
+    v
+}
+
+/// The diagnostics client flag given, if any (SPEC §10); with one, the binary
+/// acts as a client of a running daemon.
+pub fn client_request(a: &Args) -> Option<&'static str> {
+    [
+        (a.status, "--status"),
+        (a.verify, "--verify"),
+        (a.dump.is_some(), "--dump"),
+        (a.show.is_some(), "--show"),
+        (a.config, "--config"),
+        (a.block.is_some(), "--block"),
+        (a.unblock.is_some(), "--unblock"),
+    ]
+    .into_iter()
+    .find(|(given, _)| *given)
+    .map(|(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["isodhcp"];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).expect("clap accepts")
+    }
+
+    fn err(extra: &[&str]) -> CliError {
+        validate(&args(extra)).unwrap_err()
+    }
+
+    #[test]
+    fn defaults_follow_the_manual() {
+        let c = validate(&args(&[])).unwrap();
+        assert_eq!(c.interface, "guest");
+        assert_eq!(c.lease_time, 3600);
+        assert_eq!(c.lease_file, PathBuf::from("dhcp_leases_guest.json"));
+        assert_eq!(c.xdp, XdpMode::Auto);
+        assert_eq!(c.isolation, Isolation::System);
+        assert_eq!(c.bpf_pin_dir, PathBuf::from("/sys/fs/bpf/isodhcp/guest"));
+    }
+
+    #[test]
+    fn manual_examples_parse() {
+        validate(&args(&["-i", "eth1", "-s", "192.168.50.1", "-p", "192.168.50.0/24", "--static", "00:11:22:33:44:55=192.168.50.10,laserprinter"])).unwrap();
+        validate(&args(&["-i", "eth1", "--compat-mac", "00:11:22:33:44:55", "--compat-oui", "B8:27:EB", "--compat-vendor", "MSFT 5.0"])).unwrap();
+        validate(&args(&["--static", "00:11:22:33:44:55=10.100.0.10,printer,compat", "--nft-set-isolated", "inet filter client_iso"])).unwrap();
+        let c = validate(&args(&["-d", "198.18.0.53,198.18.0.54", "--dns", "198.18.0.55"])).unwrap();
+        assert_eq!(c.dns.len(), 3);
+    }
+
+    #[test]
+    fn bad_values_name_option_and_value() {
+        let e = err(&["-p", "198.18.0.1/24"]);
+        assert_eq!(e.option, "--pool");
+        assert_eq!(e.to_string(), "invalid value '198.18.0.1/24' for --pool: host bits set (did you mean 198.18.0.0/24?)");
+        assert_eq!(err(&["-p", "198.18.0.0/24", "-s", "198.19.0.1"]).option, "--server-ip");
+        assert_eq!(err(&["-t", "59"]).option, "--lease-time");
+        assert_eq!(err(&["-t", "1h"]).option, "--lease-time");
+        assert_eq!(err(&["--compat-oui", "B8-27-EB"]).option, "--compat-oui");
+        assert_eq!(err(&["--deny-mac", "aa:bb:cc:dd:ee"]).option, "--deny-mac");
+        assert_eq!(err(&["-d", "dns.example"]).option, "--dns");
+        assert_eq!(err(&["-d", "1.1.1.1,1.0.0.1,8.8.8.8,8.8.4.4"]).option, "--dns");
+        assert_eq!(err(&["--static", "aa:bb:cc:dd:ee:ff=1.2.3"]).option, "--static");
+        assert_eq!(err(&["--static", "aa:bb:cc:dd:ee:ff=198.18.0.6,compat,playground"]).option, "--static");
+        assert_eq!(err(&["--static", "aa:bb:cc:dd:ee:01=198.18.0.6", "--static", "aa:bb:cc:dd:ee:02=198.18.0.6"]).option, "--static");
+        assert_eq!(err(&["--playground-size", "5"]).option, "--playground-size");
+        assert_eq!(err(&["-p", "198.18.0.0/28", "--playground-size", "32"]).option, "--playground-size");
+        assert_eq!(err(&["--rate-limit", "0"]).option, "--rate-limit");
+        assert_eq!(err(&["--metrics-listen", "nope"]).option, "--metrics-listen");
+    }
+
+    #[test]
+    fn dhcp_option_types() {
+        let o = |s: &str| parse_dhcp_option(s);
+        assert_eq!(o("42,ip,198.18.0.9").unwrap().value, [198, 18, 0, 9]);
+        assert_eq!(o("42,ips,198.18.0.9,198.18.0.10").unwrap().value.len(), 8);
+        assert_eq!(o("15,str,guest.lan").unwrap().value, b"guest.lan");
+        assert_eq!(o("26,int16,1400").unwrap().value, [5, 120]);
+        assert_eq!(o("23,int8,64").unwrap().value, [64]);
+        assert_eq!(o("35,int32,60").unwrap().value, [0, 0, 0, 60]);
+        assert_eq!(o("43,hex,01:02 0a").unwrap().value, [1, 2, 10]);
+        for bad in ["3,ip,1.2.3.4", "0,str,x", "255,str,x", "300,str,x", "42,ip,1.2.3", "23,int8,256", "43,hex,abc", "42,float,1", "42,str"] {
+            assert!(o(bad).is_err(), "{bad}");
+        }
+        assert!(o(&format!("43,str,{}", "x".repeat(256))).is_err());
+    }
+
+    #[test]
+    fn unfinished_features_are_reported() {
+        let a = args(&["--hook-file", "/bin/true", "--isolation", "on"]);
+        assert_eq!(not_implemented(&a), ["--hook-file", "--isolation"]);
+        assert!(not_implemented(&args(&[])).is_empty());
+    }
+
+    #[test]
+    fn client_flags_are_recognised() {
+        assert_eq!(client_request(&args(&["--check"])), Some("--verify"));
+        assert_eq!(client_request(&args(&["--dump"])), Some("--dump"));
+        assert_eq!(args(&["--dump"]).dump.as_deref(), Some("leases,subnets"));
+        assert_eq!(args(&["--dump=xdp"]).dump.as_deref(), Some("xdp"));
+        assert_eq!(client_request(&args(&[])), None);
+    }
+
+    #[test]
+    fn sanitises_interface_names() {
+        assert_eq!(sanitise_iface("wlan0.10"), "wlan0_10");
+        assert_eq!(sanitise_iface("br-guest"), "br_guest");
+    }
+}

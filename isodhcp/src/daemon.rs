@@ -1,0 +1,262 @@
+//! Wires the layers together: CLI config → interface facts → lease store →
+//! engine → executors, on one single-threaded tokio event loop.
+//!
+//! Order of a commit (SPEC §5): the engine's effects are carried out in the
+//! order returned — route, durable write, then the reply — so no ACK leaves
+//! before the lease is routed and on disk. A failed route change is logged
+//! and retried by the next reconcile (every tick while something failed, and
+//! on SIGUSR1); it never stops the server.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{debug, info, warn};
+
+use crate::cli::{Config, XdpMode};
+use crate::datapath::af_packet::AfPacket;
+use crate::datapath::{FrameIo, PortGuard};
+use crate::engine::{Effect, Engine, EngineConfig, Input, LeaseRecord, Millis, Reply};
+use crate::store::LeaseStore;
+use crate::system::netlink::Netlink;
+use crate::system::{detect, reconcile, xdp};
+use crate::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
+use crate::wire::{Mac, dhcp};
+
+/// How often expiries are processed.
+const TICK: Duration = Duration::from_secs(1);
+/// Batched renewals are flushed at least this often (SPEC §7).
+const LAZY_FLUSH_MS: Millis = 60_000;
+
+fn now_ms() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+}
+
+struct Daemon<D: FrameIo> {
+    engine: Engine,
+    store: LeaseStore,
+    nl: Netlink,
+    io: D,
+    ifindex: u32,
+    server_ip: Ipv4Addr,
+    server_mac: Mac,
+    /// Unflushed batched renewals since this time.
+    dirty_since: Option<Millis>,
+    /// A kernel change failed: reconcile at the next tick.
+    needs_reconcile: bool,
+}
+
+impl<D: FrameIo> Daemon<D> {
+    fn persist(&mut self) -> Result<()> {
+        let records: Vec<LeaseRecord> = self.engine.leases().map(LeaseRecord::from).collect();
+        self.store.write(now_ms(), records.iter())?;
+        self.engine.mark_persisted();
+        self.dirty_since = None;
+        Ok(())
+    }
+
+    async fn apply(&mut self, effects: Vec<Effect>) {
+        for fx in effects {
+            match fx {
+                Effect::RouteAdd(ip) => {
+                    if let Err(e) = self.nl.route_add(ip, self.ifindex, self.server_ip).await {
+                        warn!(%ip, error = %e, "host route not installed; will retry");
+                        self.needs_reconcile = true;
+                    }
+                }
+                Effect::RouteDel(ip) => {
+                    if let Err(e) = self.nl.route_del(ip, self.ifindex, self.server_ip).await {
+                        warn!(%ip, error = %e, "host route not removed; will retry");
+                        self.needs_reconcile = true;
+                    }
+                }
+                Effect::PersistNow => {
+                    if let Err(e) = self.persist() {
+                        // Not on disk: withhold the rest (the ACK). The client retries.
+                        warn!(error = %e, "lease write failed; reply withheld");
+                        self.dirty_since.get_or_insert(now_ms());
+                        return;
+                    }
+                }
+                Effect::PersistLater => {
+                    self.dirty_since.get_or_insert(now_ms());
+                }
+                Effect::Send(r) => self.send(&r),
+            }
+        }
+    }
+
+    fn send(&mut self, r: &Reply) {
+        let a = Addressing {
+            src_mac: self.server_mac,
+            dst_mac: r.dst_mac,
+            src_ip: self.server_ip,
+            dst_ip: r.dst_ip,
+            src_port: DHCP_SERVER_PORT,
+            dst_port: DHCP_CLIENT_PORT,
+        };
+        match frame::build(&a, &r.payload).map_err(std::io::Error::other).and_then(|f| self.io.send(&f)) {
+            Ok(()) => debug!(kind = ?r.kind, dst = %r.dst_ip, "reply sent"),
+            Err(e) => warn!(error = %e, "reply not sent"),
+        }
+    }
+
+    async fn on_frame(&mut self, bytes: &[u8]) {
+        let Ok(f) = frame::parse(bytes) else { return };
+        if f.dst_port != DHCP_SERVER_PORT {
+            return;
+        }
+        let Ok(msg) = dhcp::Message::parse(f.payload) else { return };
+        let fx = self.engine.handle(now_ms(), Input::Dhcp { src_mac: f.src_mac, msg: &msg });
+        self.apply(fx).await;
+    }
+
+    async fn on_tick(&mut self) {
+        let now = now_ms();
+        let fx = self.engine.handle(now, Input::Tick);
+        self.apply(fx).await;
+        if self.dirty_since.is_some_and(|t| now.saturating_sub(t) >= LAZY_FLUSH_MS) {
+            if let Err(e) = self.persist() {
+                warn!(error = %e, "batched lease write failed; will retry");
+            }
+        }
+        if self.needs_reconcile {
+            self.reconcile().await;
+        }
+    }
+
+    /// Makes kernel routes match the leases (SPEC §6.4).
+    async fn reconcile(&mut self) {
+        self.needs_reconcile = false;
+        let observed = match self.nl.our_routes(self.ifindex).await {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(error = %e, "cannot read routes; reconcile postponed");
+                self.needs_reconcile = true;
+                return;
+            }
+        };
+        let desired = self.engine.desired_routes(now_ms());
+        let fixes = reconcile::routes(&desired, &observed);
+        if !fixes.is_empty() {
+            info!(count = fixes.len(), "reconcile: fixing kernel state");
+        }
+        let effects = fixes
+            .into_iter()
+            .map(|f| match f {
+                reconcile::Fix::AddRoute(ip) => Effect::RouteAdd(ip),
+                reconcile::Fix::RemoveRoute(ip) => Effect::RouteDel(ip),
+            })
+            .collect();
+        self.apply(effects).await;
+    }
+}
+
+fn read_dns() -> Vec<Ipv4Addr> {
+    let a = std::fs::read_to_string("/etc/resolv.conf").ok();
+    let b = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
+    let (d, fallback) = detect::dns(a.as_deref(), b.as_deref());
+    if fallback {
+        warn!("no usable nameserver in /etc/resolv.conf: offering 1.1.1.1 (set --dns)");
+    }
+    vec![d]
+}
+
+/// Runs the daemon until a terminating signal. Errors are fatal start-up
+/// failures (exit 1).
+pub async fn run(cfg: Config) -> Result<()> {
+    let nl = Netlink::connect()?;
+    let info = nl.interface(&cfg.interface).await?;
+    let (server_ip, pool) = detect::server_and_pool(&cfg.interface, &info.addrs, cfg.server_ip, cfg.pool)?;
+    if !pool.contains(server_ip) {
+        bail!("server IP {server_ip} is outside the pool {pool}");
+    }
+    let dns = if cfg.dns.is_empty() { read_dns() } else { cfg.dns.clone() };
+    info!(interface = %cfg.interface, %server_ip, %pool, ?dns, "configuration");
+
+    let (mut store, loaded) = LeaseStore::open(&cfg.lease_file)?;
+    for w in &loaded.warnings {
+        warn!(file = %cfg.lease_file.display(), "{w}");
+    }
+    let mut engine = Engine::new(EngineConfig {
+        server_ip,
+        server_mac: info.mac,
+        pool,
+        dns,
+        lease_time: cfg.lease_time,
+        offer_hold_ms: 60_000,
+        max_offers: 1024,
+        custom_options: cfg.custom_options.clone(),
+    });
+    for (rec, why) in engine.restore(now_ms(), loaded.records) {
+        warn!(mac = %rec.mac, ip = %rec.ip, "lease not restored: {why}; kept in the lease file");
+        store.carry(&rec);
+    }
+    info!(leases = engine.leases().count(), file = %cfg.lease_file.display(), "leases loaded");
+
+    let _xdp = match cfg.xdp {
+        XdpMode::Off => None,
+        mode => match xdp::attach(&cfg.interface, mode, &cfg.bpf_pin_dir) {
+            Ok(a) => {
+                info!(mode = a.mode_used, "XDP program attached");
+                Some(a)
+            }
+            Err(e) if mode == XdpMode::Auto => {
+                warn!(error = %e, "XDP unavailable; continuing without it");
+                None
+            }
+            Err(e) => return Err(e).context("--xdp"),
+        },
+    };
+
+    let io = AfPacket::open(info.index).context("cannot open the packet socket (needs CAP_NET_RAW)")?;
+    let guard = PortGuard::bind(&cfg.interface).context("cannot bind UDP port 67 on the interface")?;
+    tokio::spawn(guard.drain());
+
+    let mut d = Daemon {
+        engine,
+        store,
+        nl,
+        io,
+        ifindex: info.index,
+        server_ip,
+        server_mac: info.mac,
+        dirty_since: None,
+        needs_reconcile: false,
+    };
+    d.reconcile().await;
+    if d.engine.leases().count() > 0 {
+        d.persist().context("cannot write the lease file")?;
+    }
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut tick = tokio::time::interval(TICK);
+    let mut buf = vec![0u8; 2048];
+    info!(interface = %cfg.interface, "isodhcp ready");
+    loop {
+        tokio::select! {
+            r = d.io.recv(&mut buf) => match r {
+                Ok(n) => {
+                    let frame = buf[..n].to_vec();
+                    d.on_frame(&frame).await;
+                }
+                Err(e) => warn!(error = %e, "receive failed"),
+            },
+            _ = tick.tick() => d.on_tick().await,
+            _ = usr1.recv() => {
+                info!("SIGUSR1: reconciling kernel state");
+                d.reconcile().await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => break,
+        }
+    }
+    d.persist().context("final lease write failed")?;
+    info!("leases flushed; exiting");
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! isodhcp: DHCPv4 server that gives every client a /32 lease and a kernel
+//! host route, with an XDP program in front of it.
+//!
+//! Layers (each a folder): [`wire`] (pure codec), [`engine`] (sans-IO lease
+//! state machine), [`store`] (lease file), [`system`] (kernel effects),
+//! [`datapath`] (frame I/O), [`daemon`] (wiring), [`cli`] (command line).
+
+pub mod cli;
+pub mod daemon;
+pub mod datapath;
+pub mod engine;
+pub mod store;
+pub mod system;
+pub mod wire;

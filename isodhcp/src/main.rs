@@ -1,0 +1,65 @@
+//! isodhcp entry point: parse, validate, run. Exit status: 0 after a clean
+//! shutdown, 1 for a runtime failure at start, 2 for a bad command line,
+//! 3 when a diagnostics flag finds no daemon to talk to.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use isodhcp::cli::{self, Args};
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ISODHCP_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One clear line naming the option (clap's first line), exit 2.
+            let text = e.to_string();
+            eprintln!("isodhcp: {}", text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = match cli::validate(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("isodhcp: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(flag) = cli::client_request(&args) {
+        eprintln!("isodhcp: {flag}: the control socket is not implemented yet; no daemon can be queried");
+        return ExitCode::from(3);
+    }
+    init_logging(args.verbose, args.quiet);
+    for flag in cli::not_implemented(&args) {
+        tracing::warn!("{flag} is accepted but not implemented yet: it has no effect in this version");
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isodhcp: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(isodhcp::daemon::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

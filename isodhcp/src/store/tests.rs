@@ -1,0 +1,90 @@
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("isodhcp-store-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rec(n: u8, expires: Option<Millis>) -> LeaseRecord {
+    LeaseRecord { mac: Mac([2, 0, 0, 0, 0, n]), ip: Ipv4Addr::new(198, 18, 0, n), expires, hostname: Some(format!("h{n}")), vendor: None }
+}
+
+#[test]
+fn missing_file_is_empty() {
+    let d = tmpdir("missing");
+    let (_, l) = LeaseStore::open(&d.join("none.json")).unwrap();
+    assert!(l.records.is_empty() && l.warnings.is_empty());
+}
+
+#[test]
+fn round_trip_mode_0600_and_no_temp_left() {
+    let d = tmpdir("rt");
+    let p = d.join("leases.json");
+    let (mut s, _) = LeaseStore::open(&p).unwrap();
+    let recs = [rec(10, Some(1_795_471_476_250)), rec(11, Some(1_795_471_476_300))];
+    s.write(0, recs.iter()).unwrap();
+    assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!d.join("leases.json.tmp").exists());
+    let (_, l) = LeaseStore::open(&p).unwrap();
+    assert_eq!(l.records.len(), 2);
+    assert!(l.records.contains(&recs[0]));
+    let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["leases"]["02:00:00:00:00:0a"]["expires"], 1795471476.25);
+    assert_eq!(v["leases"]["02:00:00:00:00:0a"]["mode"], "standard");
+}
+
+#[test]
+fn reads_the_original_tools_format() {
+    let d = tmpdir("orig");
+    let p = d.join("leases.json");
+    fs::write(&p, r#"{"leases": {"AA:BB:CC:DD:EE:01": {"ip": "198.18.0.200", "expires": 1795471476.5, "masq": false, "hostname": "tv"},
+        "aa:bb:cc:dd:ee:02": {"ip": "198.18.0.6", "expires": 1795471476.3, "mode": "compat", "masq": false}},
+        "subnets": {"aa:bb:cc:dd:ee:02": {"gateway": "198.18.0.5", "subnet": "198.18.0.4/30"}}}"#).unwrap();
+    let (mut s, l) = LeaseStore::open(&p).unwrap();
+    assert_eq!(l.records, [LeaseRecord {
+        mac: Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 1]),
+        ip: Ipv4Addr::new(198, 18, 0, 200),
+        expires: Some(1_795_471_476_500),
+        hostname: Some("tv".into()),
+        vendor: None
+    }]);
+    assert_eq!(l.warnings.len(), 1, "compat record is reported: {:?}", l.warnings);
+    // The compat record and its subnet survive a rewrite unchanged.
+    s.write(0, l.records.iter()).unwrap();
+    let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    assert_eq!(v["leases"]["aa:bb:cc:dd:ee:02"]["mode"], "compat");
+    assert_eq!(v["subnets"]["aa:bb:cc:dd:ee:02"]["subnet"], "198.18.0.4/30");
+    assert_eq!(v["leases"]["aa:bb:cc:dd:ee:01"]["hostname"], "tv");
+}
+
+#[test]
+fn bad_records_are_kept_and_reported() {
+    let d = tmpdir("bad");
+    let p = d.join("leases.json");
+    fs::write(&p, r#"{"leases": {"nonsense": {"ip": "x"}, "02:00:00:00:00:05": {"ip": "198.18.0.5", "expires": -3}, "02:00:00:00:00:06": {"ip": "198.18.0.6", "expires": 1795471476.0}}}"#).unwrap();
+    let (mut s, l) = LeaseStore::open(&p).unwrap();
+    assert_eq!(l.records.len(), 1);
+    assert_eq!(l.warnings.len(), 2);
+    s.write(0, l.records.iter()).unwrap();
+    let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    assert_eq!(v["leases"]["nonsense"]["ip"], "x");
+    assert_eq!(v["leases"]["02:00:00:00:00:05"]["expires"], -3);
+}
+
+#[test]
+fn corrupt_file_is_preserved_before_rewrite() {
+    let d = tmpdir("corrupt");
+    let p = d.join("leases.json");
+    fs::write(&p, b"{\"leases\": {trunc").unwrap();
+    let (mut s, l) = LeaseStore::open(&p).unwrap();
+    assert!(l.records.is_empty());
+    assert_eq!(l.warnings.len(), 1);
+    s.write(1_800_000_000_000, [rec(7, Some(1))].iter()).unwrap();
+    let saved = d.join("leases.json.corrupt-1800000000");
+    assert_eq!(fs::read(&saved).unwrap(), b"{\"leases\": {trunc");
+    assert_eq!(LeaseStore::open(&p).unwrap().1.records.len(), 1);
+}

@@ -1,0 +1,8 @@
+//! Executors for the engine's effects on the kernel (SPEC §6) and the XDP
+//! loader (SPEC §9). Every operation is idempotent; failures are reported to
+//! the caller, which logs, counts and retries them at the next reconcile.
+
+pub mod detect;
+pub mod netlink;
+pub mod reconcile;
+pub mod xdp;

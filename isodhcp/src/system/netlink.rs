@@ -1,0 +1,150 @@
+//! rtnetlink executor: interface facts and per-client host routes (SPEC §6.1).
+//!
+//! Routes are `<ip>/32 dev <iface> scope link src <server IP>` in the main
+//! table with protocol [`ROUTE_PROTO`], added with replace semantics (so
+//! adding twice is harmless) and deleted idempotently (a missing route is
+//! success). Only routes carrying our protocol number are ever listed or
+//! removed, so routes made by anyone else are never touched.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope};
+use rtnetlink::{Handle, RouteMessageBuilder};
+
+use crate::wire::Mac;
+
+/// Route protocol number marking isodhcp's host routes (`ip route show proto 108`).
+pub const ROUTE_PROTO: u8 = 108;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open a netlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error("interface {0} does not exist")]
+    NoInterface(String),
+    #[error("interface {0} has no Ethernet address")]
+    NoMac(String),
+    #[error("netlink {op} failed: {source}")]
+    Request { op: &'static str, source: rtnetlink::Error },
+}
+
+/// What the daemon needs to know about its interface.
+#[derive(Debug, Clone)]
+pub struct InterfaceInfo {
+    pub index: u32,
+    pub mac: Mac,
+    /// IPv4 addresses with prefix lengths.
+    pub addrs: Vec<(Ipv4Addr, u8)>,
+}
+
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+fn req(op: &'static str) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    move |source| NetlinkError::Request { op, source }
+}
+
+/// True for "no such route/address" answers, which idempotent deletes accept.
+fn is_absent(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::ESRCH || m.raw_code() == -libc::EADDRNOTAVAIL || m.raw_code() == -libc::ENOENT)
+}
+
+impl Netlink {
+    /// Opens a netlink connection; the connection task runs on the current runtime.
+    pub fn connect() -> Result<Netlink, NetlinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    pub async fn interface(&self, name: &str) -> Result<InterfaceInfo, NetlinkError> {
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let link = match links.try_next().await {
+            Ok(Some(l)) => l,
+            Ok(None) => return Err(NetlinkError::NoInterface(name.into())),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => {
+                return Err(NetlinkError::NoInterface(name.into()));
+            }
+            Err(e) => return Err(req("link get")(e)),
+        };
+        let index = link.header.index;
+        let mac = link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(b) if b.len() == 6 => Some(Mac([b[0], b[1], b[2], b[3], b[4], b[5]])),
+                _ => None,
+            })
+            .ok_or_else(|| NetlinkError::NoMac(name.into()))?;
+        let mut addrs = Vec::new();
+        let mut s = self.handle.address().get().set_link_index_filter(index).execute();
+        while let Some(a) = s.try_next().await.map_err(req("address get"))? {
+            let local = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            let addr = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = local.or(addr) {
+                addrs.push((ip, a.header.prefix_len));
+            }
+        }
+        Ok(InterfaceInfo { index, mac, addrs })
+    }
+
+    fn host_route(ip: Ipv4Addr, ifindex: u32, src: Ipv4Addr) -> RouteMessage {
+        RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(ip, 32)
+            .output_interface(ifindex)
+            .pref_source(src)
+            .scope(RouteScope::Link)
+            .protocol(RouteProtocol::Other(ROUTE_PROTO))
+            .build()
+    }
+
+    /// Adds or replaces the host route for a client.
+    pub async fn route_add(&self, ip: Ipv4Addr, ifindex: u32, src: Ipv4Addr) -> Result<(), NetlinkError> {
+        self.handle.route().add(Self::host_route(ip, ifindex, src)).replace().execute().await.map_err(req("route replace"))
+    }
+
+    /// Deletes the host route for a client; a missing route is success.
+    pub async fn route_del(&self, ip: Ipv4Addr, ifindex: u32, src: Ipv4Addr) -> Result<(), NetlinkError> {
+        match self.handle.route().del(Self::host_route(ip, ifindex, src)).execute().await {
+            Err(e) if is_absent(&e) => Ok(()),
+            r => r.map_err(req("route delete")),
+        }
+    }
+
+    /// Our /32 routes on `ifindex` in the main table.
+    pub async fn our_routes(&self, ifindex: u32) -> Result<BTreeSet<Ipv4Addr>, NetlinkError> {
+        let mut out = BTreeSet::new();
+        let mut s = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+        while let Some(r) = s.try_next().await.map_err(req("route dump"))? {
+            if r.header.protocol != RouteProtocol::Other(ROUTE_PROTO) || r.header.destination_prefix_length != 32 {
+                continue;
+            }
+            let oif = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            });
+            let dst = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            if let (Some(i), Some(ip)) = (oif, dst) {
+                if i == ifindex {
+                    out.insert(ip);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

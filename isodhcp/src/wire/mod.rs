@@ -1,0 +1,77 @@
+//! DHCPv4 and frame codec: pure functions over byte slices, no I/O.
+//!
+//! Guarantees:
+//! - Every parser takes untrusted bytes and returns [`WireError`] on anything
+//!   malformed; none of them panics or reads out of bounds (fuzzed by
+//!   `fuzz/fuzz_targets/parse_frame.rs`).
+//! - [`dhcp::Message::parse`] honours option overload (RFC 2132 §9.3) and
+//!   concatenates split options (RFC 3396).
+//! - [`dhcp::Message::emit`] writes options in the order given by
+//!   [`options::OptionList`], splits values longer than 255 bytes (RFC 3396),
+//!   respects a maximum message size (RFC 2132 §9.10) by leaving out
+//!   lower-priority options, and pads the BOOTP payload to at least 300 bytes
+//!   (RFC 1542 §3.3 / RFC 951 minimum).
+//! - [`frame`] builds Ethernet II + IPv4 + UDP with correct IPv4 and UDP
+//!   checksums (RFC 791, RFC 768) and parses them with one optional 802.1Q tag.
+
+pub mod dhcp;
+pub mod frame;
+pub mod options;
+
+use std::fmt;
+
+/// A MAC address (client hardware address for htype 1).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    pub const BROADCAST: Mac = Mac([0xff; 6]);
+
+    /// Parses `aa:bb:cc:dd:ee:ff` (case-insensitive, colons only).
+    pub fn parse(s: &str) -> Option<Mac> {
+        let mut out = [0u8; 6];
+        let mut n = 0;
+        for part in s.split(':') {
+            if n == 6 || part.len() != 2 {
+                return None;
+            }
+            out[n] = u8::from_str_radix(part, 16).ok()?;
+            n += 1;
+        }
+        (n == 6).then_some(Mac(out))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    #[error("not an IPv4/UDP frame")]
+    NotIpv4Udp,
+    #[error("bad IPv4 header: {0}")]
+    BadIpv4(&'static str),
+    #[error("IPv4 fragment")]
+    Fragment,
+    #[error("bad UDP length")]
+    BadUdpLength,
+    #[error("missing DHCP magic cookie")]
+    NoMagicCookie,
+    #[error("option {0} overruns its field")]
+    OptionOverrun(u8),
+    #[error("message too large ({0} bytes)")]
+    TooLarge(usize),
+}
