@@ -175,6 +175,8 @@ pub struct Config {
     pub lease_time: u32,
     pub lease_file: PathBuf,
     pub statics: Vec<StaticEntry>,
+    /// The `--static` arguments as given, for error messages.
+    pub static_args: Vec<String>,
     pub custom_options: Vec<CustomOption>,
     pub xdp: XdpMode,
     pub bpf_pin_dir: PathBuf,
@@ -279,7 +281,7 @@ fn parse_dhcp_option(s: &str) -> Result<CustomOption, CliError> {
         "int32" => (int(0xffff_ffff)? as u32).to_be_bytes().to_vec(),
         "hex" => {
             let digits: String = val.chars().filter(|c| *c != ':' && *c != ' ').collect();
-            if digits.len() % 2 != 0 {
+            if !digits.len().is_multiple_of(2) {
                 return Err(bad(O, s, "odd number of hex digits"));
             }
             (0..digits.len())
@@ -389,12 +391,40 @@ pub fn validate(a: &Args) -> Result<Config, CliError> {
         lease_time,
         lease_file: a.lease_file.clone().unwrap_or_else(|| PathBuf::from(format!("dhcp_leases_{}.json", a.interface))),
         statics,
+        static_args: a.statics.clone(),
         custom_options,
         xdp: a.xdp,
         bpf_pin_dir: a.bpf_pin_dir.clone().unwrap_or_else(|| PathBuf::from(format!("/sys/fs/bpf/isodhcp/{san}"))),
         isolation: a.isolation,
         hook_file: a.hook_file.clone(),
     })
+}
+
+/// Checks the statics against the pool once it is known (given or
+/// auto-detected; SPEC §4.6). Fatal like every other bad value (exit 2).
+pub fn validate_statics(statics: &[StaticEntry], raw: &[String], server_ip: Ipv4Addr, pool: Cidr) -> Result<(), CliError> {
+    for (s, text) in statics.iter().zip(raw) {
+        let why = if !pool.contains(s.ip) {
+            Some(format!("{} is outside the pool {pool}", s.ip))
+        } else if s.ip == server_ip {
+            Some(format!("{} is the server IP", s.ip))
+        } else if s.ip == pool.network() || s.ip == pool.broadcast() {
+            Some(format!("{} is the pool's network or broadcast address", s.ip))
+        } else if s.compat {
+            let base = Cidr { addr: Ipv4Addr::from(u32::from(s.ip) & !3), prefix: 30 };
+            let ok = u32::from(s.ip) & 3 == 2
+                && !base.contains(server_ip)
+                && !base.contains(pool.network())
+                && !base.contains(pool.broadcast());
+            (!ok).then(|| format!("compat needs base+2 of an aligned /30 free of the server IP and the pool's network/broadcast ({base})"))
+        } else {
+            None
+        };
+        if let Some(reason) = why {
+            return Err(bad("--static", text, reason));
+        }
+    }
+    Ok(())
 }
 
 /// Options that are parsed and validated but whose feature is not built yet;
@@ -508,6 +538,28 @@ mod tests {
         assert_eq!(err(&["-p", "198.18.0.0/28", "--playground-size", "32"]).option, "--playground-size");
         assert_eq!(err(&["--rate-limit", "0"]).option, "--rate-limit");
         assert_eq!(err(&["--metrics-listen", "nope"]).option, "--metrics-listen");
+    }
+
+    #[test]
+    fn statics_are_checked_against_the_pool() {
+        let pool: Cidr = "198.18.0.0/24".parse().unwrap();
+        let server = Ipv4Addr::new(198, 18, 0, 1);
+        let check = |s: &str| {
+            let e = parse_static(s).unwrap();
+            validate_statics(&[e], &[s.to_string()], server, pool)
+        };
+        assert!(check("02:00:00:00:00:01=198.18.0.10,printer").is_ok());
+        assert!(check("02:00:00:00:00:01=198.18.0.6,compat").is_ok());
+        for bad in [
+            "02:00:00:00:00:01=198.18.1.10",
+            "02:00:00:00:00:01=198.18.0.1",
+            "02:00:00:00:00:01=198.18.0.255",
+            "02:00:00:00:00:01=198.18.0.7,compat",
+            "02:00:00:00:00:01=198.18.0.2,compat",
+            "02:00:00:00:00:01=198.18.0.254,compat",
+        ] {
+            assert_eq!(check(bad).unwrap_err().option, "--static", "{bad}");
+        }
     }
 
     #[test]

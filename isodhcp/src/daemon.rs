@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, info, warn};
 
-use crate::cli::{Config, XdpMode};
+use crate::cli::{self, Config, XdpMode};
 use crate::datapath::af_packet::AfPacket;
 use crate::datapath::{FrameIo, PortGuard};
 use crate::engine::{Effect, Engine, EngineConfig, Input, LeaseRecord, Millis, Reply};
@@ -172,6 +172,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     if !pool.contains(server_ip) {
         bail!("server IP {server_ip} is outside the pool {pool}");
     }
+    cli::validate_statics(&cfg.statics, &cfg.static_args, server_ip, pool)?;
     let dns = if cfg.dns.is_empty() { read_dns() } else { cfg.dns.clone() };
     info!(interface = %cfg.interface, %server_ip, %pool, ?dns, "configuration");
 

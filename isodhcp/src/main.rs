@@ -2,6 +2,7 @@
 //! shutdown, 1 for a runtime failure at start, 2 for a bad command line,
 //! 3 when a diagnostics flag finds no daemon to talk to.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,7 +17,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ISODHCP_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).init();
 }
 
 fn main() -> ExitCode {
@@ -57,9 +58,15 @@ fn main() -> ExitCode {
     };
     match rt.block_on(isodhcp::daemon::run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<cli::CliError>() {
+            Some(bad) => {
+                eprintln!("isodhcp: {bad}");
+                ExitCode::from(2)
+            }
+            None => {
+                tracing::error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

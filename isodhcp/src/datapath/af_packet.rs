@@ -84,7 +84,7 @@ impl FrameIo for AfPacket {
                 Ok((n as usize, from.sll_pkttype))
             });
             match res {
-                Ok(Ok((_, pkttype))) if pkttype == libc::PACKET_OUTGOING as u8 => continue,
+                Ok(Ok((_, pkttype))) if pkttype == libc::PACKET_OUTGOING => continue,
                 Ok(Ok((n, _))) if n > buf.len() => continue, // truncated: larger than any DHCP frame we accept
                 Ok(Ok((n, _))) => return Ok(n),
                 Ok(Err(e)) => return Err(e),

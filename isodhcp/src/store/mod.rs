@@ -82,7 +82,7 @@ pub struct LeaseStore {
 }
 
 fn to_millis(secs: f64) -> Option<Millis> {
-    (secs.is_finite() && secs >= 0.0 && secs < 1e13).then(|| (secs * 1000.0).round() as Millis)
+    (0.0..1e13).contains(&secs).then(|| (secs * 1000.0).round() as Millis)
 }
 
 fn decode_record(mac: &str, v: &Value) -> Result<LeaseRecord, String> {
