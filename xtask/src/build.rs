@@ -1,0 +1,152 @@
+//! build-ebpf, build, run, test.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{cargo, run as sh, target_dir, workspace_root};
+
+/// Environment that a `cargo run` of xtask (stable) leaks into children and
+/// that would make the nightly eBPF build use the wrong compiler or flags.
+const TOOLCHAIN_ENV: &[&str] = &[
+    "RUSTC",
+    "RUSTDOC",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTUP_TOOLCHAIN",
+    "CARGO",
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_RUSTC",
+];
+
+/// RUSTFLAGS of the eBPF build: BTF lets bpftool print the counter field names.
+const EBPF_RUSTFLAGS: &str = "-Cdebuginfo=2 -Clink-arg=--btf";
+
+/// Extra arguments for the libtest harness of `cargo xtask test`, after `--`
+/// (e.g. "--test-threads=1" once the namespace tests need it).
+const TEST_HARNESS_ARGS: &[&str] = &["--test-threads=1"];
+
+/// Path of the eBPF object produced by `build_ebpf`.
+pub fn ebpf_object() -> PathBuf {
+    target_dir().join("bpfel-unknown-none/release/isodhcp-ebpf")
+}
+
+/// Path of the release daemon binary.
+pub fn daemon_bin() -> PathBuf {
+    target_dir().join("release/isodhcp")
+}
+
+/// Builds the XDP object with nightly and bpf-linker; returns its path.
+pub fn build_ebpf() -> Result<PathBuf> {
+    let mut cmd = Command::new("rustup");
+    for k in TOOLCHAIN_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.current_dir(workspace_root())
+        .env("RUSTFLAGS", EBPF_RUSTFLAGS)
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "build",
+            "-p",
+            "isodhcp-ebpf",
+            "--release",
+        ])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"]);
+    sh(&mut cmd).context("eBPF build failed (run `cargo xtask setup` for the toolchain)")?;
+    let obj = ebpf_object();
+    if !obj.is_file() {
+        bail!("eBPF build succeeded but {} is missing", obj.display());
+    }
+    Ok(obj)
+}
+
+/// build-ebpf, then the release daemon with the object embedded.
+pub fn build() -> Result<PathBuf> {
+    let obj = build_ebpf()?;
+    sh(cargo()
+        .env("ISODHCP_EBPF_OBJ", &obj)
+        .args(["build", "--release", "-p", "isodhcp"]))?;
+    Ok(daemon_bin())
+}
+
+/// build, then replace this process with the daemon.
+pub fn run(args: &[String]) -> Result<()> {
+    let bin = build()?;
+    eprintln!("xtask: exec {} {}", bin.display(), args.join(" "));
+    let err = Command::new(&bin).args(args).exec();
+    Err(err).with_context(|| format!("cannot exec {}", bin.display()))
+}
+
+/// Seconds the fuzz target runs in `xtask test` (a smoke run; long runs are manual).
+const FUZZ_SECONDS: &str = "30";
+
+/// setup, build, lints, a bounded fuzz run, then the whole workspace's tests
+/// in release mode. The last line is the summed `N passed, N failed` of
+/// every test binary; the exit code is cargo's.
+pub fn test(args: &[String]) -> Result<()> {
+    crate::setup::run()?;
+    let bin = build()?;
+    let obj = ebpf_object();
+    // ARGS before a literal `--` go to cargo test, the rest to the harness.
+    let (cargo_args, harness_args) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    if cargo_args.is_empty() {
+        sh(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        fuzz_smoke()?;
+    }
+    let mut cmd = cargo();
+    cmd.env("ISODHCP_BIN", &bin)
+        .env("ISODHCP_EBPF_OBJ", &obj)
+        .args(["test", "--release"]);
+    // cargo ignores `-p` next to `--workspace`: test everything only when no package is named.
+    let names_package = cargo_args
+        .iter()
+        .any(|a| a == "-p" || a.starts_with("--package") || (a.starts_with("-p") && a.len() > 2));
+    if !names_package {
+        cmd.arg("--workspace");
+    }
+    cmd.args(cargo_args);
+    cmd.arg("--").args(TEST_HARNESS_ARGS).args(harness_args);
+    crate::util::run_counting_tests(&mut cmd)
+}
+
+/// Builds the fuzz target with cargo-fuzz (nightly) and runs it briefly.
+fn fuzz_smoke() -> Result<()> {
+    let mut cmd = std::process::Command::new("cargo");
+    for k in [
+        "RUSTC",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+    ] {
+        cmd.env_remove(k);
+    }
+    let max_time = format!("-max_total_time={FUZZ_SECONDS}");
+    sh(cmd.current_dir(workspace_root()).args([
+        "+nightly",
+        "fuzz",
+        "run",
+        "parse_frame",
+        "--",
+        &max_time,
+        "-max_len=1600",
+    ]))
+}
