@@ -17,10 +17,13 @@ use tracing::{debug, info, warn};
 use crate::cli::{self, Config, XdpMode};
 use crate::datapath::af_packet::AfPacket;
 use crate::datapath::{FrameIo, PortGuard};
-use crate::engine::{Effect, Engine, EngineConfig, Input, LeaseRecord, Millis, Reply};
+use crate::engine::{
+    Binding, Effect, Engine, EngineConfig, Input, LeaseRecord, Millis, Mode, Reply,
+};
 use crate::store::LeaseStore;
 use crate::system::netlink::Netlink;
-use crate::system::{detect, reconcile, xdp};
+use crate::system::reconcile::{self, Fix, KernelState};
+use crate::system::{detect, xdp};
 use crate::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
 use crate::wire::{Mac, dhcp};
 
@@ -30,7 +33,10 @@ const TICK: Duration = Duration::from_secs(1);
 const LAZY_FLUSH_MS: Millis = 60_000;
 
 fn now_ms() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
 }
 
 struct Daemon<D: FrameIo> {
@@ -38,6 +44,7 @@ struct Daemon<D: FrameIo> {
     store: LeaseStore,
     nl: Netlink,
     io: D,
+    iface: String,
     ifindex: u32,
     server_ip: Ipv4Addr,
     server_mac: Mac,
@@ -50,7 +57,8 @@ struct Daemon<D: FrameIo> {
 impl<D: FrameIo> Daemon<D> {
     fn persist(&mut self) -> Result<()> {
         let records: Vec<LeaseRecord> = self.engine.leases().map(LeaseRecord::from).collect();
-        self.store.write(now_ms(), records.iter())?;
+        self.store
+            .write(now_ms(), records.iter(), &self.engine.quarantined())?;
         self.engine.mark_persisted();
         self.dirty_since = None;
         Ok(())
@@ -59,18 +67,9 @@ impl<D: FrameIo> Daemon<D> {
     async fn apply(&mut self, effects: Vec<Effect>) {
         for fx in effects {
             match fx {
-                Effect::RouteAdd(ip) => {
-                    if let Err(e) = self.nl.route_add(ip, self.ifindex, self.server_ip).await {
-                        warn!(%ip, error = %e, "host route not installed; will retry");
-                        self.needs_reconcile = true;
-                    }
-                }
-                Effect::RouteDel(ip) => {
-                    if let Err(e) = self.nl.route_del(ip, self.ifindex, self.server_ip).await {
-                        warn!(%ip, error = %e, "host route not removed; will retry");
-                        self.needs_reconcile = true;
-                    }
-                }
+                Effect::Bind(b) => self.bind(&b, true).await,
+                Effect::Unbind(b) => self.bind(&b, false).await,
+                Effect::Known(..) => {} // XDP known-clients map: lands with the XDP hot path.
                 Effect::PersistNow => {
                     if let Err(e) = self.persist() {
                         // Not on disk: withhold the rest (the ACK). The client retries.
@@ -87,6 +86,32 @@ impl<D: FrameIo> Daemon<D> {
         }
     }
 
+    /// Brings a lease's kernel resources up or down (SPEC §6.1, §6.2).
+    async fn bind(&mut self, b: &Binding, up: bool) {
+        let fix = match (b.mode, up) {
+            (Mode::Isolated, true) => Fix::AddRoute(b.ip),
+            (Mode::Isolated, false) => Fix::RemoveRoute(b.ip),
+            (Mode::Compat, true) => Fix::AddAlias(b.gateway, 30),
+            (Mode::Compat, false) => Fix::RemoveAlias(b.gateway, 30),
+            (Mode::Playground, _) => return,
+        };
+        self.fix(fix).await;
+    }
+
+    async fn fix(&mut self, fix: Fix) {
+        let (ifindex, src) = (self.ifindex, self.server_ip);
+        let r = match &fix {
+            Fix::AddRoute(ip) => self.nl.route_add(*ip, ifindex, src).await,
+            Fix::RemoveRoute(ip) => self.nl.route_del(*ip, ifindex, src).await,
+            Fix::AddAlias(ip, p) => self.nl.alias_add(*ip, *p, ifindex).await,
+            Fix::RemoveAlias(ip, p) => self.nl.alias_del(*ip, *p, ifindex).await,
+        };
+        if let Err(e) = r {
+            warn!(?fix, error = %e, "kernel change failed; will retry");
+            self.needs_reconcile = true;
+        }
+    }
+
     fn send(&mut self, r: &Reply) {
         let a = Addressing {
             src_mac: self.server_mac,
@@ -96,7 +121,10 @@ impl<D: FrameIo> Daemon<D> {
             src_port: DHCP_SERVER_PORT,
             dst_port: DHCP_CLIENT_PORT,
         };
-        match frame::build(&a, &r.payload).map_err(std::io::Error::other).and_then(|f| self.io.send(&f)) {
+        match frame::build(&a, &r.payload)
+            .map_err(std::io::Error::other)
+            .and_then(|f| self.io.send(&f))
+        {
             Ok(()) => debug!(kind = ?r.kind, dst = %r.dst_ip, "reply sent"),
             Err(e) => warn!(error = %e, "reply not sent"),
         }
@@ -107,8 +135,27 @@ impl<D: FrameIo> Daemon<D> {
         if f.dst_port != DHCP_SERVER_PORT {
             return;
         }
-        let Ok(msg) = dhcp::Message::parse(f.payload) else { return };
-        let fx = self.engine.handle(now_ms(), Input::Dhcp { src_mac: f.src_mac, msg: &msg });
+        let Ok(msg) = dhcp::Message::parse(f.payload) else {
+            return;
+        };
+        // Conflict detection (SPEC §4.7): only for DISCOVERs that need a new address.
+        let candidates = self.engine.candidates(&msg);
+        let in_use = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            self.nl.neighbours_alive(self.ifindex, &candidates).await.unwrap_or_else(|e| {
+                warn!(error = %e, "neighbour table unreadable; offering without conflict check");
+                Vec::new()
+            })
+        };
+        let fx = self.engine.handle(
+            now_ms(),
+            Input::Dhcp {
+                src_mac: f.src_mac,
+                msg: &msg,
+                in_use: &in_use,
+            },
+        );
         self.apply(fx).await;
     }
 
@@ -116,7 +163,10 @@ impl<D: FrameIo> Daemon<D> {
         let now = now_ms();
         let fx = self.engine.handle(now, Input::Tick);
         self.apply(fx).await;
-        if self.dirty_since.is_some_and(|t| now.saturating_sub(t) >= LAZY_FLUSH_MS) {
+        if self
+            .dirty_since
+            .is_some_and(|t| now.saturating_sub(t) >= LAZY_FLUSH_MS)
+        {
             if let Err(e) = self.persist() {
                 warn!(error = %e, "batched lease write failed; will retry");
             }
@@ -126,30 +176,38 @@ impl<D: FrameIo> Daemon<D> {
         }
     }
 
-    /// Makes kernel routes match the leases (SPEC §6.4).
+    /// Reads the kernel state isodhcp manages.
+    async fn observe(&self) -> Result<KernelState, crate::system::netlink::NetlinkError> {
+        let routes = self.nl.our_routes(self.ifindex).await?;
+        let info = self.nl.interface(&self.iface).await?;
+        let pg = self.engine.playground_block().map(|b| b.prefix);
+        let aliases =
+            KernelState::our_aliases(&info.addrs, self.engine.pool().cidr(), self.server_ip, pg);
+        Ok(KernelState { routes, aliases })
+    }
+
+    /// Makes kernel state match the leases (SPEC §6.4).
     async fn reconcile(&mut self) {
         self.needs_reconcile = false;
-        let observed = match self.nl.our_routes(self.ifindex).await {
+        let observed = match self.observe().await {
             Ok(o) => o,
             Err(e) => {
-                warn!(error = %e, "cannot read routes; reconcile postponed");
+                warn!(error = %e, "cannot read kernel state; reconcile postponed");
                 self.needs_reconcile = true;
                 return;
             }
         };
-        let desired = self.engine.desired_routes(now_ms());
-        let fixes = reconcile::routes(&desired, &observed);
+        let desired = KernelState::desired(
+            &self.engine.desired(now_ms()),
+            self.engine.playground_alias(),
+        );
+        let fixes = reconcile::diff(&desired, &observed);
         if !fixes.is_empty() {
             info!(count = fixes.len(), "reconcile: fixing kernel state");
         }
-        let effects = fixes
-            .into_iter()
-            .map(|f| match f {
-                reconcile::Fix::AddRoute(ip) => Effect::RouteAdd(ip),
-                reconcile::Fix::RemoveRoute(ip) => Effect::RouteDel(ip),
-            })
-            .collect();
-        self.apply(effects).await;
+        for f in fixes {
+            self.fix(f).await;
+        }
     }
 }
 
@@ -168,31 +226,53 @@ fn read_dns() -> Vec<Ipv4Addr> {
 pub async fn run(cfg: Config) -> Result<()> {
     let nl = Netlink::connect()?;
     let info = nl.interface(&cfg.interface).await?;
-    let (server_ip, pool) = detect::server_and_pool(&cfg.interface, &info.addrs, cfg.server_ip, cfg.pool)?;
+    let (server_ip, pool) =
+        detect::server_and_pool(&cfg.interface, &info.addrs, cfg.server_ip, cfg.pool)?;
     if !pool.contains(server_ip) {
         bail!("server IP {server_ip} is outside the pool {pool}");
     }
     cli::validate_statics(&cfg.statics, &cfg.static_args, server_ip, pool)?;
-    let dns = if cfg.dns.is_empty() { read_dns() } else { cfg.dns.clone() };
+    let dns = if cfg.dns.is_empty() {
+        read_dns()
+    } else {
+        cfg.dns.clone()
+    };
     info!(interface = %cfg.interface, %server_ip, %pool, ?dns, "configuration");
 
     let (mut store, loaded) = LeaseStore::open(&cfg.lease_file)?;
     for w in &loaded.warnings {
         warn!(file = %cfg.lease_file.display(), "{w}");
     }
-    let mut engine = Engine::new(EngineConfig {
-        server_ip,
-        server_mac: info.mac,
-        pool,
-        dns,
-        lease_time: cfg.lease_time,
-        offer_hold_ms: 60_000,
-        max_offers: 1024,
-        custom_options: cfg.custom_options.clone(),
-    });
-    for (rec, why) in engine.restore(now_ms(), loaded.records) {
+    let existing: Vec<Ipv4Addr> = loaded
+        .records
+        .iter()
+        .filter(|r| r.mode != Mode::Playground)
+        .map(|r| r.ip)
+        .collect();
+    let mut engine = Engine::new(
+        EngineConfig {
+            dns,
+            lease_time: cfg.lease_time,
+            custom_options: cfg.custom_options.clone(),
+            statics: cfg.statics.clone(),
+            classifier: cfg.classifier.clone(),
+            playground_size: cfg.playground_size,
+            ..EngineConfig::new(server_ip, info.mac, pool)
+        },
+        &existing,
+    )
+    .map_err(|e| cli::CliError {
+        option: "--static/--playground-size",
+        value: String::new(),
+        reason: e.to_string(),
+    })?;
+    let (start_fx, rejected) = engine.start(now_ms(), loaded.records, loaded.quarantine);
+    for (rec, why) in rejected {
         warn!(mac = %rec.mac, ip = %rec.ip, "lease not restored: {why}; kept in the lease file");
         store.carry(&rec);
+    }
+    if let Some(pg) = engine.playground_block() {
+        info!(block = %pg, "playground block reserved");
     }
     info!(leases = engine.leases().count(), file = %cfg.lease_file.display(), "leases loaded");
 
@@ -211,8 +291,10 @@ pub async fn run(cfg: Config) -> Result<()> {
         },
     };
 
-    let io = AfPacket::open(info.index).context("cannot open the packet socket (needs CAP_NET_RAW)")?;
-    let guard = PortGuard::bind(&cfg.interface).context("cannot bind UDP port 67 on the interface")?;
+    let io =
+        AfPacket::open(info.index).context("cannot open the packet socket (needs CAP_NET_RAW)")?;
+    let guard =
+        PortGuard::bind(&cfg.interface).context("cannot bind UDP port 67 on the interface")?;
     tokio::spawn(guard.drain());
 
     let mut d = Daemon {
@@ -220,12 +302,16 @@ pub async fn run(cfg: Config) -> Result<()> {
         store,
         nl,
         io,
+        iface: cfg.interface.clone(),
         ifindex: info.index,
         server_ip,
         server_mac: info.mac,
         dirty_since: None,
         needs_reconcile: false,
     };
+    // Statics come up (and their hooks run) before any client speaks; then
+    // everything else the leases need is reconciled.
+    d.apply(start_fx).await;
     d.reconcile().await;
     if d.engine.leases().count() > 0 {
         d.persist().context("cannot write the lease file")?;

@@ -16,8 +16,14 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ISODHCP_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ISODHCP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -30,7 +36,13 @@ fn main() -> ExitCode {
         Err(e) => {
             // One clear line naming the option (clap's first line), exit 2.
             let text = e.to_string();
-            eprintln!("isodhcp: {}", text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: "));
+            eprintln!(
+                "isodhcp: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+            );
             return ExitCode::from(2);
         }
     };
@@ -42,14 +54,21 @@ fn main() -> ExitCode {
         }
     };
     if let Some(flag) = cli::client_request(&args) {
-        eprintln!("isodhcp: {flag}: the control socket is not implemented yet; no daemon can be queried");
+        eprintln!(
+            "isodhcp: {flag}: the control socket is not implemented yet; no daemon can be queried"
+        );
         return ExitCode::from(3);
     }
     init_logging(args.verbose, args.quiet);
     for flag in cli::not_implemented(&args) {
-        tracing::warn!("{flag} is accepted but not implemented yet: it has no effect in this version");
+        tracing::warn!(
+            "{flag} is accepted but not implemented yet: it has no effect in this version"
+        );
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("isodhcp: cannot start the runtime: {e}");

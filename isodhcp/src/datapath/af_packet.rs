@@ -38,20 +38,40 @@ pub struct AfPacket {
 }
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 impl AfPacket {
     pub fn open(ifindex: u32) -> io::Result<AfPacket> {
-        let ifindex = i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let ifindex =
+            i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: plain socket(2); protocol 0 means nothing is queued until bind.
-        let raw = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+        let raw = check(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })?;
         // SAFETY: raw is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let prog = libc::sock_fprog { len: FILTER.len() as u16, filter: FILTER.as_ptr() as *mut _ };
+        let prog = libc::sock_fprog {
+            len: FILTER.len() as u16,
+            filter: FILTER.as_ptr() as *mut _,
+        };
         // SAFETY: prog points at a valid filter array that outlives the call.
         check(unsafe {
-            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, (&prog as *const libc::sock_fprog).cast(), mem::size_of::<libc::sock_fprog>() as u32)
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&prog as *const libc::sock_fprog).cast(),
+                mem::size_of::<libc::sock_fprog>() as u32,
+            )
         })?;
         // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
@@ -59,7 +79,13 @@ impl AfPacket {
         sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
         sll.sll_ifindex = ifindex;
         // SAFETY: sll is a valid sockaddr_ll of the given size.
-        check(unsafe { libc::bind(fd.as_raw_fd(), (&sll as *const libc::sockaddr_ll).cast(), mem::size_of::<libc::sockaddr_ll>() as u32) })?;
+        check(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        })?;
         // SAFETY: OwnedFd keeps the same open descriptor for as long as the AsyncFd owns it.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
         Ok(AfPacket { fd, ifindex })
@@ -76,7 +102,14 @@ impl FrameIo for AfPacket {
                 let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
                 // SAFETY: buf and from are valid for writes of the given sizes.
                 let n = unsafe {
-                    libc::recvfrom(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC, (&mut from as *mut libc::sockaddr_ll).cast(), &mut len)
+                    libc::recvfrom(
+                        fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_TRUNC,
+                        (&mut from as *mut libc::sockaddr_ll).cast(),
+                        &mut len,
+                    )
                 };
                 if n < 0 {
                     return Err(io::Error::last_os_error());
@@ -106,8 +139,19 @@ impl FrameIo for AfPacket {
         to.sll_addr[..6].copy_from_slice(&frame[..6]);
         // SAFETY: frame and to are valid for reads of the given sizes.
         let n = unsafe {
-            libc::sendto(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0, (&to as *const libc::sockaddr_ll).cast(), mem::size_of::<libc::sockaddr_ll>() as u32)
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&to as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
         };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 }

@@ -18,7 +18,11 @@ impl Cidr {
     }
 
     pub fn mask(&self) -> u32 {
-        if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) }
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        }
     }
 
     pub fn mask_addr(&self) -> Ipv4Addr {
@@ -77,7 +81,10 @@ impl FromStr for Cidr {
         }
         let c = Cidr { addr, prefix };
         if c.network() != addr {
-            return Err(CidrError::HostBits(Cidr { addr: c.network(), prefix }));
+            return Err(CidrError::HostBits(Cidr {
+                addr: c.network(),
+                prefix,
+            }));
         }
         Ok(c)
     }
@@ -101,8 +108,18 @@ mod tests {
 
     #[test]
     fn rejects_host_bits_and_garbage() {
-        assert!(matches!("198.18.0.1/24".parse::<Cidr>(), Err(CidrError::HostBits(_))));
-        for bad in ["198.18.0.0", "198.18.0.0/33", "198.18.0/24", "198.18.0.0/+4", "x/24", "198.18.0.0/"] {
+        assert!(matches!(
+            "198.18.0.1/24".parse::<Cidr>(),
+            Err(CidrError::HostBits(_))
+        ));
+        for bad in [
+            "198.18.0.0",
+            "198.18.0.0/33",
+            "198.18.0/24",
+            "198.18.0.0/+4",
+            "x/24",
+            "198.18.0.0/",
+        ] {
             assert_eq!(bad.parse::<Cidr>(), Err(CidrError::Syntax), "{bad}");
         }
     }

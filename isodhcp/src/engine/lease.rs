@@ -1,22 +1,61 @@
-//! A client's lease and its persisted form.
+//! A client's lease, its persisted form, and the resources it implies.
 
 use std::net::Ipv4Addr;
 
 use super::Millis;
+use super::cidr::Cidr;
+use super::classify::{Mode, Profile};
 use crate::wire::Mac;
 
-/// A committed lease held by the engine.
+/// Option 82 as received (RFC 3046), echoed unchanged in replies.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RelayInfo {
+    pub raw: Vec<u8>,
+}
+
+impl RelayInfo {
+    fn sub(&self, code: u8) -> Option<&[u8]> {
+        let mut v = self.raw.as_slice();
+        while let [c, len, rest @ ..] = v {
+            let len = usize::from(*len);
+            if rest.len() < len {
+                return None;
+            }
+            if *c == code {
+                return Some(&rest[..len]);
+            }
+            v = &rest[len..];
+        }
+        None
+    }
+
+    /// Sub-option 1.
+    pub fn circuit_id(&self) -> Option<&[u8]> {
+        self.sub(1)
+    }
+
+    /// Sub-option 2.
+    pub fn remote_id(&self) -> Option<&[u8]> {
+        self.sub(2)
+    }
+}
+
+/// A lease held by the engine (dynamic or static).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub mac: Mac,
     pub ip: Ipv4Addr,
-    /// Unix ms at which the lease ends.
+    pub profile: Profile,
+    pub is_static: bool,
+    /// Unix ms at which the lease ends ([`super::NEVER`] for statics).
     pub expires: Millis,
     /// Set for leases read back already expired (SPEC §7 grace): the address
     /// stays reserved for the client until then.
     pub grace_until: Option<Millis>,
     pub hostname: Option<String>,
+    /// Option 60 seen in the first DISCOVER or REQUEST of the lease.
     pub vendor: Option<String>,
+    pub relay: Option<RelayInfo>,
     /// Expiry as last written to disk (decides whether a renewal is batched).
     pub persisted_expires: Millis,
 }
@@ -28,6 +67,31 @@ impl Lease {
     }
 }
 
+/// Everything the executors need to bring a lease's resources up or down:
+/// route (isolated), alias (compat), nft set elements, SNAT, hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub mode: Mode,
+    pub masq: bool,
+    /// Server IP, /30 gateway or playground gateway.
+    pub gateway: Ipv4Addr,
+    /// The /30 (compat) or playground block.
+    pub subnet: Option<Cidr>,
+    pub hostname: Option<String>,
+    /// `None` for statics.
+    pub expires: Option<Millis>,
+}
+
+impl Binding {
+    pub fn netmask(&self) -> Ipv4Addr {
+        self.subnet
+            .map(|s| s.mask_addr())
+            .unwrap_or(Ipv4Addr::BROADCAST)
+    }
+}
+
 /// A lease as exchanged with the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {
@@ -35,20 +99,41 @@ pub struct LeaseRecord {
     pub ip: Ipv4Addr,
     /// `None` for statics (never expire).
     pub expires: Option<Millis>,
+    pub mode: Mode,
+    pub masq: bool,
     pub hostname: Option<String>,
     pub vendor: Option<String>,
 }
 
 impl From<&Lease> for LeaseRecord {
     fn from(l: &Lease) -> Self {
-        LeaseRecord { mac: l.mac, ip: l.ip, expires: Some(l.expires), hostname: l.hostname.clone(), vendor: l.vendor.clone() }
+        LeaseRecord {
+            mac: l.mac,
+            ip: l.ip,
+            expires: (!l.is_static).then_some(l.expires),
+            mode: l.profile.mode,
+            masq: l.profile.masq,
+            hostname: l.hostname.clone(),
+            vendor: l.vendor.clone(),
+        }
     }
+}
+
+/// A quarantined address as exchanged with the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRecord {
+    pub ip: Ipv4Addr,
+    pub until: Millis,
+    pub reason: String,
 }
 
 /// Option 12 decoded lossily, control characters removed, at most 63 bytes
 /// (SPEC §5), cut on a character boundary.
 pub fn sanitise_hostname(raw: &[u8]) -> String {
-    let s: String = String::from_utf8_lossy(raw).chars().filter(|c| !c.is_control()).collect();
+    let s: String = String::from_utf8_lossy(raw)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
     let s = s.trim();
     let mut end = s.len().min(63);
     while !s.is_char_boundary(end) {
@@ -68,5 +153,15 @@ mod tests {
         assert_eq!(sanitise_hostname(&[b'x'; 80]).len(), 63);
         let multi = "é".repeat(40); // 80 bytes
         assert_eq!(sanitise_hostname(multi.as_bytes()).len(), 62);
+    }
+
+    #[test]
+    fn relay_sub_options() {
+        let r = RelayInfo {
+            raw: vec![1, 3, b'p', b'o', b'1', 2, 2, b'a', b'p'],
+        };
+        assert_eq!(r.circuit_id(), Some(&b"po1"[..]));
+        assert_eq!(r.remote_id(), Some(&b"ap"[..]));
+        assert_eq!(RelayInfo { raw: vec![1, 9, 0] }.circuit_id(), None);
     }
 }

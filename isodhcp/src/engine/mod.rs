@@ -4,56 +4,58 @@
 //! milliseconds), nothing here reads a clock, opens a socket or talks to the
 //! kernel. Effects are returned in the order they must be carried out:
 //! kernel state first, then durable persistence, then the reply — so an ACK
-//! never leaves before the lease is routed and on disk (SPEC §5 "Commit").
+//! never leaves before the lease is bound and on disk (SPEC §5 "Commit").
 //!
 //! Guarantees:
 //! - A DISCOVER only reserves an address for the offer hold; it commits
-//!   nothing (no route, no write). Outstanding offers are capped; the oldest
-//!   is dropped first.
+//!   nothing (no binding, no write). Outstanding offers are capped; the
+//!   oldest is dropped first.
 //! - REQUEST handling follows RFC 2131 §4.3.2 by client state (SELECTING,
 //!   INIT-REBOOT, RENEWING/REBINDING) with the ACK/NAK/silence rules of SPEC §5.
-//! - RELEASE is honoured only from the lease owner for its own address.
+//! - RELEASE and DECLINE are honoured only from the lease owner for its own
+//!   address; static addresses never return to the pool.
 //! - Every lookup is a hash or ordered-set operation: O(log n) in leases.
 
 pub mod cidr;
+pub mod classify;
+pub mod config;
+mod handlers;
 mod lease;
 pub mod pool;
+mod quarantine;
 mod reply;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
-pub use lease::{Lease, LeaseRecord};
+pub use classify::{Mode, Profile};
+pub use config::{CustomOption, EngineConfig, StaticEntry};
+pub use lease::{Binding, Lease, LeaseRecord, QuarantineRecord, RelayInfo};
 
-use crate::cli::CustomOption;
-use crate::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
-use crate::wire::options::{self, MessageType};
 use crate::wire::Mac;
+use crate::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
+use crate::wire::options::MessageType;
 use cidr::Cidr;
 use pool::Pool;
+use quarantine::Quarantine;
 
 /// Unix time in milliseconds.
 pub type Millis = u64;
-
-/// Static configuration of the engine.
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    pub server_ip: Ipv4Addr,
-    pub server_mac: Mac,
-    pub pool: Cidr,
-    pub dns: Vec<Ipv4Addr>,
-    pub lease_time: u32,
-    pub offer_hold_ms: Millis,
-    pub max_offers: usize,
-    pub custom_options: Vec<CustomOption>,
-}
+/// Expiry of leases that never expire (statics).
+pub const NEVER: Millis = Millis::MAX;
 
 /// Something that happened outside the engine.
 #[derive(Debug)]
 pub enum Input<'a> {
-    /// A DHCP message received in a frame from `src_mac`.
-    Dhcp { src_mac: Mac, msg: &'a Message },
-    /// Periodic timer: expire offers and leases.
+    /// A DHCP message received in a frame from `src_mac`. `in_use` lists
+    /// addresses the kernel neighbour table shows as alive, among those
+    /// [`Engine::candidates`] named (SPEC §4.7); empty when not probed.
+    Dhcp {
+        src_mac: Mac,
+        msg: &'a Message,
+        in_use: &'a [Ipv4Addr],
+    },
+    /// Periodic timer: expire offers, leases and quarantine.
     Tick,
 }
 
@@ -69,10 +71,12 @@ pub struct Reply {
 /// What the executors must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Install the client's host route (replace semantics).
-    RouteAdd(Ipv4Addr),
-    /// Remove the client's host route.
-    RouteDel(Ipv4Addr),
+    /// A lease became active: route or alias, nft elements, SNAT, hook `add`.
+    Bind(Binding),
+    /// A lease ended: undo what `Bind` did, hook `del`.
+    Unbind(Binding),
+    /// The XDP known-clients map gains (`true`) or loses a MAC (SPEC §9).
+    Known(Mac, bool),
     /// Write the lease table durably before carrying out the next effect.
     PersistNow,
     /// The lease table changed in a way that may be written lazily (renewals).
@@ -91,7 +95,10 @@ pub enum Drop {
     NotOurServer,
     NoAddressNamed,
     PoolExhausted,
+    NoFreeBlock,
     NotOwner,
+    DeclineNotOwner,
+    InformOutsidePool,
     Unsupported,
     Encode,
 }
@@ -104,13 +111,31 @@ pub struct Stats {
     pub offers: u64,
     pub acks: u64,
     pub releases: u64,
+    pub declines: u64,
+    pub informs: u64,
     pub expired: u64,
+    pub conflicts: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Offer {
     ip: Ipv4Addr,
     until: Millis,
+    profile: Profile,
+    vendor: Option<String>,
+}
+
+/// Why the engine refused its configuration (fatal at start, exit 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("static {mac}={ip}: {why}")]
+    Static {
+        mac: Mac,
+        ip: Ipv4Addr,
+        why: &'static str,
+    },
+    #[error("no aligned block of {0} addresses is free for the playground")]
+    NoPlaygroundBlock(u32),
 }
 
 /// The lease engine.
@@ -118,28 +143,81 @@ struct Offer {
 pub struct Engine {
     cfg: EngineConfig,
     pool: Pool,
+    statics: HashMap<Mac, StaticEntry>,
     leases: HashMap<Mac, Lease>,
     owners: HashMap<Ipv4Addr, Mac>,
     /// (time, mac) at which a lease stops holding its address.
     expiry: BTreeSet<(Millis, Mac)>,
     offers: HashMap<Mac, Offer>,
     offer_expiry: BTreeSet<(Millis, Mac)>,
+    quarantine: Quarantine,
+    /// Last "no free /30" warning per client (one a minute).
+    block_warned: HashMap<Mac, Millis>,
     pub stats: Stats,
 }
 
 impl Engine {
-    pub fn new(cfg: EngineConfig) -> Engine {
-        let pool = Pool::new(cfg.pool, cfg.server_ip);
-        Engine {
+    /// Builds the engine: reserves statics, chooses the playground block
+    /// (avoiding `existing`, the addresses of leases about to be restored).
+    pub fn new(cfg: EngineConfig, existing: &[Ipv4Addr]) -> Result<Engine, ConfigError> {
+        let mut reserved = Vec::new();
+        let mut avoid: Vec<Ipv4Addr> = existing.to_vec();
+        for s in &cfg.statics {
+            if s.compat {
+                let b = u32::from(s.ip) & !3;
+                reserved.extend((b..b + 4).map(Ipv4Addr::from));
+            } else {
+                reserved.push(s.ip);
+            }
+            if !s.playground {
+                avoid.push(s.ip);
+            }
+        }
+        let pool = Pool::new(
+            cfg.pool,
+            cfg.server_ip,
+            &reserved,
+            cfg.playground_size,
+            &avoid,
+        );
+        if let Some(n) = cfg.playground_size {
+            if pool.playground().is_none() {
+                return Err(ConfigError::NoPlaygroundBlock(n));
+            }
+        }
+        let mut statics = HashMap::new();
+        for s in &cfg.statics {
+            let in_block = pool.playground().is_some_and(|p| p.block.contains(s.ip));
+            if s.playground && !pool.playground_host(s.ip) {
+                return Err(ConfigError::Static {
+                    mac: s.mac,
+                    ip: s.ip,
+                    why: "a playground static must be a host of the playground block",
+                });
+            }
+            if !s.playground && in_block {
+                return Err(ConfigError::Static {
+                    mac: s.mac,
+                    ip: s.ip,
+                    why: "address lies in the playground block",
+                });
+            }
+            statics.insert(s.mac, s.clone());
+        }
+        let quarantine = Quarantine::new((cfg.pool.size() as usize / 2).max(16));
+        Ok(Engine {
             cfg,
             pool,
+            statics,
             leases: HashMap::new(),
             owners: HashMap::new(),
             expiry: BTreeSet::new(),
             offers: HashMap::new(),
             offer_expiry: BTreeSet::new(),
+            quarantine,
+            block_warned: HashMap::new(),
             stats: Stats::default(),
-        }
+        })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -150,56 +228,171 @@ impl Engine {
         Millis::from(self.cfg.lease_time) * 1000
     }
 
-    /// Restores leases from the store (SPEC §7). Leases that expired less
-    /// than one lease time ago are kept in a grace state: their address is
-    /// not offered to anyone else until the grace ends, and they get no route
-    /// until the client comes back. Returns the records that could not be
-    /// restored, with the reason.
-    pub fn restore(&mut self, now: Millis, records: Vec<LeaseRecord>) -> Vec<(LeaseRecord, &'static str)> {
+    /// Restores leases and quarantine from the store, then reserves the
+    /// statics (SPEC §4.6, §7). Leases that expired less than one lease time
+    /// ago are kept in a grace state: their address is not offered to anyone
+    /// else until the grace ends, and they get no binding until the client
+    /// comes back. Returns the effects that bring the statics up, and the
+    /// records that could not be restored with the reason.
+    pub fn start(
+        &mut self,
+        now: Millis,
+        records: Vec<LeaseRecord>,
+        quarantine: Vec<QuarantineRecord>,
+    ) -> (Vec<Effect>, Vec<(LeaseRecord, &'static str)>) {
         let mut rejected = Vec::new();
-        for r in records {
-            let Some(expires) = r.expires else {
-                rejected.push((r, "lease without expiry (static): configure it with --static"));
-                continue;
-            };
-            if !self.pool.assignable(r.ip) {
-                rejected.push((r, "address not assignable from this pool"));
-                continue;
+        for q in quarantine {
+            if q.until > now && self.pool.take(q.ip) {
+                self.quarantine.insert(q.ip, q.until, q.reason);
             }
-            if self.owners.contains_key(&r.ip) || self.leases.contains_key(&r.mac) {
-                rejected.push((r, "duplicate MAC or address"));
-                continue;
-            }
-            let grace_until = (expires <= now).then(|| expires.saturating_add(self.lease_ms()));
-            if grace_until.is_some_and(|g| g <= now) {
-                continue; // expired longer than a lease time ago: nothing to keep
-            }
-            self.insert_lease(Lease {
-                mac: r.mac,
-                ip: r.ip,
-                expires,
-                grace_until,
-                hostname: r.hostname,
-                vendor: r.vendor,
-                persisted_expires: expires,
-            });
         }
-        rejected
+        for r in records {
+            match self.restore_one(now, r.clone()) {
+                Ok(()) => {}
+                Err(why) => rejected.push((r, why)),
+            }
+        }
+        let mut fx = Vec::new();
+        let statics: Vec<StaticEntry> = self.statics.values().cloned().collect();
+        for s in statics {
+            fx.extend(self.reserve_static(&s));
+        }
+        (fx, rejected)
+    }
+
+    fn restore_one(&mut self, now: Millis, r: LeaseRecord) -> Result<(), &'static str> {
+        if self.statics.contains_key(&r.mac) {
+            return Err("MAC now has a --static entry; the static wins");
+        }
+        let Some(expires) = r.expires else {
+            return Err("lease without expiry (static) and no --static entry for it");
+        };
+        if self.owners.contains_key(&r.ip) || self.leases.contains_key(&r.mac) {
+            return Err("duplicate MAC or address");
+        }
+        let valid = match r.mode {
+            Mode::Isolated => self.pool.assignable(r.ip) && self.pool.is_free(r.ip),
+            Mode::Compat => {
+                u32::from(r.ip) & 3 == 2
+                    && self
+                        .pool
+                        .take_block_at(Ipv4Addr::from(u32::from(r.ip) & !3))
+            }
+            Mode::Playground => self.pool.playground_assignable(r.ip) && self.pool.is_free(r.ip),
+        };
+        if !valid {
+            return Err("address is not valid for its mode in this pool");
+        }
+        let grace_until = (expires <= now).then(|| expires.saturating_add(self.lease_ms()));
+        if grace_until.is_some_and(|g| g <= now) {
+            if r.mode == Mode::Compat {
+                self.pool.give_back_block(r.ip);
+            }
+            return Ok(()); // expired longer than a lease time ago: nothing to keep
+        }
+        self.insert_lease(Lease {
+            mac: r.mac,
+            ip: r.ip,
+            profile: Profile {
+                mode: r.mode,
+                masq: r.masq,
+            },
+            is_static: false,
+            expires,
+            grace_until,
+            hostname: r.hostname,
+            vendor: r.vendor,
+            relay: None,
+            persisted_expires: expires,
+        });
+        Ok(())
+    }
+
+    fn static_profile(s: &StaticEntry) -> Profile {
+        let mode = if s.compat {
+            Mode::Compat
+        } else if s.playground {
+            Mode::Playground
+        } else {
+            Mode::Isolated
+        };
+        Profile {
+            mode,
+            masq: s.masquerade,
+        }
+    }
+
+    fn reserve_static(&mut self, s: &StaticEntry) -> Vec<Effect> {
+        let lease = Lease {
+            mac: s.mac,
+            ip: s.ip,
+            profile: Self::static_profile(s),
+            is_static: true,
+            expires: NEVER,
+            grace_until: None,
+            hostname: s.hostname.clone(),
+            vendor: None,
+            relay: None,
+            persisted_expires: NEVER,
+        };
+        let b = self.binding(&lease);
+        self.owners.insert(lease.ip, lease.mac);
+        self.leases.insert(lease.mac, lease);
+        vec![Effect::Bind(b), Effect::Known(s.mac, true)]
     }
 
     fn insert_lease(&mut self, l: Lease) {
-        self.pool.take(l.ip);
+        if l.profile.mode != Mode::Compat {
+            self.pool.take(l.ip);
+        }
         self.owners.insert(l.ip, l.mac);
-        self.expiry.insert((l.hold_until(), l.mac));
+        if !l.is_static {
+            self.expiry.insert((l.hold_until(), l.mac));
+        }
         self.leases.insert(l.mac, l);
     }
 
+    /// Removes a dynamic lease and returns its address (or /30) to the pool.
     fn remove_lease(&mut self, mac: Mac) -> Option<Lease> {
         let l = self.leases.remove(&mac)?;
         self.expiry.remove(&(l.hold_until(), mac));
         self.owners.remove(&l.ip);
-        self.pool.give_back(l.ip);
+        match l.profile.mode {
+            Mode::Compat => self.pool.give_back_block(l.ip),
+            _ => self.pool.give_back(l.ip),
+        }
         Some(l)
+    }
+
+    /// What the executors need for a lease (SPEC §4, §6).
+    pub fn binding(&self, l: &Lease) -> Binding {
+        let (gateway, subnet) = match l.profile.mode {
+            Mode::Isolated => (self.cfg.server_ip, None),
+            Mode::Compat => {
+                let b = u32::from(l.ip) & !3;
+                (
+                    Ipv4Addr::from(b + 1),
+                    Some(Cidr {
+                        addr: Ipv4Addr::from(b),
+                        prefix: 30,
+                    }),
+                )
+            }
+            Mode::Playground => match self.pool.playground() {
+                Some(p) => (p.gateway, Some(p.block)),
+                None => (self.cfg.server_ip, None),
+            },
+        };
+        Binding {
+            mac: l.mac,
+            ip: l.ip,
+            mode: l.profile.mode,
+            masq: l.profile.masq,
+            gateway,
+            subnet,
+            hostname: l.hostname.clone(),
+            expires: (!l.is_static).then_some(l.expires),
+        }
     }
 
     /// Active leases (for persistence and reconcile).
@@ -211,10 +404,31 @@ impl Engine {
         self.leases.get(mac)
     }
 
-    /// Host routes that should exist now (SPEC §6.1): one per lease that has
-    /// not expired (leases in grace have no route until the client returns).
-    pub fn desired_routes(&self, now: Millis) -> BTreeSet<Ipv4Addr> {
-        self.leases.values().filter(|l| l.expires > now).map(|l| l.ip).collect()
+    /// Bindings that should exist now (SPEC §6.4): one per static and per
+    /// lease that has not expired (leases in grace have none until the
+    /// client returns).
+    pub fn desired(&self, now: Millis) -> Vec<Binding> {
+        self.leases
+            .values()
+            .filter(|l| l.expires > now)
+            .map(|l| self.binding(l))
+            .collect()
+    }
+
+    /// The playground gateway alias, when it is not the server IP.
+    pub fn playground_alias(&self) -> Option<(Ipv4Addr, u8)> {
+        self.pool
+            .playground()
+            .filter(|p| p.gateway != self.cfg.server_ip)
+            .map(|p| (p.gateway, p.block.prefix))
+    }
+
+    pub fn playground_block(&self) -> Option<Cidr> {
+        self.pool.playground().map(|p| p.block)
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     pub fn free_count(&self) -> usize {
@@ -223,6 +437,20 @@ impl Engine {
 
     pub fn offers_outstanding(&self) -> usize {
         self.offers.len()
+    }
+
+    pub fn quarantined_count(&self) -> usize {
+        self.quarantine.len()
+    }
+
+    /// Quarantined addresses, for persistence.
+    pub fn quarantined(&self) -> Vec<QuarantineRecord> {
+        self.quarantine.records()
+    }
+
+    /// MACs the XDP known-clients map should hold: leases and offers.
+    pub fn known_macs(&self) -> impl Iterator<Item = Mac> + '_ {
+        self.leases.keys().chain(self.offers.keys()).copied()
     }
 
     /// Marks every lease as written; called after a durable write.
@@ -240,11 +468,21 @@ impl Engine {
     pub fn handle(&mut self, now: Millis, input: Input<'_>) -> Vec<Effect> {
         match input {
             Input::Tick => self.tick(now),
-            Input::Dhcp { src_mac, msg } => self.on_message(now, src_mac, msg),
+            Input::Dhcp {
+                src_mac,
+                msg,
+                in_use,
+            } => self.on_message(now, src_mac, msg, in_use),
         }
     }
 
-    fn on_message(&mut self, now: Millis, src_mac: Mac, msg: &Message) -> Vec<Effect> {
+    fn on_message(
+        &mut self,
+        now: Millis,
+        src_mac: Mac,
+        msg: &Message,
+        in_use: &[Ipv4Addr],
+    ) -> Vec<Effect> {
         if msg.op != BOOTREQUEST || msg.htype != HTYPE_ETHERNET || msg.hlen != 6 {
             return self.drop_msg(Drop::NotBootRequest);
         }
@@ -254,12 +492,14 @@ impl Engine {
         if !msg.giaddr.is_unspecified() {
             return self.drop_msg(Drop::Relayed);
         }
-        // Offers and leases that ran out are gone before we look at state.
+        // Offers, leases and quarantine that ran out are gone before we look at state.
         let mut fx = self.tick(now);
         let more = match msg.options.message_type() {
-            Some(MessageType::Discover) => self.on_discover(now, msg),
+            Some(MessageType::Discover) => self.on_discover(now, msg, in_use),
             Some(MessageType::Request) => self.on_request(now, msg),
             Some(MessageType::Release) => self.on_release(msg),
+            Some(MessageType::Decline) => self.on_decline(now, msg),
+            Some(MessageType::Inform) => self.on_inform(msg),
             Some(_) => self.drop_msg(Drop::Unsupported),
             None => self.drop_msg(Drop::NoMessageType),
         };
@@ -267,175 +507,31 @@ impl Engine {
         fx
     }
 
-    fn on_discover(&mut self, now: Millis, msg: &Message) -> Vec<Effect> {
-        let mac = msg.client_mac();
-        let ip = if let Some(l) = self.leases.get(&mac) {
-            l.ip
-        } else if let Some(o) = self.offers.get(&mac) {
-            o.ip
-        } else {
-            if self.offers.len() >= self.cfg.max_offers {
-                if let Some(&(_, oldest)) = self.offer_expiry.iter().next() {
-                    self.cancel_offer(oldest);
-                }
-            }
-            match self.pool.take_highest() {
-                Some(ip) => ip,
-                None => return self.drop_msg(Drop::PoolExhausted),
-            }
-        };
-        if !self.leases.contains_key(&mac) {
-            self.hold_offer(now, mac, ip);
-        }
-        self.stats.offers += 1;
-        self.reply(msg, MessageType::Offer, ip, None)
-    }
-
-    fn hold_offer(&mut self, now: Millis, mac: Mac, ip: Ipv4Addr) {
-        if let Some(old) = self.offers.remove(&mac) {
-            self.offer_expiry.remove(&(old.until, mac));
-        }
-        let until = now + self.cfg.offer_hold_ms;
-        self.offers.insert(mac, Offer { ip, until });
-        self.offer_expiry.insert((until, mac));
-    }
-
-    /// Drops an outstanding offer and returns its address to the pool.
-    fn cancel_offer(&mut self, mac: Mac) {
-        if let Some(o) = self.offers.remove(&mac) {
-            self.offer_expiry.remove(&(o.until, mac));
-            if !self.owners.contains_key(&o.ip) {
-                self.pool.give_back(o.ip);
-            }
-        }
-    }
-
-    fn on_request(&mut self, now: Millis, msg: &Message) -> Vec<Effect> {
-        let mac = msg.client_mac();
-        let server_id = msg.options.get_ip(options::SERVER_ID);
-        let requested = msg.options.get_ip(options::REQUESTED_IP);
-        if let Some(sid) = server_id {
-            // SELECTING.
-            if sid != self.cfg.server_ip {
-                self.cancel_offer(mac);
-                return self.drop_msg(Drop::NotOurServer);
-            }
-            let ours = self.leases.get(&mac).map(|l| l.ip).or_else(|| self.offers.get(&mac).map(|o| o.ip));
-            return match (ours, requested) {
-                (Some(ip), Some(req)) if ip == req => self.commit(now, msg, ip),
-                (_, None) if msg.ciaddr.is_unspecified() => self.drop_msg(Drop::NoAddressNamed),
-                _ => self.nak(msg, "requested address was not offered to this client"),
-            };
-        }
-        if !msg.ciaddr.is_unspecified() {
-            // RENEWING / REBINDING.
-            return match self.leases.get(&mac) {
-                Some(l) if l.ip == msg.ciaddr => self.commit(now, msg, msg.ciaddr),
-                _ => self.nak(msg, "no lease for this address"),
-            };
-        }
-        let Some(req) = requested else {
-            return self.drop_msg(Drop::NoAddressNamed);
-        };
-        // INIT-REBOOT.
-        if let Some(l) = self.leases.get(&mac) {
-            return if l.ip == req { self.commit(now, msg, req) } else { self.nak(msg, "requested address is not this client's lease") };
-        }
-        if !self.pool.assignable(req) {
-            return self.nak(msg, "requested address is not valid on this network");
-        }
-        let held_by_other = self.owners.contains_key(&req) || self.offers.iter().any(|(m, o)| *m != mac && o.ip == req);
-        if held_by_other || !(self.pool.is_free(req) || self.offers.get(&mac).is_some_and(|o| o.ip == req)) {
-            return self.nak(msg, "requested address belongs to another client");
-        }
-        // The server lost its state: adopt the client's address.
-        self.commit(now, msg, req)
-    }
-
-    /// Records or extends the lease and returns route, persistence and ACK effects.
-    fn commit(&mut self, now: Millis, msg: &Message, ip: Ipv4Addr) -> Vec<Effect> {
-        let mac = msg.client_mac();
-        let expires = now + self.lease_ms();
-        let hostname = msg.options.get(options::HOSTNAME).map(lease::sanitise_hostname).filter(|h| !h.is_empty());
-        let vendor = msg.options.get(options::VENDOR_CLASS).map(|v| String::from_utf8_lossy(v).into_owned());
-        let mut fx = Vec::new();
-        match self.leases.get_mut(&mac) {
-            Some(l) => {
-                let was_active = l.expires > now;
-                let old_key = l.hold_until();
-                l.expires = expires;
-                l.grace_until = None;
-                if hostname.is_some() {
-                    l.hostname = hostname;
-                }
-                if l.vendor.is_none() {
-                    l.vendor = vendor;
-                }
-                let moved = expires.saturating_sub(l.persisted_expires);
-                let lease = l.clone();
-                self.expiry.remove(&(old_key, mac));
-                self.expiry.insert((expires, mac));
-                if !was_active {
-                    fx.push(Effect::RouteAdd(ip));
-                }
-                // SPEC §7: renewals that move the expiry by less than half a
-                // lease time are batched; bigger moves are written now.
-                fx.push(if moved >= self.lease_ms() / 2 { Effect::PersistNow } else { Effect::PersistLater });
-                tracing::debug!(%mac, ip = %lease.ip, "lease renewed");
-            }
-            None => {
-                self.offers.remove(&mac).map(|o| self.offer_expiry.remove(&(o.until, mac)));
-                self.pool.take(ip);
-                self.insert_lease(Lease { mac, ip, expires, grace_until: None, hostname, vendor, persisted_expires: 0 });
-                fx.push(Effect::RouteAdd(ip));
-                fx.push(Effect::PersistNow);
-                tracing::info!(%mac, %ip, "lease committed");
-            }
-        }
-        self.stats.acks += 1;
-        fx.extend(self.reply(msg, MessageType::Ack, ip, None));
-        fx
-    }
-
-    fn nak(&mut self, msg: &Message, why: &str) -> Vec<Effect> {
-        self.stats.naks += 1;
-        tracing::info!(mac = %msg.client_mac(), reason = why, "NAK");
-        self.reply(msg, MessageType::Nak, Ipv4Addr::UNSPECIFIED, Some(why))
-    }
-
-    fn on_release(&mut self, msg: &Message) -> Vec<Effect> {
-        let mac = msg.client_mac();
-        match self.leases.get(&mac) {
-            Some(l) if l.ip == msg.ciaddr => {
-                let ip = l.ip;
-                self.remove_lease(mac);
-                self.stats.releases += 1;
-                tracing::info!(%mac, %ip, "lease released");
-                vec![Effect::RouteDel(ip), Effect::PersistNow]
-            }
-            _ => self.drop_msg(Drop::NotOwner),
-        }
-    }
-
     fn tick(&mut self, now: Millis) -> Vec<Effect> {
+        let mut fx = Vec::new();
         while let Some(&(until, mac)) = self.offer_expiry.first() {
             if until > now {
                 break;
             }
-            self.cancel_offer(mac);
+            fx.extend(self.cancel_offer(mac));
         }
-        let mut fx = Vec::new();
+        for ip in self.quarantine.expire(now) {
+            self.pool.give_back(ip);
+        }
         while let Some(&(at, mac)) = self.expiry.first() {
             if at > now {
                 break;
             }
-            self.expiry.pop_first();
-            let Some(l) = self.leases.remove(&mac) else { continue };
-            self.owners.remove(&l.ip);
-            self.pool.give_back(l.ip);
+            let Some(l) = self.leases.get(&mac) else {
+                self.expiry.pop_first();
+                continue;
+            };
+            let b = self.binding(l);
+            self.remove_lease(mac);
             self.stats.expired += 1;
-            tracing::info!(%mac, ip = %l.ip, "lease expired");
-            fx.push(Effect::RouteDel(l.ip));
+            tracing::info!(%mac, ip = %b.ip, "lease expired");
+            fx.push(Effect::Unbind(b));
+            fx.push(Effect::Known(mac, false));
             fx.push(Effect::PersistNow);
         }
         fx

@@ -1,4 +1,5 @@
-//! Building OFFER, ACK and NAK replies (RFC 2131 §4.3.1, Table 3; SPEC §5).
+//! Building OFFER, ACK, INFORM-ACK and NAK replies (RFC 2131 §4.3, Table 3;
+//! SPEC §4–§5).
 //!
 //! Addressing follows RFC 2131 §4.1: ciaddr set → unicast to ciaddr at the
 //! client MAC; broadcast flag set or NAK → 255.255.255.255 at
@@ -6,28 +7,73 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Drop, Effect, Engine, Reply};
-use crate::wire::dhcp::{BOOTREPLY, Message};
-use crate::wire::options::{self, ClasslessRoute, MessageType, OptionList, encode_classless_routes};
+use super::{Drop, Effect, Engine, Mode, Reply};
 use crate::wire::Mac;
+use crate::wire::dhcp::{BOOTREPLY, Message};
+use crate::wire::options::{
+    self, ClasslessRoute, MessageType, OptionList, encode_classless_routes,
+};
 
 impl Engine {
-    /// Options for an OFFER/ACK to an isolated (/32) client (SPEC §4.1).
-    fn lease_options(&self, o: &mut OptionList) {
-        let lt = self.cfg.lease_time;
+    /// Mask, router and classless routes of a mode; `ip` picks the /30.
+    fn mode_options(&self, o: &mut OptionList, mode: Mode, ip: Ipv4Addr) {
         let server = self.cfg.server_ip;
-        o.set_u32(options::LEASE_TIME, lt);
-        o.set_u32(options::RENEWAL_TIME, lt / 2);
-        o.set_u32(options::REBINDING_TIME, (u64::from(lt) * 7 / 8) as u32);
-        o.set_ip(options::SUBNET_MASK, Ipv4Addr::BROADCAST);
-        o.set_ip(options::ROUTER, server);
+        let (mask, gw, routes) = match mode {
+            Mode::Isolated => (
+                Ipv4Addr::BROADCAST,
+                server,
+                vec![
+                    // RFC 3442 local-subnet route to the server, then the default.
+                    ClasslessRoute {
+                        dest: server,
+                        prefix: 32,
+                        router: Ipv4Addr::UNSPECIFIED,
+                    },
+                    ClasslessRoute {
+                        dest: Ipv4Addr::UNSPECIFIED,
+                        prefix: 0,
+                        router: server,
+                    },
+                ],
+            ),
+            Mode::Compat => {
+                let gw = Ipv4Addr::from((u32::from(ip) & !3) + 1);
+                (
+                    Ipv4Addr::new(255, 255, 255, 252),
+                    gw,
+                    vec![ClasslessRoute {
+                        dest: Ipv4Addr::UNSPECIFIED,
+                        prefix: 0,
+                        router: gw,
+                    }],
+                )
+            }
+            Mode::Playground => {
+                let (mask, gw) = self
+                    .pool
+                    .playground()
+                    .map(|p| (p.block.mask_addr(), p.gateway))
+                    .unwrap_or((Ipv4Addr::BROADCAST, server));
+                (
+                    mask,
+                    gw,
+                    vec![ClasslessRoute {
+                        dest: Ipv4Addr::UNSPECIFIED,
+                        prefix: 0,
+                        router: gw,
+                    }],
+                )
+            }
+        };
+        o.set_ip(options::SUBNET_MASK, mask);
+        o.set_ip(options::ROUTER, gw);
         if !self.cfg.dns.is_empty() {
-            o.set(options::DNS, self.cfg.dns.iter().flat_map(|d| d.octets()).collect());
+            o.set(
+                options::DNS,
+                self.cfg.dns.iter().flat_map(|d| d.octets()).collect(),
+            );
         }
-        let routes = encode_classless_routes(&[
-            ClasslessRoute { dest: server, prefix: 32, router: Ipv4Addr::UNSPECIFIED },
-            ClasslessRoute { dest: Ipv4Addr::UNSPECIFIED, prefix: 0, router: server },
-        ]);
+        let routes = encode_classless_routes(&routes);
         o.set(options::CLASSLESS_ROUTES, routes.clone());
         o.set(options::MS_CLASSLESS_ROUTES, routes);
         for c in &self.cfg.custom_options {
@@ -35,8 +81,7 @@ impl Engine {
         }
     }
 
-    /// Builds the reply effect for `req`. `yiaddr` is unused for NAK.
-    pub(super) fn reply(&mut self, req: &Message, kind: MessageType, yiaddr: Ipv4Addr, nak_text: Option<&str>) -> Vec<Effect> {
+    fn base_reply(&self, req: &Message, kind: MessageType) -> Message {
         let mut m = Message {
             op: BOOTREPLY,
             htype: req.htype,
@@ -49,31 +94,87 @@ impl Engine {
         };
         m.options.set(options::MESSAGE_TYPE, vec![kind as u8]);
         m.options.set_ip(options::SERVER_ID, self.cfg.server_ip);
-        if kind == MessageType::Nak {
-            // RFC 2131 Table 3: a NAK carries only 53, 54 and a message.
-            if let Some(t) = nak_text {
-                m.options.set(options::MESSAGE, t.as_bytes().to_vec());
-            }
-        } else {
-            m.yiaddr = yiaddr;
-            m.ciaddr = req.ciaddr;
-            self.lease_options(&mut m.options);
+        m
+    }
+
+    /// OFFER, ACK or (with `yiaddr` unspecified) INFORM-ACK for `req`.
+    pub(super) fn reply(
+        &mut self,
+        req: &Message,
+        kind: MessageType,
+        yiaddr: Ipv4Addr,
+        mode: Mode,
+    ) -> Vec<Effect> {
+        let mut m = self.base_reply(req, kind);
+        m.yiaddr = yiaddr;
+        m.ciaddr = req.ciaddr;
+        if !yiaddr.is_unspecified() {
+            let lt = self.cfg.lease_time;
+            m.options.set_u32(options::LEASE_TIME, lt);
+            m.options.set_u32(options::RENEWAL_TIME, lt / 2);
+            m.options
+                .set_u32(options::REBINDING_TIME, (u64::from(lt) * 7 / 8) as u32);
         }
-        let prl = req.options.get(options::PARAM_REQUEST_LIST).unwrap_or_default();
-        let keep = m.options.order_for(prl);
-        let max = req.options.get_u16(options::MAX_MESSAGE_SIZE).map(usize::from);
+        let at = if yiaddr.is_unspecified() {
+            req.ciaddr
+        } else {
+            yiaddr
+        };
+        self.mode_options(&mut m.options, mode, at);
+        self.finish(req, m, kind, yiaddr)
+    }
+
+    /// NAK: only 53, 54 and a message (RFC 2131 Table 3), always broadcast.
+    pub(super) fn nak_reply(&mut self, req: &Message, why: &str) -> Vec<Effect> {
+        let mut m = self.base_reply(req, MessageType::Nak);
+        m.options.set(options::MESSAGE, why.as_bytes().to_vec());
+        self.finish(req, m, MessageType::Nak, Ipv4Addr::UNSPECIFIED)
+    }
+
+    fn finish(
+        &mut self,
+        req: &Message,
+        mut m: Message,
+        kind: MessageType,
+        yiaddr: Ipv4Addr,
+    ) -> Vec<Effect> {
+        let prl = req
+            .options
+            .get(options::PARAM_REQUEST_LIST)
+            .unwrap_or_default();
+        let mut keep = m.options.order_for(prl);
+        // RFC 3046 §2.2: option 82 is echoed unchanged and is never left out.
+        if let Some(relay) = req
+            .options
+            .get(options::RELAY_AGENT_INFO)
+            .filter(|_| kind != MessageType::Nak)
+        {
+            m.options
+                .insert(keep, options::RELAY_AGENT_INFO, relay.to_vec());
+            keep += 1;
+        }
+        let max = req
+            .options
+            .get_u16(options::MAX_MESSAGE_SIZE)
+            .map(usize::from);
         let payload = match m.emit(max, keep) {
             Ok(p) => p,
             Err(_) => return self.drop_msg(Drop::Encode),
         };
         let client = req.client_mac();
-        let (dst_mac, dst_ip) = if !req.ciaddr.is_unspecified() && kind != MessageType::Nak {
-            (client, req.ciaddr)
-        } else if req.broadcast_flag() || kind == MessageType::Nak {
-            (Mac::BROADCAST, Ipv4Addr::BROADCAST)
-        } else {
-            (client, yiaddr)
-        };
-        vec![Effect::Send(Reply { payload, dst_mac, dst_ip, kind })]
+        let (dst_mac, dst_ip) =
+            if kind == MessageType::Nak || (req.ciaddr.is_unspecified() && req.broadcast_flag()) {
+                (Mac::BROADCAST, Ipv4Addr::BROADCAST)
+            } else if !req.ciaddr.is_unspecified() {
+                (client, req.ciaddr)
+            } else {
+                (client, yiaddr)
+            };
+        vec![Effect::Send(Reply {
+            payload,
+            dst_mac,
+            dst_ip,
+            kind,
+        })]
     }
 }

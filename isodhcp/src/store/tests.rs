@@ -9,7 +9,15 @@ fn tmpdir(tag: &str) -> PathBuf {
 }
 
 fn rec(n: u8, expires: Option<Millis>) -> LeaseRecord {
-    LeaseRecord { mac: Mac([2, 0, 0, 0, 0, n]), ip: Ipv4Addr::new(198, 18, 0, n), expires, hostname: Some(format!("h{n}")), vendor: None }
+    LeaseRecord {
+        mac: Mac([2, 0, 0, 0, 0, n]),
+        ip: Ipv4Addr::new(198, 18, 0, n),
+        expires,
+        mode: Mode::Isolated,
+        masq: false,
+        hostname: Some(format!("h{n}")),
+        vendor: None,
+    }
 }
 
 #[test]
@@ -24,9 +32,15 @@ fn round_trip_mode_0600_and_no_temp_left() {
     let d = tmpdir("rt");
     let p = d.join("leases.json");
     let (mut s, _) = LeaseStore::open(&p).unwrap();
-    let recs = [rec(10, Some(1_795_471_476_250)), rec(11, Some(1_795_471_476_300))];
-    s.write(0, recs.iter()).unwrap();
-    assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    let recs = [
+        rec(10, Some(1_795_471_476_250)),
+        rec(11, Some(1_795_471_476_300)),
+    ];
+    s.write(0, recs.iter(), &[]).unwrap();
+    assert_eq!(
+        fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(!d.join("leases.json.tmp").exists());
     let (_, l) = LeaseStore::open(&p).unwrap();
     assert_eq!(l.records.len(), 2);
@@ -42,34 +56,65 @@ fn reads_the_original_tools_format() {
     let d = tmpdir("orig");
     let p = d.join("leases.json");
     fs::write(&p, r#"{"leases": {"AA:BB:CC:DD:EE:01": {"ip": "198.18.0.200", "expires": 1795471476.5, "masq": false, "hostname": "tv"},
-        "aa:bb:cc:dd:ee:02": {"ip": "198.18.0.6", "expires": 1795471476.3, "mode": "compat", "masq": false}},
+        "aa:bb:cc:dd:ee:02": {"ip": "198.18.0.6", "expires": 1795471476.3, "mode": "compat", "masq": true},
+        "aa:bb:cc:dd:ee:03": {"ip": "198.18.0.10", "masq": false, "hostname": "printer"}},
         "subnets": {"aa:bb:cc:dd:ee:02": {"gateway": "198.18.0.5", "subnet": "198.18.0.4/30"}}}"#).unwrap();
-    let (mut s, l) = LeaseStore::open(&p).unwrap();
-    assert_eq!(l.records, [LeaseRecord {
-        mac: Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 1]),
-        ip: Ipv4Addr::new(198, 18, 0, 200),
-        expires: Some(1_795_471_476_500),
-        hostname: Some("tv".into()),
-        vendor: None
-    }]);
-    assert_eq!(l.warnings.len(), 1, "compat record is reported: {:?}", l.warnings);
-    // The compat record and its subnet survive a rewrite unchanged.
-    s.write(0, l.records.iter()).unwrap();
+    let (mut s, mut l) = LeaseStore::open(&p).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    l.records.sort_by_key(|r| r.mac);
+    assert_eq!(
+        l.records[0],
+        LeaseRecord {
+            mac: Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 1]),
+            ip: Ipv4Addr::new(198, 18, 0, 200),
+            expires: Some(1_795_471_476_500),
+            mode: Mode::Isolated,
+            masq: false,
+            hostname: Some("tv".into()),
+            vendor: None
+        }
+    );
+    assert_eq!((l.records[1].mode, l.records[1].masq), (Mode::Compat, true));
+    assert_eq!(l.records[2].expires, None, "static: no expiry");
+    s.write(0, l.records.iter(), &[]).unwrap();
     let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
     assert_eq!(v["leases"]["aa:bb:cc:dd:ee:02"]["mode"], "compat");
-    assert_eq!(v["subnets"]["aa:bb:cc:dd:ee:02"]["subnet"], "198.18.0.4/30");
+    assert_eq!(
+        v["subnets"]["aa:bb:cc:dd:ee:02"],
+        serde_json::json!({"gateway": "198.18.0.5", "subnet": "198.18.0.4/30"})
+    );
     assert_eq!(v["leases"]["aa:bb:cc:dd:ee:01"]["hostname"], "tv");
+    assert!(v["leases"]["aa:bb:cc:dd:ee:03"].get("expires").is_none());
+}
+
+#[test]
+fn quarantine_round_trips() {
+    let d = tmpdir("quar");
+    let p = d.join("leases.json");
+    let (mut s, _) = LeaseStore::open(&p).unwrap();
+    let q = QuarantineRecord {
+        ip: Ipv4Addr::new(198, 18, 0, 253),
+        until: 1_795_468_476_000,
+        reason: "decline".into(),
+    };
+    s.write(0, [].iter(), std::slice::from_ref(&q)).unwrap();
+    let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    assert_eq!(
+        v["quarantine"]["198.18.0.253"],
+        serde_json::json!({"until": 1795468476.0, "reason": "decline"})
+    );
+    assert_eq!(LeaseStore::open(&p).unwrap().1.quarantine, [q]);
 }
 
 #[test]
 fn bad_records_are_kept_and_reported() {
     let d = tmpdir("bad");
     let p = d.join("leases.json");
-    fs::write(&p, r#"{"leases": {"nonsense": {"ip": "x"}, "02:00:00:00:00:05": {"ip": "198.18.0.5", "expires": -3}, "02:00:00:00:00:06": {"ip": "198.18.0.6", "expires": 1795471476.0}}}"#).unwrap();
+    fs::write(&p, r#"{"leases": {"nonsense": {"ip": "x"}, "02:00:00:00:00:05": {"ip": "198.18.0.5", "expires": -3, "mode": "weird"}, "02:00:00:00:00:06": {"ip": "198.18.0.6", "expires": 1795471476.0}}}"#).unwrap();
     let (mut s, l) = LeaseStore::open(&p).unwrap();
     assert_eq!(l.records.len(), 1);
     assert_eq!(l.warnings.len(), 2);
-    s.write(0, l.records.iter()).unwrap();
+    s.write(0, l.records.iter(), &[]).unwrap();
     let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
     assert_eq!(v["leases"]["nonsense"]["ip"], "x");
     assert_eq!(v["leases"]["02:00:00:00:00:05"]["expires"], -3);
@@ -83,7 +128,8 @@ fn corrupt_file_is_preserved_before_rewrite() {
     let (mut s, l) = LeaseStore::open(&p).unwrap();
     assert!(l.records.is_empty());
     assert_eq!(l.warnings.len(), 1);
-    s.write(1_800_000_000_000, [rec(7, Some(1))].iter()).unwrap();
+    s.write(1_800_000_000_000, [rec(7, Some(1))].iter(), &[])
+        .unwrap();
     let saved = d.join("leases.json.corrupt-1800000000");
     assert_eq!(fs::read(&saved).unwrap(), b"{\"leases\": {trunc");
     assert_eq!(LeaseStore::open(&p).unwrap().1.records.len(), 1);

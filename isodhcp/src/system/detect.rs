@@ -34,10 +34,21 @@ pub fn server_and_pool(
     let server = server_ip.unwrap_or(best.0);
     let pool = match pool {
         Some(p) => p,
-        None if best.1 >= 31 => return Err(DetectError::HostOnly { iface: iface.into(), addr: best.0 }),
+        None if best.1 >= 31 => {
+            return Err(DetectError::HostOnly {
+                iface: iface.into(),
+                addr: best.0,
+            });
+        }
         None => {
-            let c = Cidr { addr: best.0, prefix: best.1 };
-            Cidr { addr: c.network(), prefix: best.1 }
+            let c = Cidr {
+                addr: best.0,
+                prefix: best.1,
+            };
+            Cidr {
+                addr: c.network(),
+                prefix: best.1,
+            }
         }
     };
     Ok((server, pool))
@@ -69,12 +80,19 @@ mod tests {
 
     #[test]
     fn shortest_prefix_wins() {
-        let addrs = [(Ipv4Addr::new(198, 18, 0, 5), 30), (A, 24), (Ipv4Addr::new(198, 18, 0, 129), 26)];
+        let addrs = [
+            (Ipv4Addr::new(198, 18, 0, 5), 30),
+            (A, 24),
+            (Ipv4Addr::new(198, 18, 0, 129), 26),
+        ];
         let (s, p) = server_and_pool("g", &addrs, None, None).unwrap();
         assert_eq!((s, p.to_string()), (A, "198.18.0.0/24".into()));
         // Only what is missing is filled in.
         let given: Cidr = "198.18.0.0/23".parse().unwrap();
-        assert_eq!(server_and_pool("g", &addrs, None, Some(given)).unwrap(), (A, given));
+        assert_eq!(
+            server_and_pool("g", &addrs, None, Some(given)).unwrap(),
+            (A, given)
+        );
         let s2 = Ipv4Addr::new(198, 18, 0, 2);
         assert_eq!(server_and_pool("g", &addrs, Some(s2), None).unwrap().0, s2);
     }
@@ -82,18 +100,33 @@ mod tests {
     #[test]
     fn unnumbered_needs_a_pool() {
         let e = server_and_pool("guest", &[(A, 32)], None, None).unwrap_err();
-        assert_eq!(e.to_string(), "interface guest only holds 198.18.0.1/32, which yields no pool: give --pool");
+        assert_eq!(
+            e.to_string(),
+            "interface guest only holds 198.18.0.1/32, which yields no pool: give --pool"
+        );
         let p: Cidr = "198.18.0.0/24".parse().unwrap();
-        assert_eq!(server_and_pool("guest", &[(A, 32)], None, Some(p)).unwrap(), (A, p));
-        assert!(matches!(server_and_pool("guest", &[], None, None), Err(DetectError::NoAddress(_))));
+        assert_eq!(
+            server_and_pool("guest", &[(A, 32)], None, Some(p)).unwrap(),
+            (A, p)
+        );
+        assert!(matches!(
+            server_and_pool("guest", &[], None, None),
+            Err(DetectError::NoAddress(_))
+        ));
     }
 
     #[test]
     fn dns_skips_loopback_stubs() {
         let stub = "# systemd\nnameserver 127.0.0.53\noptions edns0\n";
         let upstream = "nameserver ::1\nnameserver 198.18.0.53\n";
-        assert_eq!(dns(Some(stub), Some(upstream)), (Ipv4Addr::new(198, 18, 0, 53), false));
-        assert_eq!(dns(Some("nameserver 198.18.1.1"), None), (Ipv4Addr::new(198, 18, 1, 1), false));
+        assert_eq!(
+            dns(Some(stub), Some(upstream)),
+            (Ipv4Addr::new(198, 18, 0, 53), false)
+        );
+        assert_eq!(
+            dns(Some("nameserver 198.18.1.1"), None),
+            (Ipv4Addr::new(198, 18, 1, 1), false)
+        );
         assert_eq!(dns(Some(stub), None), (Ipv4Addr::new(1, 1, 1, 1), true));
     }
 }

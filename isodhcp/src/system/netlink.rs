@@ -1,4 +1,5 @@
-//! rtnetlink executor: interface facts and per-client host routes (SPEC §6.1).
+//! rtnetlink executor: interface facts, per-client host routes (SPEC §6.1)
+//! and gateway aliases (SPEC §6.2).
 //!
 //! Routes are `<ip>/32 dev <iface> scope link src <server IP>` in the main
 //! table with protocol [`ROUTE_PROTO`], added with replace semantics (so
@@ -12,8 +13,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope};
-use rtnetlink::{Handle, RouteMessageBuilder};
+use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
+};
+use rtnetlink::{AddressMessageBuilder, Handle, RouteMessageBuilder};
 
 use crate::wire::Mac;
 
@@ -29,7 +33,10 @@ pub enum NetlinkError {
     #[error("interface {0} has no Ethernet address")]
     NoMac(String),
     #[error("netlink {op} failed: {source}")]
-    Request { op: &'static str, source: rtnetlink::Error },
+    Request {
+        op: &'static str,
+        source: rtnetlink::Error,
+    },
 }
 
 /// What the daemon needs to know about its interface.
@@ -64,7 +71,12 @@ impl Netlink {
     }
 
     pub async fn interface(&self, name: &str) -> Result<InterfaceInfo, NetlinkError> {
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         let link = match links.try_next().await {
             Ok(Some(l)) => l,
             Ok(None) => return Err(NetlinkError::NoInterface(name.into())),
@@ -78,12 +90,19 @@ impl Netlink {
             .attributes
             .iter()
             .find_map(|a| match a {
-                LinkAttribute::Address(b) if b.len() == 6 => Some(Mac([b[0], b[1], b[2], b[3], b[4], b[5]])),
+                LinkAttribute::Address(b) if b.len() == 6 => {
+                    Some(Mac([b[0], b[1], b[2], b[3], b[4], b[5]]))
+                }
                 _ => None,
             })
             .ok_or_else(|| NetlinkError::NoMac(name.into()))?;
         let mut addrs = Vec::new();
-        let mut s = self.handle.address().get().set_link_index_filter(index).execute();
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
         while let Some(a) = s.try_next().await.map_err(req("address get"))? {
             let local = a.attributes.iter().find_map(|x| match x {
                 AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
@@ -111,24 +130,122 @@ impl Netlink {
     }
 
     /// Adds or replaces the host route for a client.
-    pub async fn route_add(&self, ip: Ipv4Addr, ifindex: u32, src: Ipv4Addr) -> Result<(), NetlinkError> {
-        self.handle.route().add(Self::host_route(ip, ifindex, src)).replace().execute().await.map_err(req("route replace"))
+    pub async fn route_add(
+        &self,
+        ip: Ipv4Addr,
+        ifindex: u32,
+        src: Ipv4Addr,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .route()
+            .add(Self::host_route(ip, ifindex, src))
+            .replace()
+            .execute()
+            .await
+            .map_err(req("route replace"))
     }
 
     /// Deletes the host route for a client; a missing route is success.
-    pub async fn route_del(&self, ip: Ipv4Addr, ifindex: u32, src: Ipv4Addr) -> Result<(), NetlinkError> {
-        match self.handle.route().del(Self::host_route(ip, ifindex, src)).execute().await {
+    pub async fn route_del(
+        &self,
+        ip: Ipv4Addr,
+        ifindex: u32,
+        src: Ipv4Addr,
+    ) -> Result<(), NetlinkError> {
+        match self
+            .handle
+            .route()
+            .del(Self::host_route(ip, ifindex, src))
+            .execute()
+            .await
+        {
             Err(e) if is_absent(&e) => Ok(()),
             r => r.map_err(req("route delete")),
         }
     }
 
+    /// Adds (or keeps) an alias address on the interface.
+    pub async fn alias_add(
+        &self,
+        ip: Ipv4Addr,
+        prefix: u8,
+        ifindex: u32,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .address()
+            .add(ifindex, IpAddr::V4(ip), prefix)
+            .replace()
+            .execute()
+            .await
+            .map_err(req("address replace"))
+    }
+
+    /// Removes an alias address; a missing one is success.
+    pub async fn alias_del(
+        &self,
+        ip: Ipv4Addr,
+        prefix: u8,
+        ifindex: u32,
+    ) -> Result<(), NetlinkError> {
+        let msg = AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(ifindex)
+            .address(ip, prefix)
+            .build();
+        match self.handle.address().del(msg).execute().await {
+            Err(e) if is_absent(&e) => Ok(()),
+            r => r.map_err(req("address delete")),
+        }
+    }
+
+    /// Those of `candidates` that the neighbour table on `ifindex` shows
+    /// alive (REACHABLE, STALE, DELAY or PROBE; SPEC §4.7).
+    pub async fn neighbours_alive(
+        &self,
+        ifindex: u32,
+        candidates: &[Ipv4Addr],
+    ) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        let mut out = Vec::new();
+        let mut s = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(rtnetlink::packet_route::AddressFamily::Inet)
+            .execute();
+        while let Some(n) = s.try_next().await.map_err(req("neighbour dump"))? {
+            if n.header.ifindex != ifindex
+                || !matches!(
+                    n.header.state,
+                    NeighbourState::Reachable
+                        | NeighbourState::Stale
+                        | NeighbourState::Delay
+                        | NeighbourState::Probe
+                )
+            {
+                continue;
+            }
+            for a in &n.attributes {
+                if let NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) = a {
+                    if candidates.contains(ip) {
+                        out.push(*ip);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Our /32 routes on `ifindex` in the main table.
     pub async fn our_routes(&self, ifindex: u32) -> Result<BTreeSet<Ipv4Addr>, NetlinkError> {
         let mut out = BTreeSet::new();
-        let mut s = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+        let mut s = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute();
         while let Some(r) = s.try_next().await.map_err(req("route dump"))? {
-            if r.header.protocol != RouteProtocol::Other(ROUTE_PROTO) || r.header.destination_prefix_length != 32 {
+            if r.header.protocol != RouteProtocol::Other(ROUTE_PROTO)
+                || r.header.destination_prefix_length != 32
+            {
                 continue;
             }
             let oif = r.attributes.iter().find_map(|a| match a {

@@ -238,7 +238,10 @@ mod tests {
 
     #[test]
     fn rejects_truncated_and_overrun() {
-        assert_eq!(Message::parse(&[0u8; 100]), Err(WireError::Truncated("BOOTP fixed part")));
+        assert_eq!(
+            Message::parse(&[0u8; 100]),
+            Err(WireError::Truncated("BOOTP fixed part"))
+        );
         let b = request_bytes(&[53, 5, 1]);
         assert_eq!(Message::parse(&b), Err(WireError::OptionOverrun(53)));
         let mut b = request_bytes(&[]);
@@ -248,7 +251,12 @@ mod tests {
 
     #[test]
     fn emit_round_trips_and_pads() {
-        let mut m = Message { xid: 7, flags: FLAG_BROADCAST, yiaddr: Ipv4Addr::new(198, 18, 0, 254), ..Default::default() };
+        let mut m = Message {
+            xid: 7,
+            flags: FLAG_BROADCAST,
+            yiaddr: Ipv4Addr::new(198, 18, 0, 254),
+            ..Default::default()
+        };
         m.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
         m.options.set(MESSAGE_TYPE, vec![2]);
         m.options.set_ip(SERVER_ID, Ipv4Addr::new(198, 18, 0, 1));
@@ -264,7 +272,10 @@ mod tests {
         let b = m.emit(None, 0).unwrap();
         assert_eq!(&b[240..242], &[43, 255]);
         assert_eq!(&b[497..499], &[43, 45]);
-        assert_eq!(Message::parse(&b).unwrap().options.get(43).unwrap().len(), 300);
+        assert_eq!(
+            Message::parse(&b).unwrap().options.get(43).unwrap().len(),
+            300
+        );
     }
 
     #[test]
@@ -279,6 +290,9 @@ mod tests {
         assert!(back.options.get(43).is_some());
         assert!(back.options.get(44).is_none());
         // Nothing may be dropped: error instead of a silently broken reply.
-        assert_eq!(m.emit(Some(576), 3), Err(WireError::TooLarge(m.emit(None, 0).unwrap().len())));
+        assert_eq!(
+            m.emit(Some(576), 3),
+            Err(WireError::TooLarge(m.emit(None, 0).unwrap().len()))
+        );
     }
 }

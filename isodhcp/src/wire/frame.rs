@@ -186,7 +186,10 @@ mod tests {
         let f = build(&addressing(), &[1, 2, 3, 4]).unwrap();
         // Ethernet, then IPv4 with total length 32 and a checksum computed by hand:
         // 4500 0020 0000 0000 4011 ---- c612 0001 ffff ffff.
-        assert_eq!(&f[..14], &[255, 255, 255, 255, 255, 255, 2, 0, 0, 0, 0, 1, 8, 0]);
+        assert_eq!(
+            &f[..14],
+            &[255, 255, 255, 255, 255, 255, 2, 0, 0, 0, 0, 1, 8, 0]
+        );
         assert_eq!(&f[14..24], &[0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17]);
         assert_eq!(&f[24..26], &[0xb4, 0xba]);
         assert_eq!(checksum(&[&f[14..34]]), 0, "IPv4 checksum verifies");

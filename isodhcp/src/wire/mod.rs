@@ -45,7 +45,11 @@ impl Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -80,10 +84,10 @@ pub enum WireError {
 mod golden {
     //! Frames captured from real clients in the namespace lab (tcpdump of
     //! the first DISCOVER of dhclient 4.4, busybox udhcpc 1.35, dhcpcd 9.4).
+    use super::Mac;
     use super::dhcp::Message;
     use super::frame;
     use super::options::{self, MessageType};
-    use super::Mac;
 
     const DHCLIENT: &[u8] = include_bytes!("../../testdata/dhclient-discover.bin");
     const UDHCPC: &[u8] = include_bytes!("../../testdata/udhcpc-discover.bin");
@@ -105,13 +109,24 @@ mod golden {
             assert_eq!(m.client_mac(), udp.src_mac);
             assert_eq!(m.options.message_type(), Some(MessageType::Discover));
             let prl = m.options.get(options::PARAM_REQUEST_LIST).expect("PRL");
-            assert!(prl.contains(&options::SUBNET_MASK) && prl.contains(&options::ROUTER), "{prl:?}");
+            assert!(
+                prl.contains(&options::SUBNET_MASK) && prl.contains(&options::ROUTER),
+                "{prl:?}"
+            );
         }
         let (_, u) = decode(UDHCPC);
         assert_eq!(u.options.get_u16(options::MAX_MESSAGE_SIZE), Some(576));
-        assert_eq!(u.options.get(options::VENDOR_CLASS), Some(&b"udhcp 1.35.0"[..]));
+        assert_eq!(
+            u.options.get(options::VENDOR_CLASS),
+            Some(&b"udhcp 1.35.0"[..])
+        );
         let (_, d) = decode(DHCLIENT);
-        assert!(d.options.get(options::PARAM_REQUEST_LIST).unwrap().contains(&options::CLASSLESS_ROUTES));
+        assert!(
+            d.options
+                .get(options::PARAM_REQUEST_LIST)
+                .unwrap()
+                .contains(&options::CLASSLESS_ROUTES)
+        );
     }
 
     #[test]

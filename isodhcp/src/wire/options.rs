@@ -86,7 +86,10 @@ impl OptionList {
     }
 
     pub fn get(&self, code: u8) -> Option<&[u8]> {
-        self.0.iter().find(|(c, _)| *c == code).map(|(_, v)| v.as_slice())
+        self.0
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, v)| v.as_slice())
     }
 
     pub fn remove(&mut self, code: u8) {
@@ -153,6 +156,13 @@ impl OptionList {
         asked
     }
 
+    /// Inserts `code` at position `at` (removing an earlier instance).
+    pub fn insert(&mut self, at: usize, code: u8, value: Vec<u8>) {
+        self.remove(code);
+        let at = at.min(self.0.len());
+        self.0.insert(at, (code, value));
+    }
+
     /// Drops the last option; used when a reply must fit a size limit.
     pub fn pop(&mut self) -> Option<(u8, Vec<u8>)> {
         self.0.pop()
@@ -196,7 +206,11 @@ pub fn decode_classless_routes(mut v: &[u8]) -> Option<Vec<ClasslessRoute>> {
         let mut d = [0u8; 4];
         d[..n].copy_from_slice(&rest[..n]);
         let r: [u8; 4] = rest[n..n + 4].try_into().ok()?;
-        out.push(ClasslessRoute { dest: Ipv4Addr::from(d), prefix, router: Ipv4Addr::from(r) });
+        out.push(ClasslessRoute {
+            dest: Ipv4Addr::from(d),
+            prefix,
+            router: Ipv4Addr::from(r),
+        });
         v = &rest[n + 4..];
     }
     Some(out)
@@ -210,14 +224,28 @@ mod tests {
     fn classless_route_golden_bytes() {
         // RFC 3442 §3 example encodings plus our isolated-client pair.
         let routes = [
-            ClasslessRoute { dest: Ipv4Addr::new(198, 18, 0, 1), prefix: 32, router: Ipv4Addr::UNSPECIFIED },
-            ClasslessRoute { dest: Ipv4Addr::UNSPECIFIED, prefix: 0, router: Ipv4Addr::new(198, 18, 0, 1) },
-            ClasslessRoute { dest: Ipv4Addr::new(10, 17, 0, 0), prefix: 16, router: Ipv4Addr::new(10, 0, 0, 1) },
+            ClasslessRoute {
+                dest: Ipv4Addr::new(198, 18, 0, 1),
+                prefix: 32,
+                router: Ipv4Addr::UNSPECIFIED,
+            },
+            ClasslessRoute {
+                dest: Ipv4Addr::UNSPECIFIED,
+                prefix: 0,
+                router: Ipv4Addr::new(198, 18, 0, 1),
+            },
+            ClasslessRoute {
+                dest: Ipv4Addr::new(10, 17, 0, 0),
+                prefix: 16,
+                router: Ipv4Addr::new(10, 0, 0, 1),
+            },
         ];
         let enc = encode_classless_routes(&routes);
         assert_eq!(
             enc,
-            [32, 198, 18, 0, 1, 0, 0, 0, 0, 0, 198, 18, 0, 1, 16, 10, 17, 10, 0, 0, 1]
+            [
+                32, 198, 18, 0, 1, 0, 0, 0, 0, 0, 198, 18, 0, 1, 16, 10, 17, 10, 0, 0, 1
+            ]
         );
         assert_eq!(decode_classless_routes(&enc).unwrap(), routes);
     }

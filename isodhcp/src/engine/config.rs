@@ -1,0 +1,66 @@
+//! Engine configuration: what the command line decided, in engine terms.
+
+use std::net::Ipv4Addr;
+
+use super::Millis;
+use super::cidr::Cidr;
+use super::classify::Classifier;
+use crate::wire::Mac;
+
+/// One static reservation (SPEC §4.6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticEntry {
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub hostname: Option<String>,
+    pub compat: bool,
+    pub masquerade: bool,
+    pub playground: bool,
+}
+
+/// A custom option from `--dhcp-option`, already encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomOption {
+    pub code: u8,
+    pub value: Vec<u8>,
+}
+
+/// Static configuration of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub server_ip: Ipv4Addr,
+    pub server_mac: Mac,
+    pub pool: Cidr,
+    pub dns: Vec<Ipv4Addr>,
+    pub lease_time: u32,
+    pub offer_hold_ms: Millis,
+    pub max_offers: usize,
+    pub custom_options: Vec<CustomOption>,
+    pub statics: Vec<StaticEntry>,
+    pub classifier: Classifier,
+    pub playground_size: Option<u32>,
+}
+
+impl EngineConfig {
+    /// A configuration with defaults for everything but the addresses.
+    pub fn new(server_ip: Ipv4Addr, server_mac: Mac, pool: Cidr) -> EngineConfig {
+        EngineConfig {
+            server_ip,
+            server_mac,
+            pool,
+            dns: Vec::new(),
+            lease_time: 3600,
+            offer_hold_ms: 60_000,
+            max_offers: 1024,
+            custom_options: Vec::new(),
+            statics: Vec::new(),
+            classifier: Classifier::default(),
+            playground_size: None,
+        }
+    }
+}
+
+/// Quarantine lengths and conflict probing (SPEC §4.7).
+pub const QUARANTINE_CONFLICT_MS: Millis = 300_000;
+pub const QUARANTINE_DECLINE_MS: Millis = 600_000;
+pub const CONFLICT_CANDIDATES: usize = 5;

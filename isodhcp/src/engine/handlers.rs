@@ -1,0 +1,440 @@
+//! DHCP message handlers (RFC 2131 §4.3, SPEC §4–§5).
+
+use std::net::Ipv4Addr;
+
+use super::config::{CONFLICT_CANDIDATES, QUARANTINE_CONFLICT_MS, QUARANTINE_DECLINE_MS};
+use super::lease::{RelayInfo, sanitise_hostname};
+use super::{Drop, Effect, Engine, Lease, Millis, Mode, Offer, Profile};
+use crate::wire::Mac;
+use crate::wire::dhcp::Message;
+use crate::wire::options::{self, MessageType};
+
+fn vendor_of(msg: &Message) -> Option<String> {
+    msg.options
+        .get(options::VENDOR_CLASS)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+impl Engine {
+    /// The profile a client should have now (SPEC §4.5). The vendor class
+    /// of the message counts, else the one remembered with its lease/offer.
+    fn profile_for(&self, mac: Mac, vendor: Option<&str>) -> Profile {
+        if let Some(s) = self.statics.get(&mac) {
+            return Self::static_profile(s);
+        }
+        let remembered = self
+            .leases
+            .get(&mac)
+            .and_then(|l| l.vendor.as_deref())
+            .or_else(|| self.offers.get(&mac).and_then(|o| o.vendor.as_deref()));
+        self.cfg
+            .classifier
+            .classify(mac, vendor.or(remembered), self.pool.playground().is_some())
+    }
+
+    /// Addresses the engine would try for a new isolated client, best first
+    /// (SPEC §4.7). The caller checks them against the neighbour table and
+    /// passes the live ones back in [`super::Input::Dhcp`]. Empty when the
+    /// client needs no new isolated address.
+    pub fn candidates(&self, msg: &Message) -> Vec<Ipv4Addr> {
+        let mac = msg.client_mac();
+        if msg.options.message_type() != Some(MessageType::Discover)
+            || self.leases.contains_key(&mac)
+            || self.offers.contains_key(&mac)
+        {
+            return Vec::new();
+        }
+        if self.profile_for(mac, vendor_of(msg).as_deref()).mode != Mode::Isolated {
+            return Vec::new();
+        }
+        self.pool.highest(CONFLICT_CANDIDATES)
+    }
+
+    /// Ends a lease whose profile no longer matches the configuration.
+    fn drop_stale_profile(&mut self, mac: Mac, vendor: Option<&str>) -> Vec<Effect> {
+        let Some(l) = self.leases.get(&mac) else {
+            return Vec::new();
+        };
+        if l.is_static || l.profile == self.profile_for(mac, vendor) {
+            return Vec::new();
+        }
+        let b = self.binding(l);
+        tracing::info!(%mac, ip = %b.ip, "profile changed: lease released for re-allocation");
+        self.remove_lease(mac);
+        vec![Effect::Unbind(b), Effect::PersistNow]
+    }
+
+    pub(super) fn on_discover(
+        &mut self,
+        now: Millis,
+        msg: &Message,
+        in_use: &[Ipv4Addr],
+    ) -> Vec<Effect> {
+        let mac = msg.client_mac();
+        let vendor = vendor_of(msg);
+        let mut fx = self.drop_stale_profile(mac, vendor.as_deref());
+        if let Some(l) = self.leases.get(&mac) {
+            let ip = l.ip;
+            self.stats.offers += 1;
+            fx.extend(self.reply(msg, MessageType::Offer, ip, l.profile.mode));
+            return fx;
+        }
+        let profile = self.profile_for(mac, vendor.as_deref());
+        if let Some(o) = self.offers.get(&mac).filter(|o| o.profile == profile) {
+            let ip = o.ip;
+            self.hold_offer(now, mac, ip, profile, vendor);
+            self.stats.offers += 1;
+            fx.extend(self.reply(msg, MessageType::Offer, ip, profile.mode));
+            return fx;
+        }
+        fx.extend(self.cancel_offer(mac));
+        if self.offers.len() >= self.cfg.max_offers {
+            if let Some(&(_, oldest)) = self.offer_expiry.first() {
+                fx.extend(self.cancel_offer(oldest));
+            }
+        }
+        let ip = match profile.mode {
+            Mode::Isolated => self.allocate_isolated(now, in_use),
+            Mode::Compat => self
+                .pool
+                .take_block()
+                .map(|b| Ipv4Addr::from(u32::from(b) + 2)),
+            Mode::Playground => self.pool.take_playground(),
+        };
+        let Some(ip) = ip else {
+            if profile.mode == Mode::Compat {
+                if self
+                    .block_warned
+                    .get(&mac)
+                    .is_none_or(|t| now.saturating_sub(*t) >= 60_000)
+                {
+                    if self.block_warned.len() > 4096 {
+                        self.block_warned.clear();
+                    }
+                    self.block_warned.insert(mac, now);
+                    tracing::warn!(%mac, "no free /30 block for a compat client");
+                }
+                fx.extend(self.drop_msg(Drop::NoFreeBlock));
+            } else {
+                fx.extend(self.drop_msg(Drop::PoolExhausted));
+            }
+            return fx;
+        };
+        self.hold_offer(now, mac, ip, profile, vendor);
+        fx.push(Effect::Known(mac, true));
+        self.stats.offers += 1;
+        fx.extend(self.reply(msg, MessageType::Offer, ip, profile.mode));
+        fx
+    }
+
+    /// Highest free address that the neighbour table does not show alive;
+    /// live ones are quarantined and never retried in this round.
+    fn allocate_isolated(&mut self, now: Millis, in_use: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+        for ip in self.pool.highest(CONFLICT_CANDIDATES) {
+            if in_use.contains(&ip) {
+                self.stats.conflicts += 1;
+                tracing::warn!(%ip, "address answers in the neighbour table: quarantined");
+                if self
+                    .quarantine
+                    .insert(ip, now + QUARANTINE_CONFLICT_MS, "conflict")
+                {
+                    self.pool.take(ip);
+                }
+                continue;
+            }
+            self.pool.take(ip);
+            return Some(ip);
+        }
+        None
+    }
+
+    fn hold_offer(
+        &mut self,
+        now: Millis,
+        mac: Mac,
+        ip: Ipv4Addr,
+        profile: Profile,
+        vendor: Option<String>,
+    ) {
+        if let Some(old) = self.offers.remove(&mac) {
+            self.offer_expiry.remove(&(old.until, mac));
+        }
+        let until = now + self.cfg.offer_hold_ms;
+        self.offers.insert(
+            mac,
+            Offer {
+                ip,
+                until,
+                profile,
+                vendor,
+            },
+        );
+        self.offer_expiry.insert((until, mac));
+    }
+
+    /// Drops an outstanding offer and returns its address to the pool.
+    pub(super) fn cancel_offer(&mut self, mac: Mac) -> Vec<Effect> {
+        let Some(o) = self.offers.remove(&mac) else {
+            return Vec::new();
+        };
+        self.offer_expiry.remove(&(o.until, mac));
+        if !self.owners.contains_key(&o.ip) {
+            match o.profile.mode {
+                Mode::Compat => self.pool.give_back_block(o.ip),
+                _ => self.pool.give_back(o.ip),
+            }
+        }
+        if self.leases.contains_key(&mac) {
+            Vec::new()
+        } else {
+            vec![Effect::Known(mac, false)]
+        }
+    }
+
+    pub(super) fn on_request(&mut self, now: Millis, msg: &Message) -> Vec<Effect> {
+        let mac = msg.client_mac();
+        let server_id = msg.options.get_ip(options::SERVER_ID);
+        let requested = msg.options.get_ip(options::REQUESTED_IP);
+        let vendor = vendor_of(msg);
+        if let Some(sid) = server_id {
+            // SELECTING.
+            if sid != self.cfg.server_ip {
+                let fx = self.cancel_offer(mac);
+                self.drop_msg(Drop::NotOurServer);
+                return fx;
+            }
+            let ours = self
+                .leases
+                .get(&mac)
+                .map(|l| l.ip)
+                .or_else(|| self.offers.get(&mac).map(|o| o.ip));
+            return match (ours, requested) {
+                (Some(ip), Some(req)) if ip == req => self.commit(now, msg, ip),
+                (_, None) => self.drop_msg(Drop::NoAddressNamed),
+                _ => self.nak(msg, "requested address was not offered to this client"),
+            };
+        }
+        // A lease whose profile changed is released; the client must DISCOVER.
+        let mut fx = self.drop_stale_profile(mac, vendor.as_deref());
+        if !fx.is_empty() {
+            fx.extend(self.nak(msg, "client profile changed"));
+            return fx;
+        }
+        if !msg.ciaddr.is_unspecified() {
+            // RENEWING / REBINDING.
+            return match self.leases.get(&mac) {
+                Some(l) if l.ip == msg.ciaddr => self.commit(now, msg, msg.ciaddr),
+                _ => self.nak(msg, "no lease for this address"),
+            };
+        }
+        let Some(req) = requested else {
+            return self.drop_msg(Drop::NoAddressNamed);
+        };
+        // INIT-REBOOT.
+        if let Some(l) = self.leases.get(&mac) {
+            return if l.ip == req {
+                self.commit(now, msg, req)
+            } else {
+                self.nak(msg, "requested address is not this client's lease")
+            };
+        }
+        let profile = self.profile_for(mac, vendor.as_deref());
+        let valid = match profile.mode {
+            Mode::Isolated => self.pool.assignable(req),
+            Mode::Compat => u32::from(req) & 3 == 2 && self.pool.cidr().contains(req),
+            Mode::Playground => self.pool.playground_assignable(req),
+        };
+        if !valid {
+            return self.nak(msg, "requested address is not valid for this client");
+        }
+        if self.offers.get(&mac).is_some_and(|o| o.ip == req) {
+            return self.commit(now, msg, req);
+        }
+        let held_by_other =
+            self.owners.contains_key(&req) || self.offers.values().any(|o| o.ip == req);
+        let free = match profile.mode {
+            Mode::Compat => self.pool.take_block_at(Ipv4Addr::from(u32::from(req) & !3)),
+            _ => self.pool.is_free(req),
+        };
+        if held_by_other || !free {
+            return self.nak(msg, "requested address belongs to another client");
+        }
+        // The server lost its state: adopt the client's address.
+        self.hold_offer(now, mac, req, profile, vendor);
+        self.commit(now, msg, req)
+    }
+
+    /// Records or extends the lease and returns bind, persistence and ACK effects.
+    fn commit(&mut self, now: Millis, msg: &Message, ip: Ipv4Addr) -> Vec<Effect> {
+        let mac = msg.client_mac();
+        let expires = now + self.lease_ms();
+        let hostname = msg
+            .options
+            .get(options::HOSTNAME)
+            .map(sanitise_hostname)
+            .filter(|h| !h.is_empty());
+        let relay = msg
+            .options
+            .get(options::RELAY_AGENT_INFO)
+            .map(|r| RelayInfo { raw: r.to_vec() });
+        let mut fx = Vec::new();
+        let mode;
+        match self.leases.get_mut(&mac) {
+            Some(l) => {
+                mode = l.profile.mode;
+                if relay.is_some() {
+                    l.relay = relay;
+                }
+                if l.is_static {
+                    if l.hostname.is_none() {
+                        l.hostname = hostname;
+                    }
+                } else {
+                    let was_active = l.expires > now;
+                    let old_key = l.hold_until();
+                    l.expires = expires;
+                    l.grace_until = None;
+                    if hostname.is_some() {
+                        l.hostname = hostname;
+                    }
+                    let moved = expires.saturating_sub(l.persisted_expires);
+                    self.expiry.remove(&(old_key, mac));
+                    self.expiry.insert((expires, mac));
+                    let l = &self.leases[&mac];
+                    if !was_active {
+                        fx.push(Effect::Bind(self.binding(l)));
+                        fx.push(Effect::Known(mac, true));
+                    }
+                    // SPEC §7: renewals that move the expiry by less than half a
+                    // lease time are batched; bigger moves are written now.
+                    fx.push(if moved >= self.lease_ms() / 2 {
+                        Effect::PersistNow
+                    } else {
+                        Effect::PersistLater
+                    });
+                    tracing::debug!(%mac, %ip, "lease renewed");
+                }
+            }
+            None => {
+                let Some(o) = self.offers.remove(&mac) else {
+                    return self.nak(msg, "no offer for this client");
+                };
+                self.offer_expiry.remove(&(o.until, mac));
+                mode = o.profile.mode;
+                let lease = Lease {
+                    mac,
+                    ip,
+                    profile: o.profile,
+                    is_static: false,
+                    expires,
+                    grace_until: None,
+                    hostname,
+                    vendor: o.vendor,
+                    relay,
+                    persisted_expires: 0,
+                };
+                let b = self.binding(&lease);
+                self.insert_lease(lease);
+                fx.push(Effect::Bind(b));
+                fx.push(Effect::Known(mac, true));
+                fx.push(Effect::PersistNow);
+                tracing::info!(%mac, %ip, mode = mode.as_str(), "lease committed");
+            }
+        }
+        self.stats.acks += 1;
+        fx.extend(self.reply(msg, MessageType::Ack, ip, mode));
+        fx
+    }
+
+    fn nak(&mut self, msg: &Message, why: &str) -> Vec<Effect> {
+        self.stats.naks += 1;
+        tracing::info!(mac = %msg.client_mac(), reason = why, "NAK");
+        self.nak_reply(msg, why)
+    }
+
+    pub(super) fn on_release(&mut self, msg: &Message) -> Vec<Effect> {
+        let mac = msg.client_mac();
+        match self.leases.get(&mac) {
+            Some(l) if l.ip == msg.ciaddr && l.is_static => {
+                tracing::info!(%mac, ip = %l.ip, "static client released; address stays reserved");
+                Vec::new()
+            }
+            Some(l) if l.ip == msg.ciaddr => {
+                let b = self.binding(l);
+                self.remove_lease(mac);
+                self.stats.releases += 1;
+                tracing::info!(%mac, ip = %b.ip, "lease released");
+                vec![
+                    Effect::Unbind(b),
+                    Effect::Known(mac, false),
+                    Effect::PersistNow,
+                ]
+            }
+            _ => self.drop_msg(Drop::NotOwner),
+        }
+    }
+
+    /// DECLINE (RFC 2131 §4.3.3): the owner found its address in use.
+    pub(super) fn on_decline(&mut self, now: Millis, msg: &Message) -> Vec<Effect> {
+        let mac = msg.client_mac();
+        let declined = msg.options.get_ip(options::REQUESTED_IP);
+        let owned = self
+            .leases
+            .get(&mac)
+            .filter(|l| Some(l.ip) == declined)
+            .cloned();
+        let offered = self
+            .offers
+            .get(&mac)
+            .filter(|o| Some(o.ip) == declined)
+            .map(|o| o.ip);
+        self.stats.declines += 1;
+        match (owned, offered) {
+            (Some(l), _) if l.is_static => {
+                tracing::warn!(%mac, ip = %l.ip, "static client declined its address; it stays reserved");
+                Vec::new()
+            }
+            (Some(l), _) => {
+                let b = self.binding(&l);
+                self.remove_lease(mac);
+                let mut fx = vec![Effect::Unbind(b), Effect::Known(mac, false)];
+                self.quarantine_declined(now, l.ip);
+                tracing::warn!(%mac, ip = %l.ip, "address declined: quarantined");
+                fx.push(Effect::PersistNow);
+                fx
+            }
+            (None, Some(ip)) => {
+                let fx = self.cancel_offer(mac);
+                self.quarantine_declined(now, ip);
+                fx
+            }
+            _ => self.drop_msg(Drop::DeclineNotOwner),
+        }
+    }
+
+    /// Keeps a declined pool address out of allocation (a compat block went
+    /// back whole; only the declined address stays out).
+    fn quarantine_declined(&mut self, now: Millis, ip: Ipv4Addr) {
+        if self.pool.cidr().contains(ip)
+            && self
+                .quarantine
+                .insert(ip, now + QUARANTINE_DECLINE_MS, "decline")
+        {
+            self.pool.take(ip);
+        }
+    }
+
+    /// INFORM (RFC 2131 §4.3.5): configuration only, no address.
+    pub(super) fn on_inform(&mut self, msg: &Message) -> Vec<Effect> {
+        if !self.pool.cidr().contains(msg.ciaddr) {
+            return self.drop_msg(Drop::InformOutsidePool);
+        }
+        let mac = msg.client_mac();
+        let mode = match self.leases.get(&mac) {
+            Some(l) => l.profile.mode,
+            None => self.profile_for(mac, vendor_of(msg).as_deref()).mode,
+        };
+        self.stats.informs += 1;
+        self.reply(msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, mode)
+    }
+}
