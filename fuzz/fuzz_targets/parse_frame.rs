@@ -24,19 +24,20 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn run_engine(src: Mac, m: &Message) {
-    let mut e = Engine::new(EngineConfig {
-        server_ip: Ipv4Addr::new(198, 18, 0, 1),
-        server_mac: Mac([2, 0, 0, 0, 0, 1]),
-        pool: "198.18.0.0/28".parse().unwrap(),
-        dns: vec![Ipv4Addr::new(198, 18, 0, 53)],
-        lease_time: 600,
-        offer_hold_ms: 60_000,
-        max_offers: 4,
-        custom_options: vec![],
-    });
+    let mut cfg = EngineConfig::new(Ipv4Addr::new(198, 18, 0, 1), Mac([2, 0, 0, 0, 0, 1]), "198.18.0.0/27".parse().unwrap());
+    cfg.dns = vec![Ipv4Addr::new(198, 18, 0, 53)];
+    cfg.lease_time = 600;
+    cfg.max_offers = 4;
+    cfg.playground_size = Some(8);
+    cfg.classifier.compat.vendors = vec!["c".into()];
+    cfg.classifier.playground.vendors = vec!["p".into()];
+    let Ok(mut e) = Engine::new(cfg, &[]) else { return };
     let now = 1_800_000_000_000;
+    e.start(now, vec![], vec![]);
+    let in_use = e.candidates(m);
     for i in 0..3 {
-        let _ = e.handle(now + i, Input::Dhcp { src_mac: src, msg: m });
+        let busy = if i == 0 { &in_use[..in_use.len().min(2)] } else { &[][..] };
+        let _ = e.handle(now + i, Input::Dhcp { src_mac: src, msg: m, in_use: busy });
     }
     let _ = e.handle(now + 10_000_000, Input::Tick);
 }
