@@ -169,6 +169,10 @@ pub struct Config {
     pub classifier: Classifier,
     pub playground_size: Option<u32>,
     pub xdp: XdpMode,
+    /// Admission limits for the XDP program and the userspace limiter.
+    pub limits: isodhcp_common::Limits,
+    pub deny_macs: Vec<Mac>,
+    pub trust_macs: Vec<Mac>,
     pub bpf_pin_dir: PathBuf,
     pub isolation: Isolation,
     pub hook_file: Option<PathBuf>,
@@ -446,11 +450,16 @@ pub fn validate(a: &Args) -> Result<Config, CliError> {
             &a.masquerade_vendor,
         )?,
     };
-    for (o, list) in [("--deny-mac", &a.deny_mac), ("--trust-mac", &a.trust_mac)] {
-        for m in list {
-            parse_mac(o, m)?;
-        }
-    }
+    let deny_macs = a
+        .deny_mac
+        .iter()
+        .map(|m| parse_mac("--deny-mac", m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let trust_macs = a
+        .trust_mac
+        .iter()
+        .map(|m| parse_mac("--trust-mac", m))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut playground_size = None;
     if let Some(ps) = &a.playground_size {
         let n: u32 = parse_uint("--playground-size", ps)?;
@@ -482,17 +491,31 @@ pub fn validate(a: &Args) -> Result<Config, CliError> {
         .iter()
         .map(|s| parse_dhcp_option(s))
         .collect::<Result<Vec<_>, _>>()?;
-    for (o, v) in [
+    let mut rates = [0u32; 4];
+    for (slot, (o, v)) in rates.iter_mut().zip([
         ("--rate-limit", &a.rate_limit),
         ("--rate-burst", &a.rate_burst),
         ("--global-rate-limit", &a.global_rate_limit),
         ("--new-client-rate", &a.new_client_rate),
-    ] {
+    ]) {
         let n: u32 = parse_uint(o, v)?;
-        if n == 0 {
-            return Err(bad(o, v, "must be at least 1"));
+        if n == 0 || n > 10_000_000 {
+            return Err(bad(o, v, "must be 1..10000000"));
         }
+        *slot = n;
     }
+    let [mac_rate, mac_burst, global_rate, new_rate] = rates;
+    // The global and new-client budgets allow one second's worth at once.
+    let limits = isodhcp_common::Limits {
+        abi: isodhcp_common::ABI_VERSION,
+        mac_rate,
+        mac_burst,
+        global_rate,
+        global_burst: global_rate,
+        new_rate,
+        new_burst: new_rate,
+        _pad: 0,
+    };
     if let Some(m) = &a.metrics_listen {
         m.parse::<std::net::SocketAddr>()
             .map_err(|_| bad("--metrics-listen", m, "expected ADDR:PORT"))?;
@@ -523,6 +546,9 @@ pub fn validate(a: &Args) -> Result<Config, CliError> {
         classifier,
         playground_size,
         xdp: a.xdp,
+        limits,
+        deny_macs,
+        trust_macs,
         bpf_pin_dir: a
             .bpf_pin_dir
             .clone()
@@ -595,12 +621,6 @@ pub fn not_implemented(a: &Args) -> Vec<&'static str> {
     );
     flag(a.hook_file.is_some(), "--hook-file");
     flag(a.isolation != Isolation::System, "--isolation");
-    flag(a.rate_limit != "2", "--rate-limit");
-    flag(a.rate_burst != "5", "--rate-burst");
-    flag(a.global_rate_limit != "2000", "--global-rate-limit");
-    flag(a.new_client_rate != "100", "--new-client-rate");
-    flag(!a.deny_mac.is_empty(), "--deny-mac");
-    flag(!a.trust_mac.is_empty(), "--trust-mac");
     flag(a.metrics_listen.is_some(), "--metrics-listen");
     v
 }
@@ -733,6 +753,7 @@ mod tests {
             "--playground-size"
         );
         assert_eq!(err(&["--rate-limit", "0"]).option, "--rate-limit");
+        assert_eq!(err(&["--new-client-rate", "x"]).option, "--new-client-rate");
         assert_eq!(
             err(&["--metrics-listen", "nope"]).option,
             "--metrics-listen"
@@ -759,6 +780,41 @@ mod tests {
         ] {
             assert_eq!(check(bad).unwrap_err().option, "--static", "{bad}");
         }
+    }
+
+    #[test]
+    fn limits_follow_the_flags() {
+        let c = validate(&args(&[
+            "--rate-limit",
+            "10",
+            "--rate-burst",
+            "20",
+            "--global-rate-limit",
+            "500",
+            "--new-client-rate",
+            "50",
+            "--deny-mac",
+            "02:00:00:00:00:09",
+        ]))
+        .unwrap();
+        let l = c.limits;
+        assert_eq!(
+            (
+                l.mac_rate,
+                l.mac_burst,
+                l.global_rate,
+                l.global_burst,
+                l.new_rate,
+                l.new_burst
+            ),
+            (10, 20, 500, 500, 50, 50)
+        );
+        assert_eq!(c.deny_macs, [Mac([2, 0, 0, 0, 0, 9])]);
+        let d = validate(&args(&[])).unwrap().limits;
+        assert_eq!(
+            (d.mac_rate, d.mac_burst, d.global_rate, d.new_rate),
+            (2, 5, 2000, 100)
+        );
     }
 
     #[test]

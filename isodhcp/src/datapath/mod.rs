@@ -1,12 +1,18 @@
 //! Frame I/O for DHCP: receive client frames, send frames we built.
 //!
-//! [`FrameIo`] is the one interface the daemon uses; [`af_packet`] implements
-//! it with a packet socket and a classic BPF filter (SPEC §9 `--xdp off`
-//! path); AF_XDP joins behind the same trait. Whatever the datapath, a UDP
-//! socket is bound to port 67 on the interface ([`PortGuard`]) so the kernel
-//! never answers DHCP traffic with ICMP port-unreachable (SPEC §5).
+//! [`FrameIo`] is the one interface the daemon uses. [`af_packet`] is the
+//! packet socket with a classic BPF filter (SPEC §9 `--xdp off` path, and
+//! the fallback for queues without an XDP socket); [`af_xdp`] receives what
+//! the XDP program redirects. [`Hybrid`] serves both at once and answers on
+//! the path a request came in on. Whatever the datapath, a UDP socket is
+//! bound to port 67 on the interface ([`PortGuard`]) so the kernel never
+//! answers DHCP traffic with ICMP port-unreachable (SPEC §5).
+//! [`limiter`] applies the XDP program's admission rules in userspace when
+//! XDP is off.
 
 pub mod af_packet;
+pub mod af_xdp;
+pub mod limiter;
 
 use std::future::Future;
 use std::io;
@@ -45,5 +51,88 @@ impl PortGuard {
     pub async fn drain(self) {
         let mut buf = [0u8; 1500];
         while self.sock.recv(&mut buf).await.is_ok() {}
+    }
+}
+
+/// AF_XDP sockets plus the AF_PACKET fallback.
+pub struct Hybrid {
+    pub xdp: af_xdp::AfXdp,
+    pub packet: af_packet::AfPacket,
+    last_from_xdp: bool,
+    spare: Vec<u8>,
+}
+
+impl Hybrid {
+    pub fn new(xdp: af_xdp::AfXdp, packet: af_packet::AfPacket) -> Hybrid {
+        Hybrid {
+            xdp,
+            packet,
+            last_from_xdp: false,
+            spare: vec![0; 2048],
+        }
+    }
+}
+
+impl FrameIo for af_xdp::AfXdp {
+    fn recv(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> {
+        af_xdp::AfXdp::recv(self, buf)
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        af_xdp::AfXdp::send(self, frame)
+    }
+}
+
+impl FrameIo for Hybrid {
+    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Hybrid {
+            xdp,
+            packet,
+            last_from_xdp,
+            spare,
+        } = self;
+        spare.resize(buf.len(), 0);
+        tokio::select! {
+            r = xdp.recv(buf) => {
+                *last_from_xdp = true;
+                r
+            }
+            r = packet.recv(spare) => {
+                *last_from_xdp = false;
+                let n = r?;
+                buf[..n].copy_from_slice(&spare[..n]);
+                Ok(n)
+            }
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        if self.last_from_xdp {
+            self.xdp.send(frame)
+        } else {
+            self.packet.send(frame)
+        }
+    }
+}
+
+/// The datapath the daemon runs.
+pub enum Datapath {
+    Packet(af_packet::AfPacket),
+    Hybrid(Hybrid),
+}
+
+impl FrameIo for Datapath {
+    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Datapath::Packet(p) => p.recv(buf).await,
+            Datapath::Hybrid(h) => h.recv(buf).await,
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        match self {
+            Datapath::Packet(p) => p.send(frame),
+            Datapath::Hybrid(h) => h.send(frame),
+        }
     }
 }

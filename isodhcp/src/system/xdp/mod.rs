@@ -7,19 +7,21 @@
 //! - `link_native` or `link_generic`: the XDP link (bpf_link), named after its
 //!   mode. While it is pinned the program stays attached, also after the daemon
 //!   exits (fail-open: it passes every frame it does not handle).
-//! - `counters`: the per-CPU [`Counters`] map, with BTF, so
+//! - every map of the contract in `isodhcp_common` (`counters`, `limits`,
+//!   `buckets`, `deny`, `trust`, `known`, `fresh`, `xsks`), with BTF, so
 //!   `bpftool map dump pinned <pin_dir>/counters` prints named fields.
 //!
 //! On start, a pinned link of a usable mode for the same interface is updated in
 //! place (`bpf_link_update`: the new program replaces the old one atomically, no
 //! unfiltered window); otherwise stale pins are removed and the program is
-//! attached afresh. The counters pin is always replaced by the new map, never
-//! reused (aya would silently reuse a pinned map without checking its layout).
+//! attached afresh. Map pins are always replaced by the new maps, never reused
+//! (aya would silently reuse a pinned map without checking its layout); the
+//! daemon refills them (limits, deny/trust lists, known clients) at start.
+
+mod maps;
+mod pins;
 
 use std::ffi::CString;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use aya::maps::PerCpuArray;
@@ -27,17 +29,16 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode as AyaXdpMode};
 use aya::{Ebpf, EbpfLoader};
-use isodhcp_common::{COUNTERS_MAP, Counters, XDP_PROGRAM};
+use isodhcp_common::{COUNTERS_MAP, Counters, MAPS, XDP_PROGRAM};
 use tracing::{info, warn};
+
+pub use maps::XdpMaps;
+use pins::{pinned_link_ifindex, prepare_pin_dir, remove_pin};
 
 use crate::cli::XdpMode;
 
 /// The XDP object built by `cargo xtask build-ebpf`; empty if none was built in.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/isodhcp-ebpf.o"));
-
-/// Default bpffs mount point; mounted on demand when missing.
-const BPFFS_ROOT: &str = "/sys/fs/bpf";
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Link pin names, one per attach mode.
 const LINK_PIN_NATIVE: &str = "link_native";
@@ -73,6 +74,8 @@ pub struct XdpAttachment {
     pub mode_used: &'static str,
     /// Where link and maps are pinned; `None` when running unpinned.
     pub pin_dir: Option<PathBuf>,
+    /// The maps the daemon writes.
+    pub maps: XdpMaps,
     ebpf: Ebpf,
 }
 
@@ -126,14 +129,16 @@ pub fn attach(iface: &str, mode: XdpMode, pin_dir: &Path) -> Result<XdpAttachmen
     };
 
     if let Some(dir) = &pins {
-        pin_counters(&ebpf, dir)?;
+        pin_maps(&ebpf, dir)?;
         info!(iface, mode = used.name(), pin_dir = %dir.display(), "XDP program attached and pinned");
     } else {
         info!(iface, mode = used.name(), "XDP program attached (unpinned)");
     }
+    let maps = XdpMaps::take(&mut ebpf)?;
     Ok(XdpAttachment {
         mode_used: used.name(),
         pin_dir: pins,
+        maps,
         ebpf,
     })
 }
@@ -161,7 +166,7 @@ impl XdpAttachment {
     /// hand-over or tests). Plain drop keeps a pinned program attached.
     pub fn detach(self) -> Result<(), XdpError> {
         if let Some(dir) = &self.pin_dir {
-            for name in [LINK_PIN_NATIVE, LINK_PIN_GENERIC, COUNTERS_MAP] {
+            for name in [LINK_PIN_NATIVE, LINK_PIN_GENERIC].into_iter().chain(MAPS) {
                 remove_pin(dir, name)?;
             }
         }
@@ -313,89 +318,19 @@ fn attach_fresh(
     })
 }
 
-fn pin_counters(ebpf: &Ebpf, dir: &Path) -> Result<(), XdpError> {
+fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<(), XdpError> {
     let pin_err = |reason: String| XdpError::Pin {
         dir: dir.to_path_buf(),
         reason,
     };
-    remove_pin(dir, COUNTERS_MAP)?;
-    ebpf.map(COUNTERS_MAP)
-        .ok_or_else(|| pin_err(format!("map {COUNTERS_MAP} missing")))?
-        .pin(dir.join(COUNTERS_MAP))
-        .map_err(|e| pin_err(chain(&e)))
-}
-
-fn remove_pin(dir: &Path, name: &str) -> Result<(), XdpError> {
-    match std::fs::remove_file(dir.join(name)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(XdpError::Pin {
-            dir: dir.to_path_buf(),
-            reason: format!("removing stale {name}: {e}"),
-        }),
+    for name in MAPS {
+        remove_pin(dir, name)?;
+        ebpf.map(name)
+            .ok_or_else(|| pin_err(format!("map {name} missing from the object")))?
+            .pin(dir.join(name))
+            .map_err(|e| pin_err(chain(&e)))?;
     }
-}
-
-/// Makes sure `dir` exists on a bpffs, mounting one at /sys/fs/bpf if needed
-/// and allowed. `None` (with a warning) means: run unpinned.
-fn prepare_pin_dir(dir: &Path) -> Option<PathBuf> {
-    let root = Path::new(BPFFS_ROOT);
-    if dir.starts_with(root) && !is_bpffs(root) {
-        match mount_bpffs(root) {
-            Ok(()) => info!("mounted bpffs at {BPFFS_ROOT}"),
-            Err(e) => {
-                warn!(
-                    "{BPFFS_ROOT} is not a bpffs and mounting one failed ({e}): running XDP unpinned"
-                );
-                return None;
-            }
-        }
-    }
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        warn!(
-            "cannot create pin folder {}: {e}: running XDP unpinned",
-            dir.display()
-        );
-        return None;
-    }
-    if !is_bpffs(dir) {
-        warn!(
-            "pin folder {} is not on a bpffs: running XDP unpinned",
-            dir.display()
-        );
-        return None;
-    }
-    Some(dir.to_path_buf())
-}
-
-fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs writes into the zeroed struct; `c` is a valid C string.
-    unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
-    }
-}
-
-fn mount_bpffs(at: &Path) -> io::Result<()> {
-    let target = CString::new(at.as_os_str().as_bytes())?;
-    // SAFETY: all pointers are valid C strings or null.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            target.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            c"mode=0700".as_ptr().cast(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(())
 }
 
 fn ifindex(iface: &str) -> Result<u32, XdpError> {
@@ -407,88 +342,8 @@ fn ifindex(iface: &str) -> Result<u32, XdpError> {
     }
 }
 
-/// The interface index of the XDP link pinned at `path` (0: its device is
-/// gone). aya does not expose it, hence two raw bpf(2) calls.
-fn pinned_link_ifindex(path: &Path) -> io::Result<u32> {
-    const BPF_OBJ_GET: libc::c_long = 7;
-    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    const BPF_LINK_TYPE_XDP: u32 = 6;
-
-    #[repr(C)]
-    struct ObjGetAttr {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-    }
-    #[repr(C)]
-    struct InfoAttr {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
-    /// Head of `struct bpf_link_info`: type, id, prog_id, pad, then the union
-    /// (8-aligned) whose `xdp` member starts with `ifindex`.
-    #[repr(C)]
-    #[derive(Default)]
-    struct LinkInfoHead {
-        type_: u32,
-        id: u32,
-        prog_id: u32,
-        _pad: u32,
-        ifindex: u32,
-        _pad2: u32,
-    }
-
-    let c = CString::new(path.as_os_str().as_bytes())?;
-    let get = ObjGetAttr {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: 0,
-        file_flags: 0,
-    };
-    // SAFETY: bpf(BPF_OBJ_GET) reads `get` (size passed) and the C string it points to.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &get as *const ObjGetAttr,
-            std::mem::size_of::<ObjGetAttr>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a fresh fd that we now own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-
-    let mut head = LinkInfoHead::default();
-    let attr = InfoAttr {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: std::mem::size_of::<LinkInfoHead>() as u32,
-        info: &mut head as *mut LinkInfoHead as u64,
-    };
-    // SAFETY: the kernel writes at most `info_len` bytes into `head`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            &attr as *const InfoAttr,
-            std::mem::size_of::<InfoAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if head.type_ != BPF_LINK_TYPE_XDP {
-        return Err(io::Error::other(format!(
-            "not an XDP link (type {})",
-            head.type_
-        )));
-    }
-    Ok(head.ifindex)
-}
-
 /// An error and its sources on one line (aya nests the verifier log in them).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(src) = cur {

@@ -14,18 +14,21 @@ use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, info, warn};
 
-use crate::cli::{self, Config, XdpMode};
-use crate::datapath::af_packet::AfPacket;
-use crate::datapath::{FrameIo, PortGuard};
+mod admission;
+
+use crate::cli::{self, Config};
+use crate::datapath::{Datapath, FrameIo, PortGuard};
 use crate::engine::{
     Binding, Effect, Engine, EngineConfig, Input, LeaseRecord, Millis, Mode, Reply,
 };
 use crate::store::LeaseStore;
+use crate::system::detect;
 use crate::system::netlink::Netlink;
 use crate::system::reconcile::{self, Fix, KernelState};
-use crate::system::{detect, xdp};
 use crate::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
-use crate::wire::{Mac, dhcp};
+use admission::Admission;
+
+use crate::wire::Mac;
 
 /// How often expiries are processed.
 const TICK: Duration = Duration::from_secs(1);
@@ -39,11 +42,12 @@ fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
-struct Daemon<D: FrameIo> {
+struct Daemon {
     engine: Engine,
     store: LeaseStore,
     nl: Netlink,
-    io: D,
+    io: Datapath,
+    admission: Admission,
     iface: String,
     ifindex: u32,
     server_ip: Ipv4Addr,
@@ -52,9 +56,11 @@ struct Daemon<D: FrameIo> {
     dirty_since: Option<Millis>,
     /// A kernel change failed: reconcile at the next tick.
     needs_reconcile: bool,
+    /// Drop counters last logged, and when.
+    drops_logged: (u64, Millis),
 }
 
-impl<D: FrameIo> Daemon<D> {
+impl Daemon {
     fn persist(&mut self) -> Result<()> {
         let records: Vec<LeaseRecord> = self.engine.leases().map(LeaseRecord::from).collect();
         self.store
@@ -69,7 +75,7 @@ impl<D: FrameIo> Daemon<D> {
             match fx {
                 Effect::Bind(b) => self.bind(&b, true).await,
                 Effect::Unbind(b) => self.bind(&b, false).await,
-                Effect::Known(..) => {} // XDP known-clients map: lands with the XDP hot path.
+                Effect::Known(mac, known) => self.admission.set_known(mac, known),
                 Effect::PersistNow => {
                     if let Err(e) = self.persist() {
                         // Not on disk: withhold the rest (the ACK). The client retries.
@@ -131,11 +137,7 @@ impl<D: FrameIo> Daemon<D> {
     }
 
     async fn on_frame(&mut self, bytes: &[u8]) {
-        let Ok(f) = frame::parse(bytes) else { return };
-        if f.dst_port != DHCP_SERVER_PORT {
-            return;
-        }
-        let Ok(msg) = dhcp::Message::parse(f.payload) else {
+        let Some((src_mac, msg)) = self.admission.check(bytes) else {
             return;
         };
         // Conflict detection (SPEC §4.7): only for DISCOVERs that need a new address.
@@ -151,7 +153,7 @@ impl<D: FrameIo> Daemon<D> {
         let fx = self.engine.handle(
             now_ms(),
             Input::Dhcp {
-                src_mac: f.src_mac,
+                src_mac,
                 msg: &msg,
                 in_use: &in_use,
             },
@@ -174,6 +176,38 @@ impl<D: FrameIo> Daemon<D> {
         if self.needs_reconcile {
             self.reconcile().await;
         }
+        self.log_drops(now, false);
+    }
+
+    /// One summary line of admission drops a minute at most, and only when
+    /// they grew: floods show up in the log without a line per frame.
+    fn log_drops(&mut self, now: Millis, force: bool) {
+        if !force && now.saturating_sub(self.drops_logged.1) < 60_000 {
+            return;
+        }
+        let c = self.admission.counters();
+        let drops: u64 = c
+            .named()
+            .iter()
+            .filter(|(n, _)| n.starts_with("drop_"))
+            .map(|(_, v)| v)
+            .sum();
+        if drops > self.drops_logged.0 || force {
+            let by_reason: Vec<String> = c
+                .named()
+                .iter()
+                .filter(|(n, v)| n.starts_with("drop_") && *v > 0)
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            info!(
+                datapath = self.admission.mode(),
+                admitted = c.redirect + c.pass_stack,
+                dropped = drops,
+                "admission: {}",
+                by_reason.join(" ")
+            );
+        }
+        self.drops_logged = (drops, now);
     }
 
     /// Reads the kernel state isodhcp manages.
@@ -276,23 +310,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     info!(leases = engine.leases().count(), file = %cfg.lease_file.display(), "leases loaded");
 
-    let _xdp = match cfg.xdp {
-        XdpMode::Off => None,
-        mode => match xdp::attach(&cfg.interface, mode, &cfg.bpf_pin_dir) {
-            Ok(a) => {
-                info!(mode = a.mode_used, "XDP program attached");
-                Some(a)
-            }
-            Err(e) if mode == XdpMode::Auto => {
-                warn!(error = %e, "XDP unavailable; continuing without it");
-                None
-            }
-            Err(e) => return Err(e).context("--xdp"),
-        },
-    };
-
-    let io =
-        AfPacket::open(info.index).context("cannot open the packet socket (needs CAP_NET_RAW)")?;
+    let (admission, io) = admission::setup(&cfg, info.index, &engine)?;
     let guard =
         PortGuard::bind(&cfg.interface).context("cannot bind UDP port 67 on the interface")?;
     tokio::spawn(guard.drain());
@@ -302,12 +320,14 @@ pub async fn run(cfg: Config) -> Result<()> {
         store,
         nl,
         io,
+        admission,
         iface: cfg.interface.clone(),
         ifindex: info.index,
         server_ip,
         server_mac: info.mac,
         dirty_since: None,
         needs_reconcile: false,
+        drops_logged: (0, 0),
     };
     // Statics come up (and their hooks run) before any client speaks; then
     // everything else the leases need is reconciled.
@@ -343,6 +363,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             _ = hup.recv() => break,
         }
     }
+    d.log_drops(now_ms(), true);
     d.persist().context("final lease write failed")?;
     info!("leases flushed; exiting");
     Ok(())

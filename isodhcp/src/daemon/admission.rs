@@ -1,0 +1,168 @@
+//! Who decides which DHCP frames reach the engine (SPEC §9): the XDP program
+//! in the kernel when it is attached, else the userspace [`Limiter`] with the
+//! same rules and counters. Also opens the matching datapath.
+
+use anyhow::{Context, Result};
+use isodhcp_common::Counters;
+use tracing::{info, warn};
+
+use crate::cli::{Config, XdpMode};
+use crate::datapath::af_packet::AfPacket;
+use crate::datapath::af_xdp::{self, AfXdp, Queue};
+use crate::datapath::limiter::Limiter;
+use crate::datapath::{Datapath, Hybrid};
+use crate::engine::Engine;
+use crate::system::xdp::{self, XdpAttachment};
+use crate::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
+use crate::wire::frame::{self, DHCP_SERVER_PORT};
+use crate::wire::{Mac, WireError};
+
+/// CLOCK_MONOTONIC in ns: the clock of the kernel's token buckets and deny expiries.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub enum Admission {
+    /// The XDP program validated and rate-limited every frame we get.
+    Kernel(Box<XdpAttachment>),
+    /// XDP is off: validate and limit here.
+    User(Box<Limiter>),
+}
+
+impl Admission {
+    /// Keeps the known-clients set (kernel map or limiter) in step with the engine.
+    pub fn set_known(&mut self, mac: Mac, known: bool) {
+        match self {
+            Admission::Kernel(x) => x.maps.set_known(mac, known),
+            Admission::User(l) => l.set_known(mac, known),
+        }
+    }
+
+    /// Parses a frame and, in userspace mode, validates and admits it like
+    /// the XDP program would, counting the verdict.
+    pub fn check(&mut self, bytes: &[u8]) -> Option<(Mac, Message)> {
+        let parsed = frame::parse(bytes);
+        let Admission::User(l) = self else {
+            let f = parsed.ok()?;
+            return Message::parse(f.payload).ok().map(|m| (f.src_mac, m));
+        };
+        let c = &mut l.counters;
+        let f = match parsed {
+            Ok(f) if f.dst_port == DHCP_SERVER_PORT => f,
+            Ok(_) | Err(WireError::NotIpv4Udp) => {
+                c.non_dhcp += 1;
+                return None;
+            }
+            Err(e) => {
+                c.dhcp += 1;
+                match e {
+                    WireError::Fragment => c.drop_fragment += 1,
+                    WireError::BadUdpLength => c.drop_udp_len += 1,
+                    _ => c.drop_ihl += 1,
+                }
+                return None;
+            }
+        };
+        c.dhcp += 1;
+        let msg = match Message::parse(f.payload) {
+            Ok(m) => m,
+            Err(_) => {
+                c.drop_bootp_short += 1;
+                return None;
+            }
+        };
+        if msg.op != BOOTREQUEST || msg.htype != HTYPE_ETHERNET || msg.hlen != 6 {
+            c.drop_not_request += 1;
+            return None;
+        }
+        if msg.client_mac() != f.src_mac {
+            c.drop_chaddr_spoof += 1;
+            return None;
+        }
+        l.admit(monotonic_ns(), f.src_mac)
+            .then_some((f.src_mac, msg))
+    }
+
+    /// Verdict counters (kernel: summed over CPUs).
+    pub fn counters(&self) -> Counters {
+        match self {
+            Admission::Kernel(x) => x.counters().unwrap_or_default(),
+            Admission::User(l) => l.counters,
+        }
+    }
+
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Admission::Kernel(x) => x.mode_used,
+            Admission::User(_) => "off",
+        }
+    }
+}
+
+/// Attaches XDP per `--xdp` (auto falls back to userspace with a warning),
+/// writes limits, deny/trust lists and the known clients, and opens the
+/// datapath: AF_XDP sockets on every RX queue plus the packet socket.
+pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, Datapath)> {
+    let packet =
+        AfPacket::open(ifindex).context("cannot open the packet socket (needs CAP_NET_RAW)")?;
+    let attached = match cfg.xdp {
+        XdpMode::Off => None,
+        mode => match xdp::attach(&cfg.interface, mode, &cfg.bpf_pin_dir) {
+            Ok(a) => Some(a),
+            Err(e) if mode == XdpMode::Auto => {
+                warn!(error = %e, "XDP unavailable: DHCP admission runs in userspace");
+                None
+            }
+            Err(e) => return Err(e).context("--xdp"),
+        },
+    };
+    let Some(mut x) = attached else {
+        let mut l = Limiter::new(cfg.limits);
+        cfg.deny_macs.iter().for_each(|m| l.deny(*m, 0));
+        cfg.trust_macs.iter().for_each(|m| l.trust(*m));
+        engine.known_macs().for_each(|m| l.set_known(m, true));
+        info!("datapath: AF_PACKET with userspace rate limits");
+        return Ok((Admission::User(Box::new(l)), Datapath::Packet(packet)));
+    };
+    x.maps
+        .set_limits(&cfg.limits)
+        .context("writing XDP limits")?;
+    for m in &cfg.deny_macs {
+        x.maps.deny(*m, 0).context("writing the XDP deny map")?;
+    }
+    for m in &cfg.trust_macs {
+        x.maps.trust(*m).context("writing the XDP trust map")?;
+    }
+    engine.known_macs().for_each(|m| x.maps.set_known(m, true));
+    let mut queues = Vec::new();
+    for q in 0..af_xdp::rx_queue_count(&cfg.interface) {
+        match Queue::open(ifindex, q) {
+            Ok(queue) => match x.maps.bind_socket(q, &queue.fd()) {
+                Ok(()) => queues.push(queue),
+                Err(e) => {
+                    warn!(queue = q, error = %e, "cannot register the AF_XDP socket; this queue uses the packet socket")
+                }
+            },
+            Err(e) => {
+                warn!(queue = q, error = %e, "no AF_XDP socket; this queue uses the packet socket")
+            }
+        }
+    }
+    let zc = queues.iter().filter(|q| q.zero_copy).count();
+    info!(
+        mode = x.mode_used,
+        af_xdp_queues = queues.len(),
+        zero_copy = zc,
+        "datapath: XDP admission, AF_XDP delivery"
+    );
+    Ok((
+        Admission::Kernel(Box::new(x)),
+        Datapath::Hybrid(Hybrid::new(AfXdp::new(queues), packet)),
+    ))
+}

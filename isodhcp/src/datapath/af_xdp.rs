@@ -1,0 +1,336 @@
+//! AF_XDP datapath (SPEC §9): one XDP socket per RX queue of the interface,
+//! each with its own UMEM; the XDP program redirects admitted DHCP frames to
+//! the socket of the queue they arrived on, and replies leave through the
+//! socket that received the request.
+//!
+//! Each UMEM is split in two halves: receive frames live on the fill/RX
+//! rings, transmit frames on a free list refilled from the completion ring.
+//! Zero-copy is tried first and copy mode used where the driver lacks it
+//! (veth). Ring sizes are small: DHCP is a control protocol and the XDP
+//! program admits only rate-limited traffic.
+
+use std::io;
+use std::num::NonZeroU32;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::ptr::NonNull;
+
+use tokio::io::unix::AsyncFd;
+use xdpilone::xdp::XdpDesc;
+use xdpilone::{
+    BufIdx, DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig,
+};
+
+const FRAME_SIZE: u32 = 2048;
+const FRAMES: u32 = 512;
+const RX_FRAMES: u32 = FRAMES / 2;
+const RING: u32 = 256;
+const XDP_COPY: u16 = 1 << 1;
+const XDP_ZEROCOPY: u16 = 1 << 2;
+const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
+
+fn errno(e: xdpilone::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.get_raw().abs())
+}
+
+/// Page-aligned anonymous memory for a UMEM, unmapped on drop.
+struct Area {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Area {
+    fn new(len: usize) -> io::Result<Area> {
+        // SAFETY: anonymous private mapping; checked for MAP_FAILED below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Area {
+            ptr: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?,
+            len,
+        })
+    }
+
+    fn slice(&self) -> NonNull<[u8]> {
+        NonNull::slice_from_raw_parts(self.ptr, self.len)
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `new`; the UMEM using it is dropped first
+        // (field order in `Queue`).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A borrowed fd for tokio's readiness (the socket itself is owned by xdpilone).
+struct Fd(RawFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// One XDP socket bound to one RX queue. Field order matters for drop:
+/// rings and the socket go before the UMEM, the UMEM before its memory.
+pub struct Queue {
+    ready: AsyncFd<Fd>,
+    rx: RingRx,
+    tx: RingTx,
+    dev: DeviceQueue,
+    free_tx: Vec<u64>,
+    _sock: Socket,
+    umem: Umem,
+    _area: Area,
+    pub queue_id: u32,
+    pub zero_copy: bool,
+}
+
+impl Queue {
+    /// Creates and binds an XDP socket on `ifindex`/`queue_id`.
+    pub fn open(ifindex: u32, queue_id: u32) -> io::Result<Queue> {
+        let area = Area::new((FRAME_SIZE * FRAMES) as usize)?;
+        let cfg = UmemConfig {
+            fill_size: RING,
+            complete_size: RING,
+            frame_size: FRAME_SIZE,
+            headroom: 0,
+            flags: 0,
+        };
+        // SAFETY: the area is page-aligned, FRAME_SIZE * FRAMES long and outlives
+        // the UMEM (dropped after it, see field order).
+        let umem = unsafe { Umem::new(cfg, area.slice()) }.map_err(errno)?;
+        let mut info = IfInfo::invalid();
+        info.from_ifindex(ifindex).map_err(errno)?;
+        info.set_queue(queue_id);
+        let mut last = io::Error::from(io::ErrorKind::Unsupported);
+        for (flags, zero_copy) in [
+            (XDP_ZEROCOPY | XDP_USE_NEED_WAKEUP, true),
+            (XDP_COPY | XDP_USE_NEED_WAKEUP, false),
+        ] {
+            let sock = Socket::with_shared(&info, &umem).map_err(errno)?;
+            let mut dev = umem.fq_cq(&sock).map_err(errno)?;
+            let sc = SocketConfig {
+                rx_size: NonZeroU32::new(RING),
+                tx_size: NonZeroU32::new(RING),
+                bind_flags: flags,
+            };
+            let user = umem.rx_tx(&sock, &sc).map_err(errno)?;
+            let rx = user.map_rx().map_err(errno)?;
+            let tx = user.map_tx().map_err(errno)?;
+            if let Err(e) = umem.bind(&user) {
+                last = errno(e);
+                continue;
+            }
+            {
+                let mut fill = dev.fill(RX_FRAMES);
+                fill.insert((0..RX_FRAMES).map(|i| u64::from(i * FRAME_SIZE)));
+                fill.commit();
+            }
+            let free_tx = (RX_FRAMES..FRAMES)
+                .map(|i| u64::from(i * FRAME_SIZE))
+                .collect();
+            // SAFETY: the fd belongs to `sock`, which this Queue owns and drops
+            // after `ready` (field order), so it stays the same open socket.
+            let ready = unsafe {
+                AsyncFd::register_with_interest(Fd(user.as_raw_fd()), tokio::io::Interest::READABLE)
+            }
+            .map_err(io::Error::from)?;
+            return Ok(Queue {
+                ready,
+                rx,
+                tx,
+                dev,
+                free_tx,
+                _sock: sock,
+                umem,
+                _area: area,
+                queue_id,
+                zero_copy,
+            });
+        }
+        Err(last)
+    }
+
+    /// The socket, for the XSKMAP.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the fd stays open as long as `self` (xdpilone owns it).
+        unsafe { BorrowedFd::borrow_raw(self.ready.get_ref().0) }
+    }
+
+    fn chunk(&self, addr: u64) -> Option<NonNull<[u8]>> {
+        let idx = u32::try_from(addr / u64::from(FRAME_SIZE)).ok()?;
+        self.umem.frame(BufIdx(idx)).map(|c| c.addr)
+    }
+
+    /// Copies one received frame into `buf` and returns the frame to the
+    /// fill ring. `None` when the RX ring is empty.
+    fn try_recv(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let desc = {
+            let mut r = self.rx.receive(1);
+            let d = r.read();
+            r.release();
+            d
+        }?;
+        let base = desc.addr - desc.addr % u64::from(FRAME_SIZE);
+        let n = match self.chunk(base) {
+            Some(c) => {
+                let start = (desc.addr - base) as usize;
+                let len = (desc.len as usize).min(buf.len());
+                // SAFETY: the kernel handed this frame to us via the RX ring; it is
+                // ours until we put it back on the fill ring below.
+                let frame = unsafe { c.as_ref() };
+                let end = (start + len).min(frame.len());
+                buf[..end - start].copy_from_slice(&frame[start..end]);
+                end - start
+            }
+            None => 0,
+        };
+        let mut fill = self.dev.fill(1);
+        fill.insert_once(base);
+        fill.commit();
+        Some(n)
+    }
+
+    fn reclaim(&mut self) {
+        let mut c = self.dev.complete(RING);
+        while let Some(addr) = c.read() {
+            self.free_tx.push(addr - addr % u64::from(FRAME_SIZE));
+        }
+        c.release();
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        if frame.len() > FRAME_SIZE as usize {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        self.reclaim();
+        let addr = self
+            .free_tx
+            .pop()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))?;
+        let Some(mut c) = self.chunk(addr) else {
+            return Err(io::Error::other("TX frame outside the UMEM"));
+        };
+        // SAFETY: the frame came off the free list: the kernel does not use it.
+        let dst = unsafe { c.as_mut() };
+        dst[..frame.len()].copy_from_slice(frame);
+        let sent = {
+            let mut w = self.tx.transmit(1);
+            let ok = w.insert_once(XdpDesc {
+                addr,
+                len: frame.len() as u32,
+                options: 0,
+            });
+            w.commit();
+            ok
+        };
+        if !sent {
+            self.free_tx.push(addr);
+            return Err(io::Error::from(io::ErrorKind::WouldBlock));
+        }
+        if self.tx.needs_wakeup() || !self.zero_copy {
+            self.tx.wake();
+        }
+        Ok(())
+    }
+}
+
+/// Receive and transmit over every queue's socket.
+pub struct AfXdp {
+    queues: Vec<Queue>,
+    last_rx: usize,
+}
+
+impl AfXdp {
+    pub fn new(queues: Vec<Queue>) -> AfXdp {
+        AfXdp { queues, last_rx: 0 }
+    }
+
+    pub fn queues(&self) -> &[Queue] {
+        &self.queues
+    }
+
+    /// Waits for a frame on any queue.
+    pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            for (i, q) in self.queues.iter_mut().enumerate() {
+                if let Some(n) = q.try_recv(buf) {
+                    self.last_rx = i;
+                    return Ok(n);
+                }
+            }
+            if self.queues.is_empty() {
+                return std::future::pending().await;
+            }
+            let waits = self.queues.iter().map(|q| Box::pin(q.ready.readable()));
+            let (ready, _, _) = futures::future::select_all(waits).await;
+            ready?.clear_ready();
+        }
+    }
+
+    /// Sends through the socket that received the last frame.
+    pub fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        let i = self.last_rx.min(self.queues.len().saturating_sub(1));
+        match self.queues.get_mut(i) {
+            Some(q) => q.send(frame),
+            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+        }
+    }
+}
+
+/// Number of RX queues of the interface (ETHTOOL_GCHANNELS; 1 if unknown).
+pub fn rx_queue_count(iface: &str) -> u32 {
+    #[repr(C)]
+    #[derive(Default)]
+    struct Channels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
+    }
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    let mut ch = Channels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    // SAFETY: ifreq is plain data; zeroed is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(iface.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut ch as *mut Channels).cast();
+    // SAFETY: a datagram socket for the ioctl, closed right after.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return 1;
+    }
+    // SAFETY: ifr points at valid memory; ch lives across the call.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut ifr) };
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    if rc < 0 {
+        return 1;
+    }
+    (ch.rx_count + ch.combined_count).max(1)
+}

@@ -1,0 +1,98 @@
+//! The maps the daemon writes (contract in `isodhcp_common`): rate limits,
+//! deny and trust lists, the known-clients map and the AF_XDP socket map.
+//! Every write is idempotent (insert replaces, remove of a missing key is
+//! success).
+
+use std::os::fd::AsRawFd;
+
+use aya::Ebpf;
+use aya::maps::{Array, HashMap, MapData, MapError, XskMap};
+use isodhcp_common::{
+    Bucket, DENY_MAP, KNOWN_MAP, LIMITS_MAP, Limits, TRUST_MAP, XSKS_MAP, mac_key,
+};
+
+use super::{XdpError, chain};
+use crate::wire::Mac;
+
+pub struct XdpMaps {
+    limits: Array<MapData, Limits>,
+    deny: HashMap<MapData, u64, u64>,
+    trust: HashMap<MapData, u64, u32>,
+    known: HashMap<MapData, u64, Bucket>,
+    xsks: XskMap<MapData>,
+    known_full_warned: bool,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
+    ebpf: &mut Ebpf,
+    name: &str,
+) -> Result<T, XdpError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| XdpError::Load(format!("map {name} missing from the object")))?;
+    T::try_from(map).map_err(|e| XdpError::Load(format!("map {name}: {}", chain(&e))))
+}
+
+fn absent_ok(r: Result<(), MapError>) -> Result<(), MapError> {
+    match r {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r,
+    }
+}
+
+impl XdpMaps {
+    pub(super) fn take(ebpf: &mut Ebpf) -> Result<XdpMaps, XdpError> {
+        Ok(XdpMaps {
+            limits: take(ebpf, LIMITS_MAP)?,
+            deny: take(ebpf, DENY_MAP)?,
+            trust: take(ebpf, TRUST_MAP)?,
+            known: take(ebpf, KNOWN_MAP)?,
+            xsks: take(ebpf, XSKS_MAP)?,
+            known_full_warned: false,
+        })
+    }
+
+    /// Writes the admission limits; until then the program admits without limits.
+    pub fn set_limits(&mut self, l: &Limits) -> Result<(), MapError> {
+        self.limits.set(0, l, 0)
+    }
+
+    /// Drops every frame from `mac` until `until_mono_ns` (CLOCK_MONOTONIC; 0 = for ever).
+    pub fn deny(&mut self, mac: Mac, until_mono_ns: u64) -> Result<(), MapError> {
+        self.deny.insert(mac_key(mac.0), until_mono_ns, 0)
+    }
+
+    pub fn undeny(&mut self, mac: Mac) -> Result<(), MapError> {
+        absent_ok(self.deny.remove(&mac_key(mac.0)))
+    }
+
+    /// Exempts `mac` from the per-MAC and new-client limits.
+    pub fn trust(&mut self, mac: Mac) -> Result<(), MapError> {
+        self.trust.insert(mac_key(mac.0), 1, 0)
+    }
+
+    /// Adds (with a full per-MAC bucket, unless present) or removes a known client.
+    pub fn set_known(&mut self, mac: Mac, known: bool) {
+        let key = mac_key(mac.0);
+        let r = if known {
+            if self.known.get(&key, 0).is_ok() {
+                return;
+            }
+            self.known.insert(key, Bucket::default(), 0)
+        } else {
+            absent_ok(self.known.remove(&key))
+        };
+        if let Err(e) = r {
+            if !self.known_full_warned {
+                tracing::warn!(%mac, error = %chain(&e), "XDP known-clients map update failed (map full?)");
+                self.known_full_warned = true;
+            }
+        }
+    }
+
+    /// Steers RX queue `queue` to an AF_XDP socket.
+    pub fn bind_socket(&mut self, queue: u32, fd: &impl AsRawFd) -> Result<(), MapError> {
+        self.xsks.set(queue, fd.as_raw_fd(), 0)
+    }
+}
