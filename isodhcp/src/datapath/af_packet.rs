@@ -5,11 +5,11 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 
-use super::FrameIo;
+use super::{FrameIo, Origin};
 
 /// `tcpdump -dd 'ip and udp dst port 67'`: ldh [12]; jeq 0x800; ldb [23];
 /// jeq 17; ldh [20]; jset 0x1fff (fragment); ldxb 4*([14]&0xf); ldh [x+16];
@@ -92,41 +92,48 @@ impl AfPacket {
     }
 }
 
+/// One non-blocking read: `Ok(Some(len))` for a frame we want, `Ok(None)`
+/// for one we skip (our own outgoing, or larger than `buf`), `Err` with
+/// `WouldBlock` when the queue is empty.
+fn read_one(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: sockaddr_ll is plain data.
+    let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: buf and from are valid for writes of the given sizes.
+    let n = unsafe {
+        libc::recvfrom(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC | libc::MSG_DONTWAIT, (&mut from as *mut libc::sockaddr_ll).cast(), &mut len)
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    Ok((from.sll_pkttype != libc::PACKET_OUTGOING && n <= buf.len()).then_some(n))
+}
+
 impl FrameIo for AfPacket {
-    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<(usize, Origin)> {
         loop {
             let mut guard = self.fd.readable().await?;
-            let res = guard.try_io(|fd| {
-                // SAFETY: sockaddr_ll is plain data.
-                let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
-                let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-                // SAFETY: buf and from are valid for writes of the given sizes.
-                let n = unsafe {
-                    libc::recvfrom(
-                        fd.as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_TRUNC,
-                        (&mut from as *mut libc::sockaddr_ll).cast(),
-                        &mut len,
-                    )
-                };
-                if n < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok((n as usize, from.sll_pkttype))
-            });
-            match res {
-                Ok(Ok((_, pkttype))) if pkttype == libc::PACKET_OUTGOING => continue,
-                Ok(Ok((n, _))) if n > buf.len() => continue, // truncated: larger than any DHCP frame we accept
-                Ok(Ok((n, _))) => return Ok(n),
+            match guard.try_io(|fd| read_one(fd.as_raw_fd(), buf)) {
+                Ok(Ok(Some(n))) => return Ok((n, Origin::Packet)),
+                Ok(Ok(None)) | Err(_) => continue,
                 Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
             }
         }
     }
 
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+    fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, Origin)>> {
+        loop {
+            match read_one(self.fd.as_raw_fd(), buf) {
+                Ok(Some(n)) => return Ok(Some((n, Origin::Packet))),
+                Ok(None) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn send(&mut self, frame: &[u8], _origin: Origin) -> io::Result<()> {
         if frame.len() < 14 {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }

@@ -16,6 +16,8 @@ use std::ptr::NonNull;
 
 use tokio::io::unix::AsyncFd;
 use xdpilone::xdp::XdpDesc;
+
+use super::Origin;
 use xdpilone::{
     BufIdx, DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig,
 };
@@ -250,26 +252,32 @@ impl Queue {
 /// Receive and transmit over every queue's socket.
 pub struct AfXdp {
     queues: Vec<Queue>,
-    last_rx: usize,
 }
 
 impl AfXdp {
     pub fn new(queues: Vec<Queue>) -> AfXdp {
-        AfXdp { queues, last_rx: 0 }
+        AfXdp { queues }
     }
 
     pub fn queues(&self) -> &[Queue] {
         &self.queues
     }
 
+    /// Takes a frame from any queue without waiting.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Option<(usize, Origin)> {
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            if let Some(n) = q.try_recv(buf) {
+                return Some((n, Origin::Xsk(i)));
+            }
+        }
+        None
+    }
+
     /// Waits for a frame on any queue.
-    pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<(usize, Origin)> {
         loop {
-            for (i, q) in self.queues.iter_mut().enumerate() {
-                if let Some(n) = q.try_recv(buf) {
-                    self.last_rx = i;
-                    return Ok(n);
-                }
+            if let Some(n) = self.try_recv(buf) {
+                return Ok(n);
             }
             if self.queues.is_empty() {
                 return std::future::pending().await;
@@ -280,9 +288,8 @@ impl AfXdp {
         }
     }
 
-    /// Sends through the socket that received the last frame.
-    pub fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        let i = self.last_rx.min(self.queues.len().saturating_sub(1));
+    /// Sends through the socket of queue index `i` (the one that received the request).
+    pub fn send(&mut self, frame: &[u8], i: usize) -> io::Result<()> {
         match self.queues.get_mut(i) {
             Some(q) => q.send(frame),
             None => Err(io::Error::from(io::ErrorKind::NotConnected)),

@@ -20,12 +20,23 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// Where a frame came in, so its reply leaves the same way: the packet
+/// socket, or the AF_XDP socket of an RX queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    #[default]
+    Packet,
+    Xsk(usize),
+}
+
 /// Receives and sends whole Ethernet frames on one interface.
 pub trait FrameIo {
     /// Waits for the next frame and copies it into `buf`; returns its length.
-    fn recv(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
-    /// Sends one complete Ethernet frame.
-    fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+    fn recv(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<(usize, Origin)>>;
+    /// Takes a frame that is already queued, without waiting (for batching).
+    fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, Origin)>>;
+    /// Sends one complete Ethernet frame the way `origin` came in.
+    fn send(&mut self, frame: &[u8], origin: Origin) -> io::Result<()>;
 }
 
 /// A UDP socket bound to 0.0.0.0:67 on the interface; what arrives on it is
@@ -58,59 +69,40 @@ impl PortGuard {
 pub struct Hybrid {
     pub xdp: af_xdp::AfXdp,
     pub packet: af_packet::AfPacket,
-    last_from_xdp: bool,
     spare: Vec<u8>,
 }
 
 impl Hybrid {
     pub fn new(xdp: af_xdp::AfXdp, packet: af_packet::AfPacket) -> Hybrid {
-        Hybrid {
-            xdp,
-            packet,
-            last_from_xdp: false,
-            spare: vec![0; 2048],
-        }
-    }
-}
-
-impl FrameIo for af_xdp::AfXdp {
-    fn recv(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> {
-        af_xdp::AfXdp::recv(self, buf)
-    }
-
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        af_xdp::AfXdp::send(self, frame)
+        Hybrid { xdp, packet, spare: vec![0; 2048] }
     }
 }
 
 impl FrameIo for Hybrid {
-    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Hybrid {
-            xdp,
-            packet,
-            last_from_xdp,
-            spare,
-        } = self;
+    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<(usize, Origin)> {
+        let Hybrid { xdp, packet, spare } = self;
         spare.resize(buf.len(), 0);
         tokio::select! {
-            r = xdp.recv(buf) => {
-                *last_from_xdp = true;
-                r
-            }
+            r = xdp.recv(buf) => r,
             r = packet.recv(spare) => {
-                *last_from_xdp = false;
-                let n = r?;
+                let (n, o) = r?;
                 buf[..n].copy_from_slice(&spare[..n]);
-                Ok(n)
+                Ok((n, o))
             }
         }
     }
 
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        if self.last_from_xdp {
-            self.xdp.send(frame)
-        } else {
-            self.packet.send(frame)
+    fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, Origin)>> {
+        match self.xdp.try_recv(buf) {
+            Some(r) => Ok(Some(r)),
+            None => self.packet.try_recv(buf),
+        }
+    }
+
+    fn send(&mut self, frame: &[u8], origin: Origin) -> io::Result<()> {
+        match origin {
+            Origin::Xsk(q) => self.xdp.send(frame, q),
+            Origin::Packet => self.packet.send(frame, origin),
         }
     }
 }
@@ -122,17 +114,24 @@ pub enum Datapath {
 }
 
 impl FrameIo for Datapath {
-    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<(usize, Origin)> {
         match self {
             Datapath::Packet(p) => p.recv(buf).await,
             Datapath::Hybrid(h) => h.recv(buf).await,
         }
     }
 
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+    fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, Origin)>> {
         match self {
-            Datapath::Packet(p) => p.send(frame),
-            Datapath::Hybrid(h) => h.send(frame),
+            Datapath::Packet(p) => p.try_recv(buf),
+            Datapath::Hybrid(h) => h.try_recv(buf),
+        }
+    }
+
+    fn send(&mut self, frame: &[u8], origin: Origin) -> io::Result<()> {
+        match self {
+            Datapath::Packet(p) => p.send(frame, origin),
+            Datapath::Hybrid(h) => h.send(frame, origin),
         }
     }
 }

@@ -138,6 +138,7 @@ impl Engine {
                     .quarantine
                     .insert(ip, now + QUARANTINE_CONFLICT_MS, "conflict")
                 {
+                    self.quarantine_dirty = true;
                     self.pool.take(ip);
                 }
                 continue;
@@ -286,8 +287,9 @@ impl Engine {
                     l.relay = relay;
                 }
                 if l.is_static {
-                    if l.hostname.is_none() {
+                    if l.hostname.is_none() && hostname.is_some() {
                         l.hostname = hostname;
+                        self.dirty.insert(mac);
                     }
                 } else {
                     let was_active = l.expires > now;
@@ -298,6 +300,7 @@ impl Engine {
                         l.hostname = hostname;
                     }
                     let moved = expires.saturating_sub(l.persisted_expires);
+                    self.dirty.insert(mac);
                     self.expiry.remove(&(old_key, mac));
                     self.expiry.insert((expires, mac));
                     let l = &self.leases[&mac];
@@ -335,6 +338,7 @@ impl Engine {
                 };
                 let b = self.binding(&lease);
                 self.insert_lease(lease);
+                self.dirty.insert(mac);
                 fx.push(Effect::Bind(b));
                 fx.push(Effect::Known(mac, true));
                 fx.push(Effect::PersistNow);
@@ -420,6 +424,7 @@ impl Engine {
                 .quarantine
                 .insert(ip, now + QUARANTINE_DECLINE_MS, "decline")
         {
+            self.quarantine_dirty = true;
             self.pool.take(ip);
         }
     }

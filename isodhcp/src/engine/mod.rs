@@ -125,6 +125,13 @@ struct Offer {
     vendor: Option<String>,
 }
 
+/// Changes to persist (see [`Engine::take_dirty`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    pub leases: Vec<(Mac, Option<LeaseRecord>)>,
+    pub quarantine: Option<Vec<QuarantineRecord>>,
+}
+
 /// Why the engine refused its configuration (fatal at start, exit 2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -151,6 +158,9 @@ pub struct Engine {
     offers: HashMap<Mac, Offer>,
     offer_expiry: BTreeSet<(Millis, Mac)>,
     quarantine: Quarantine,
+    /// Leases changed since the last [`Engine::take_dirty`].
+    dirty: BTreeSet<Mac>,
+    quarantine_dirty: bool,
     /// Last "no free /30" warning per client (one a minute).
     block_warned: HashMap<Mac, Millis>,
     pub stats: Stats,
@@ -215,6 +225,8 @@ impl Engine {
             offers: HashMap::new(),
             offer_expiry: BTreeSet::new(),
             quarantine,
+            dirty: BTreeSet::new(),
+            quarantine_dirty: false,
             block_warned: HashMap::new(),
             stats: Stats::default(),
         })
@@ -338,6 +350,7 @@ impl Engine {
         let b = self.binding(&lease);
         self.owners.insert(lease.ip, lease.mac);
         self.leases.insert(lease.mac, lease);
+        self.dirty.insert(s.mac);
         vec![Effect::Bind(b), Effect::Known(s.mac, true)]
     }
 
@@ -355,6 +368,7 @@ impl Engine {
     /// Removes a dynamic lease and returns its address (or /30) to the pool.
     fn remove_lease(&mut self, mac: Mac) -> Option<Lease> {
         let l = self.leases.remove(&mac)?;
+        self.dirty.insert(mac);
         self.expiry.remove(&(l.hold_until(), mac));
         self.owners.remove(&l.ip);
         match l.profile.mode {
@@ -453,11 +467,32 @@ impl Engine {
         self.leases.keys().chain(self.offers.keys()).copied()
     }
 
-    /// Marks every lease as written; called after a durable write.
-    pub fn mark_persisted(&mut self) {
-        for l in self.leases.values_mut() {
-            l.persisted_expires = l.expires;
+    /// What changed since the last call, for the lease store's journal: the
+    /// record of every changed MAC (`None`: lease gone) and, if it changed,
+    /// the whole quarantine. The caller writes it durably; the engine then
+    /// counts those expiries as written (renewal batching, SPEC §7).
+    pub fn take_dirty(&mut self) -> Dirty {
+        let macs = std::mem::take(&mut self.dirty);
+        let mut leases = Vec::with_capacity(macs.len());
+        for mac in macs {
+            let rec = self.leases.get_mut(&mac).map(|l| {
+                l.persisted_expires = l.expires;
+                LeaseRecord::from(&*l)
+            });
+            leases.push((mac, rec));
         }
+        let quarantine = std::mem::take(&mut self.quarantine_dirty).then(|| self.quarantine.records());
+        Dirty { leases, quarantine }
+    }
+
+    /// Whether anything awaits [`Engine::take_dirty`].
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty() || self.quarantine_dirty
+    }
+
+    /// Every lease as a record (for a full snapshot).
+    pub fn snapshot(&self) -> Vec<LeaseRecord> {
+        self.leases.values().map(LeaseRecord::from).collect()
     }
 
     fn drop_msg(&mut self, why: Drop) -> Vec<Effect> {
@@ -516,6 +551,7 @@ impl Engine {
             fx.extend(self.cancel_offer(mac));
         }
         for ip in self.quarantine.expire(now) {
+            self.quarantine_dirty = true;
             self.pool.give_back(ip);
         }
         while let Some(&(at, mac)) = self.expiry.first() {

@@ -1,16 +1,29 @@
-//! Versioned JSON lease file (SPEC §7).
+//! Versioned JSON lease file with an append-only journal (SPEC §7).
 //!
-//! Reads the original tool's format (`{"leases": {MAC: {ip, expires?, mode?,
-//! masq, hostname?}}, "subnets": {...}}`, `expires` a Unix epoch float) and
-//! writes the same keys plus `"version"` and `"quarantine"`.
+//! The lease file (`dhcp_leases_<iface>.json`) is a full snapshot in the
+//! original tool's format (`{"leases": {MAC: {ip, expires?, mode?, masq,
+//! hostname?}}, "subnets": {...}}`, `expires` a Unix epoch float) plus
+//! `"version"` and `"quarantine"`. Between snapshots, changes are appended to
+//! `<file>.journal`, one JSON object per line (`{"put": MAC, "lease": {...}}`,
+//! `{"del": MAC}`, `{"quarantine": {...}}`), so a commit costs one short
+//! append and one fsync whatever the number of leases; the journal is folded
+//! into a new snapshot once it outgrows the lease table (amortised O(1)).
 //!
 //! Guarantees:
-//! - Writes are atomic and durable: temporary file in the same directory,
-//!   fsync, rename over the old file, fsync of the directory; mode 0600.
-//! - Nothing on disk is silently discarded: a record this build cannot use
-//!   (bad syntax, a mode it does not serve yet) is logged and carried over
-//!   unchanged into every later write; a file that is not JSON at all is
-//!   preserved as `<file>.corrupt-<unix time>` before the first rewrite.
+//! - [`LeaseStore::commit`] returns only after the journal is fsynced: what it
+//!   was given survives a crash. One call serves every change of a batch
+//!   (group commit).
+//! - Snapshots are atomic: temporary file in the same directory, fsync,
+//!   rename, fsync of the directory; then the journal is truncated. A crash
+//!   in between replays the journal onto the new snapshot, which is harmless
+//!   (puts and deletes are absolute). Files are mode 0600.
+//! - Nothing on disk is silently discarded: a record this build cannot use is
+//!   logged and carried over unchanged into every later snapshot; a file that
+//!   is not JSON at all is preserved as `<file>.corrupt-<unix time>` before
+//!   the first rewrite. A torn last journal line (crash mid-append, never
+//!   acknowledged) is ignored; other unreadable journal lines are reported.
+
+mod journal;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -22,8 +35,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::{LeaseRecord, Millis, Mode, QuarantineRecord};
+use crate::engine::{Dirty, LeaseRecord, Millis, Mode, QuarantineRecord};
 use crate::wire::Mac;
+use journal::Journal;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -93,6 +107,7 @@ pub struct LeaseStore {
     subnets: BTreeMap<String, Value>,
     /// Set when the file on disk must be preserved before the first rewrite.
     preserve_first: bool,
+    journal: Journal,
 }
 
 fn to_millis(secs: f64) -> Option<Millis> {
@@ -153,79 +168,90 @@ fn object(v: Option<&Value>) -> BTreeMap<String, Value> {
         .unwrap_or_default()
 }
 
-impl LeaseStore {
-    /// Opens and reads the lease file. A missing file is an empty store.
-    pub fn open(path: &Path) -> Result<(LeaseStore, Loaded), StoreError> {
-        let mut store = LeaseStore {
-            path: path.to_path_buf(),
-            carried: BTreeMap::new(),
-            subnets: BTreeMap::new(),
-            preserve_first: false,
-        };
-        let mut loaded = Loaded::default();
-        let text = match fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((store, loaded)),
-            Err(e) => return Err(StoreError::Read(path.to_path_buf(), e)),
-        };
-        let root: Value = match serde_json::from_slice(&text) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => {
-                store.preserve_first = true;
-                loaded.warnings.push(
-                    "lease file is not a JSON object; it will be preserved and replaced".into(),
-                );
-                return Ok((store, loaded));
-            }
-            Err(e) => {
-                store.preserve_first = true;
-                loaded.warnings.push(format!(
-                    "lease file is not valid JSON ({e}); it will be preserved and replaced"
-                ));
-                return Ok((store, loaded));
-            }
-        };
-        let subnets = object(root.get("subnets"));
-        for (ip, v) in object(root.get("quarantine")) {
-            match (
-                ip.parse::<Ipv4Addr>(),
-                serde_json::from_value::<QuarantineJson>(v),
-            ) {
-                (Ok(ip), Ok(q)) if to_millis(q.until).is_some() => {
-                    loaded.quarantine.push(QuarantineRecord {
-                        ip,
-                        until: to_millis(q.until).unwrap_or(0),
-                        reason: q.reason,
-                    })
-                }
-                _ => loaded
-                    .warnings
-                    .push(format!("quarantine record {ip} is unreadable; dropped")),
-            }
+fn decode_quarantine(raw: BTreeMap<String, Value>, loaded: &mut Loaded) {
+    for (ip, v) in raw {
+        match (ip.parse::<Ipv4Addr>(), serde_json::from_value::<QuarantineJson>(v)) {
+            (Ok(ip), Ok(q)) if to_millis(q.until).is_some() => loaded.quarantine.push(QuarantineRecord {
+                ip,
+                until: to_millis(q.until).unwrap_or(0),
+                reason: q.reason,
+            }),
+            _ => loaded.warnings.push(format!("quarantine record {ip} is unreadable; dropped")),
         }
-        match root.get("leases") {
-            None => {}
-            Some(Value::Object(leases)) => {
-                for (mac, v) in leases {
-                    match decode_record(mac, v) {
-                        Ok(r) => loaded.records.push(r),
-                        Err(why) => {
-                            loaded.warnings.push(format!(
-                                "lease record {mac}: {why}; kept in the file unchanged"
-                            ));
-                            store.carried.insert(mac.clone(), v.clone());
-                            if let Some(sub) = subnets.get(mac) {
-                                store.subnets.insert(mac.clone(), sub.clone());
-                            }
-                        }
+    }
+}
+
+fn encode_quarantine(q: &[QuarantineRecord]) -> BTreeMap<String, Value> {
+    q.iter().map(|q| (q.ip.to_string(), serde_json::json!({"until": q.until as f64 / 1000.0, "reason": q.reason}))).collect()
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |e| StoreError::Write(path.to_path_buf(), e)
+}
+
+/// Writes `bytes` to `path` atomically and durably (temp, fsync, rename, fsync dir), mode 0600.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let werr = io_err(path);
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(&werr)?;
+        f.write_all(bytes).map_err(&werr)?;
+        f.sync_all().map_err(&werr)?;
+    }
+    fs::rename(&tmp, path).map_err(&werr)?;
+    sync_dir(path).map_err(&werr)
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+impl LeaseStore {
+    /// Opens and reads the lease file and its journal. Missing files are an
+    /// empty store.
+    pub fn open(path: &Path) -> Result<(LeaseStore, Loaded), StoreError> {
+        let mut loaded = Loaded::default();
+        let mut preserve_first = false;
+        let (mut leases, mut quarantine, subnets) = match fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => return Err(StoreError::Read(path.to_path_buf(), e)),
+            Ok(text) => match serde_json::from_slice::<Value>(&text) {
+                Ok(root @ Value::Object(_)) => {
+                    if root.get("leases").is_some_and(|l| !l.is_object()) {
+                        preserve_first = true;
+                        loaded.warnings.push("\"leases\" is not an object; the file will be preserved and replaced".into());
                     }
+                    (object(root.get("leases")), object(root.get("quarantine")), object(root.get("subnets")))
                 }
-            }
-            Some(_) => {
-                store.preserve_first = true;
-                loaded.warnings.push(
-                    "\"leases\" is not an object; the file will be preserved and replaced".into(),
-                );
+                Ok(_) => {
+                    preserve_first = true;
+                    loaded.warnings.push("lease file is not a JSON object; it will be preserved and replaced".into());
+                    Default::default()
+                }
+                Err(e) => {
+                    preserve_first = true;
+                    loaded.warnings.push(format!("lease file is not valid JSON ({e}); it will be preserved and replaced"));
+                    Default::default()
+                }
+            },
+        };
+        let journal = Journal::open(path, &mut leases, &mut quarantine, &mut loaded.warnings)?;
+        let mut store = LeaseStore { path: path.to_path_buf(), carried: BTreeMap::new(), subnets: BTreeMap::new(), preserve_first, journal };
+        decode_quarantine(quarantine, &mut loaded);
+        for (mac, v) in leases {
+            match decode_record(&mac, &v) {
+                Ok(r) => loaded.records.push(r),
+                Err(why) => {
+                    loaded.warnings.push(format!("lease record {mac}: {why}; kept in the file unchanged"));
+                    if let Some(sub) = subnets.get(&mac) {
+                        store.subnets.insert(mac.clone(), sub.clone());
+                    }
+                    store.carried.insert(mac, v);
+                }
             }
         }
         Ok((store, loaded))
@@ -244,20 +270,41 @@ impl LeaseStore {
         &self.path
     }
 
-    /// Writes all `records` (plus carried-over ones) and the quarantine
-    /// atomically and durably.
-    pub fn write<'a>(
-        &mut self,
-        now: Millis,
-        records: impl Iterator<Item = &'a LeaseRecord>,
-        quarantine: &[QuarantineRecord],
-    ) -> Result<(), StoreError> {
+    /// Appends the changes to the journal and fsyncs it (group commit: one
+    /// call for a whole batch). Empty changes cost nothing.
+    pub fn commit(&mut self, changes: &Dirty) -> Result<(), StoreError> {
+        if changes.leases.is_empty() && changes.quarantine.is_none() {
+            return Ok(());
+        }
+        let mut lines = Vec::with_capacity(changes.leases.len() + 1);
+        for (mac, rec) in &changes.leases {
+            lines.push(match rec {
+                Some(r) => serde_json::json!({"put": mac.to_string(), "lease": encode_record(r)}),
+                None => serde_json::json!({"del": mac.to_string()}),
+            });
+        }
+        if let Some(q) = &changes.quarantine {
+            lines.push(serde_json::json!({"quarantine": encode_quarantine(q)}));
+        }
+        self.journal.append(&lines)
+    }
+
+    /// Whether the journal has outgrown a lease table of `leases` entries
+    /// and should be folded into a snapshot.
+    pub fn wants_snapshot(&self, leases: usize) -> bool {
+        self.journal.lines() > (2 * leases).max(1000)
+    }
+
+    /// Writes a full snapshot of `records` (plus carried-over ones) and the
+    /// quarantine atomically and durably, then empties the journal.
+    pub fn snapshot<'a>(&mut self, now: Millis, records: impl Iterator<Item = &'a LeaseRecord>, quarantine: &[QuarantineRecord]) -> Result<(), StoreError> {
         if self.preserve_first {
             let saved = PathBuf::from(format!("{}.corrupt-{}", self.path.display(), now / 1000));
             fs::copy(&self.path, &saved).map_err(|e| StoreError::Preserve(saved.clone(), e))?;
             tracing::warn!(file = %saved.display(), "unreadable lease file preserved");
             self.preserve_first = false;
         }
+        self.journal.preserve_if_damaged(now)?;
         let mut leases = self.carried.clone();
         let mut subnets = self.subnets.clone();
         for r in records {
@@ -266,42 +313,11 @@ impl LeaseStore {
                 subnets.insert(r.mac.to_string(), s);
             }
         }
-        let quarantine = quarantine
-            .iter()
-            .map(|q| {
-                (
-                    q.ip.to_string(),
-                    serde_json::json!({"until": q.until as f64 / 1000.0, "reason": q.reason}),
-                )
-            })
-            .collect();
-        let doc = FileJson {
-            version: FORMAT_VERSION,
-            leases,
-            subnets: &subnets,
-            quarantine: &quarantine,
-        };
+        let quarantine = encode_quarantine(quarantine);
+        let doc = FileJson { version: FORMAT_VERSION, leases, subnets: &subnets, quarantine: &quarantine };
         let bytes = serde_json::to_vec_pretty(&doc).expect("JSON of plain maps always serialises");
-        let werr = |e| StoreError::Write(self.path.clone(), e);
-        let tmp = PathBuf::from(format!("{}.tmp", self.path.display()));
-        {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(werr)?;
-            f.write_all(&bytes).map_err(werr)?;
-            f.sync_all().map_err(werr)?;
-        }
-        fs::rename(&tmp, &self.path).map_err(werr)?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
-        Ok(())
+        write_atomic(&self.path, &bytes)?;
+        self.journal.truncate()
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 
 fn tmpdir(tag: &str) -> PathBuf {
@@ -36,7 +37,7 @@ fn round_trip_mode_0600_and_no_temp_left() {
         rec(10, Some(1_795_471_476_250)),
         rec(11, Some(1_795_471_476_300)),
     ];
-    s.write(0, recs.iter(), &[]).unwrap();
+    s.snapshot(0, recs.iter(), &[]).unwrap();
     assert_eq!(
         fs::metadata(&p).unwrap().permissions().mode() & 0o777,
         0o600
@@ -76,7 +77,7 @@ fn reads_the_original_tools_format() {
     );
     assert_eq!((l.records[1].mode, l.records[1].masq), (Mode::Compat, true));
     assert_eq!(l.records[2].expires, None, "static: no expiry");
-    s.write(0, l.records.iter(), &[]).unwrap();
+    s.snapshot(0, l.records.iter(), &[]).unwrap();
     let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
     assert_eq!(v["leases"]["aa:bb:cc:dd:ee:02"]["mode"], "compat");
     assert_eq!(
@@ -97,7 +98,7 @@ fn quarantine_round_trips() {
         until: 1_795_468_476_000,
         reason: "decline".into(),
     };
-    s.write(0, [].iter(), std::slice::from_ref(&q)).unwrap();
+    s.snapshot(0, [].iter(), std::slice::from_ref(&q)).unwrap();
     let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
     assert_eq!(
         v["quarantine"]["198.18.0.253"],
@@ -114,7 +115,7 @@ fn bad_records_are_kept_and_reported() {
     let (mut s, l) = LeaseStore::open(&p).unwrap();
     assert_eq!(l.records.len(), 1);
     assert_eq!(l.warnings.len(), 2);
-    s.write(0, l.records.iter(), &[]).unwrap();
+    s.snapshot(0, l.records.iter(), &[]).unwrap();
     let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
     assert_eq!(v["leases"]["nonsense"]["ip"], "x");
     assert_eq!(v["leases"]["02:00:00:00:00:05"]["expires"], -3);
@@ -128,9 +129,59 @@ fn corrupt_file_is_preserved_before_rewrite() {
     let (mut s, l) = LeaseStore::open(&p).unwrap();
     assert!(l.records.is_empty());
     assert_eq!(l.warnings.len(), 1);
-    s.write(1_800_000_000_000, [rec(7, Some(1))].iter(), &[])
+    s.snapshot(1_800_000_000_000, [rec(7, Some(1))].iter(), &[])
         .unwrap();
     let saved = d.join("leases.json.corrupt-1800000000");
     assert_eq!(fs::read(&saved).unwrap(), b"{\"leases\": {trunc");
     assert_eq!(LeaseStore::open(&p).unwrap().1.records.len(), 1);
+}
+
+#[test]
+fn journal_commits_replay_over_the_snapshot() {
+    let d = tmpdir("journal");
+    let p = d.join("leases.json");
+    let (mut s, _) = LeaseStore::open(&p).unwrap();
+    s.snapshot(0, [rec(1, Some(1_000)), rec(2, Some(2_000))].iter(), &[]).unwrap();
+    // Changes go to the journal only; the snapshot is untouched.
+    let before = fs::read(&p).unwrap();
+    s.commit(&Dirty { leases: vec![(Mac([2, 0, 0, 0, 0, 1]), None), (Mac([2, 0, 0, 0, 0, 3]), Some(rec(3, Some(3_000))))], quarantine: None }).unwrap();
+    s.commit(&Dirty { leases: vec![], quarantine: Some(vec![QuarantineRecord { ip: Ipv4Addr::new(198, 18, 0, 9), until: 9_000, reason: "decline".into() }]) }).unwrap();
+    assert_eq!(fs::read(&p).unwrap(), before);
+    assert_eq!(fs::metadata(d.join("leases.json.journal")).unwrap().permissions().mode() & 0o777, 0o600);
+    let (_, mut l) = LeaseStore::open(&p).unwrap();
+    l.records.sort_by_key(|r| r.mac);
+    assert_eq!(l.records.iter().map(|r| r.ip.octets()[3]).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(l.quarantine.len(), 1);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn snapshot_empties_the_journal_and_torn_tail_is_ignored() {
+    let d = tmpdir("torn");
+    let p = d.join("leases.json");
+    let (mut s, _) = LeaseStore::open(&p).unwrap();
+    s.commit(&Dirty { leases: vec![(Mac([2, 0, 0, 0, 0, 4]), Some(rec(4, Some(4_000))))], quarantine: None }).unwrap();
+    assert!(!s.wants_snapshot(0));
+    // A crash in the middle of an append leaves half a line.
+    let j = d.join("leases.json.journal");
+    let mut f = OpenOptions::new().append(true).open(&j).unwrap();
+    f.write_all(br#"{"put": "02:00:00:00:00:05", "lea"#).unwrap();
+    let (mut s, l) = LeaseStore::open(&p).unwrap();
+    assert_eq!(l.records.len(), 1);
+    assert!(l.warnings.is_empty());
+    s.snapshot(0, l.records.iter(), &[]).unwrap();
+    assert_eq!(fs::metadata(&j).unwrap().len(), 0);
+    assert_eq!(LeaseStore::open(&p).unwrap().1.records.len(), 1);
+}
+
+#[test]
+fn damaged_journal_line_is_reported_and_preserved() {
+    let d = tmpdir("damaged");
+    let p = d.join("leases.json");
+    let j = d.join("leases.json.journal");
+    fs::write(&j, "garbage\n{\"del\": \"02:00:00:00:00:01\"}\n").unwrap();
+    let (mut s, l) = LeaseStore::open(&p).unwrap();
+    assert_eq!(l.warnings.len(), 1);
+    s.snapshot(5_000, [].iter(), &[]).unwrap();
+    assert_eq!(fs::read_to_string(d.join("leases.json.journal.corrupt-5")).unwrap(), "garbage\n{\"del\": \"02:00:00:00:00:01\"}\n");
 }

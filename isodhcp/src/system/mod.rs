@@ -3,6 +3,8 @@
 //! the caller, which logs, counts and retries them at the next reconcile.
 
 pub mod detect;
+pub mod hooks;
 pub mod netlink;
+pub mod nft;
 pub mod reconcile;
 pub mod xdp;

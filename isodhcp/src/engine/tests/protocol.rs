@@ -175,7 +175,7 @@ fn init_reboot_rules() {
 fn renewing_extends_and_batches_small_moves() {
     let mut e = engine(cfg());
     let ip = lease(&mut e, T0, mac(1));
-    e.mark_persisted();
+    e.take_dirty();
     let mut renew = msg(mac(1), MessageType::Request);
     renew.ciaddr = ip;
     // At T1 the expiry moves by half a lease: written now.
@@ -191,7 +191,7 @@ fn renewing_extends_and_batches_small_moves() {
         (mac(1), ip),
         "unicast to ciaddr"
     );
-    e.mark_persisted();
+    e.take_dirty();
     // A renewal a minute later moves it by a minute: batched.
     let fx = run(&mut e, T0 + 1_860_000, &renew);
     assert!(fx.contains(&Effect::PersistLater), "{fx:?}");
@@ -376,4 +376,27 @@ fn grace_lease_frees_its_address_after_grace() {
     assert_eq!(unbound(&fx)[0].ip, ip(11));
     assert!(e.lease(&mac(11)).is_none());
     assert!(e.pool().is_free(ip(11)));
+}
+
+#[test]
+fn dirty_tracks_exactly_the_changed_leases() {
+    let mut e = engine(cfg());
+    let a = lease(&mut e, T0, mac(1));
+    offered(&mut e, T0, mac(2)); // an offer changes nothing on disk
+    let d = e.take_dirty();
+    assert_eq!(d.leases.len(), 1);
+    assert_eq!(d.leases[0].0, mac(1));
+    assert_eq!(d.leases[0].1.as_ref().unwrap().ip, a);
+    assert!(d.quarantine.is_none());
+    assert!(!e.is_dirty());
+    let mut rel = msg(mac(1), MessageType::Release);
+    rel.ciaddr = a;
+    run(&mut e, T0, &rel);
+    assert_eq!(e.take_dirty().leases, [(mac(1), None)]);
+    let mut dec = msg(mac(3), MessageType::Decline);
+    let b = lease(&mut e, T0, mac(3));
+    dec.options.set_ip(REQUESTED_IP, b);
+    run(&mut e, T0, &dec);
+    let d = e.take_dirty();
+    assert_eq!(d.quarantine.unwrap().len(), 1);
 }

@@ -1,0 +1,226 @@
+//! Carrying out the engine's effects for a batch of frames, persistence and
+//! reconcile (SPEC §5 commit order, §6, §7).
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use tracing::{debug, info, warn};
+
+use super::{Daemon, now_ms};
+use crate::datapath::{FrameIo, Origin};
+use crate::engine::{Binding, Effect, Mode, Reply};
+use crate::system::hooks::{HookAction, HookEvent};
+use crate::system::netlink::NetlinkError;
+use crate::system::nft::Snat;
+use crate::system::reconcile::{self, Fix, KernelState};
+use crate::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
+
+impl Daemon {
+    /// Applies the effects of a batch: kernel state for every frame, one nft
+    /// transaction, one durable write, hooks, then the replies. A reply
+    /// whose frame needed a durable write is withheld if the write failed
+    /// (the client retries).
+    pub(super) async fn apply(&mut self, batch: Vec<(Origin, Vec<Effect>)>) {
+        let mut up: Vec<Binding> = Vec::new();
+        let mut down: Vec<Binding> = Vec::new();
+        let mut hooks: Vec<(HookAction, Binding)> = Vec::new();
+        let mut sends: Vec<(Origin, Reply, bool)> = Vec::new();
+        let mut persist = false;
+        for (origin, effects) in batch {
+            let mut frame_persists = false;
+            for fx in effects {
+                match fx {
+                    Effect::Bind(b) => {
+                        self.kernel(&b, true).await;
+                        hooks.push((HookAction::Add, b.clone()));
+                        up.push(b);
+                    }
+                    Effect::Unbind(b) => {
+                        self.kernel(&b, false).await;
+                        hooks.push((HookAction::Del, b.clone()));
+                        // Bound and unbound within one batch: nothing to tell nft.
+                        match up.iter().position(|u| u.mac == b.mac && u.ip == b.ip) {
+                            Some(i) => {
+                                up.remove(i);
+                            }
+                            None => down.push(b),
+                        }
+                    }
+                    Effect::Known(mac, known) => self.admission.set_known(mac, known),
+                    Effect::PersistNow => {
+                        persist = true;
+                        frame_persists = true;
+                    }
+                    Effect::PersistLater => {
+                        self.dirty_since.get_or_insert(now_ms());
+                    }
+                    Effect::Send(r) => sends.push((origin, r, frame_persists)),
+                }
+            }
+        }
+        if !up.is_empty() || !down.is_empty() {
+            if let Err(e) = self.nft.apply(&up, &down).await {
+                warn!(error = %e, "firewall update failed; will retry at the next reconcile");
+                self.needs_reconcile = true;
+            }
+        }
+        let durable = !persist || match self.flush() {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "lease write failed; replies that needed it are withheld");
+                false
+            }
+        };
+        if let Some(h) = &self.hooks {
+            let (total, free) = (self.engine.leases().count(), self.engine.free_count());
+            for (action, binding) in hooks {
+                h.submit(HookEvent { action, binding, total_leases: total, free_ips: free });
+            }
+        }
+        for (origin, r, needs_disk) in sends {
+            if durable || !needs_disk {
+                self.send(&r, origin);
+            }
+        }
+    }
+
+    /// Writes what changed durably (journal, group commit); folds the
+    /// journal into a snapshot when it has grown. After a failed write the
+    /// next flush writes a full snapshot, so nothing taken is lost.
+    pub(super) fn flush(&mut self) -> Result<()> {
+        if self.snapshot_pending || self.store.wants_snapshot(self.engine.leases().count()) {
+            return self.snapshot();
+        }
+        let dirty = self.engine.take_dirty();
+        if let Err(e) = self.store.commit(&dirty) {
+            self.snapshot_pending = true;
+            return Err(e.into());
+        }
+        self.dirty_since = None;
+        Ok(())
+    }
+
+    /// A full, atomic snapshot of every lease and the quarantine.
+    pub(super) fn snapshot(&mut self) -> Result<()> {
+        self.engine.take_dirty();
+        let records = self.engine.snapshot();
+        match self.store.snapshot(now_ms(), records.iter(), &self.engine.quarantined()) {
+            Ok(()) => {
+                self.snapshot_pending = false;
+                self.dirty_since = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.snapshot_pending = true;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn send(&mut self, r: &Reply, origin: Origin) {
+        let a = Addressing {
+            src_mac: self.server_mac,
+            dst_mac: r.dst_mac,
+            src_ip: self.server_ip,
+            dst_ip: r.dst_ip,
+            src_port: DHCP_SERVER_PORT,
+            dst_port: DHCP_CLIENT_PORT,
+        };
+        match frame::build(&a, &r.payload).map_err(std::io::Error::other).and_then(|f| self.io.send(&f, origin)) {
+            Ok(()) => debug!(kind = ?r.kind, dst = %r.dst_ip, "reply sent"),
+            Err(e) => warn!(error = %e, "reply not sent"),
+        }
+    }
+
+    /// Brings a lease's kernel resources up or down (SPEC §6.1, §6.2).
+    async fn kernel(&mut self, b: &Binding, up: bool) {
+        let fix = match (b.mode, up) {
+            (Mode::Isolated, true) => Fix::AddRoute(b.ip),
+            (Mode::Isolated, false) => Fix::RemoveRoute(b.ip),
+            (Mode::Compat, true) => Fix::AddAlias(b.gateway, 30),
+            (Mode::Compat, false) => Fix::RemoveAlias(b.gateway, 30),
+            (Mode::Playground, _) => return,
+        };
+        self.fix(fix).await;
+    }
+
+    async fn fix(&mut self, fix: Fix) {
+        let (ifindex, src) = (self.ifindex, self.server_ip);
+        let r = match &fix {
+            Fix::AddRoute(ip) => self.nl.route_add(*ip, ifindex, src).await,
+            Fix::RemoveRoute(ip) => self.nl.route_del(*ip, ifindex, src).await,
+            Fix::AddAlias(ip, p) => self.nl.alias_add(*ip, *p, ifindex).await,
+            Fix::RemoveAlias(ip, p) => self.nl.alias_del(*ip, *p, ifindex).await,
+        };
+        if let Err(e) = r {
+            warn!(?fix, error = %e, "kernel change failed; will retry");
+            self.needs_reconcile = true;
+        }
+    }
+
+    /// Reads the kernel state isodhcp manages.
+    pub(super) async fn observe(&self) -> Result<KernelState, NetlinkError> {
+        let routes = self.nl.our_routes(self.ifindex).await?;
+        let info = self.nl.interface(&self.iface).await?;
+        let pg = self.engine.playground_block().map(|b| b.prefix);
+        let aliases = KernelState::our_aliases(&info.addrs, self.engine.pool().cidr(), self.server_ip, pg);
+        Ok(KernelState { routes, aliases })
+    }
+
+    /// Makes kernel and firewall state match the leases (SPEC §6.4): adds
+    /// what is missing, removes only what isodhcp made and no lease explains.
+    pub(super) async fn reconcile(&mut self) {
+        self.needs_reconcile = false;
+        let bindings = self.engine.desired(now_ms());
+        match self.observe().await {
+            Ok(observed) => {
+                let desired = KernelState::desired(&bindings, self.engine.playground_alias());
+                let fixes = reconcile::diff(&desired, &observed);
+                if !fixes.is_empty() {
+                    info!(count = fixes.len(), "reconcile: fixing kernel state");
+                }
+                for f in fixes {
+                    self.fix(f).await;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read kernel state; reconcile postponed");
+                self.needs_reconcile = true;
+            }
+        }
+        if let Err(e) = self.reconcile_nft(&bindings).await {
+            warn!(error = %e, "firewall reconcile failed; will retry");
+            self.needs_reconcile = true;
+        }
+    }
+
+    async fn reconcile_nft(&mut self, bindings: &[Binding]) -> Result<(), crate::system::nft::NftError> {
+        let desired = self.nft.cfg.desired(bindings);
+        self.nft.check_sets().await;
+        if !self.nft.table_present().await {
+            info!(table = %self.nft.cfg.table, "reconcile: installing the nft table");
+            self.nft.install_table(&desired.snat).await?;
+        }
+        let mut cmds = Vec::new();
+        let observed: Vec<(Snat, u64)> = self.nft.observe_snat().await?;
+        let present: BTreeSet<Snat> = observed.iter().map(|(s, _)| *s).collect();
+        for (s, handle) in &observed {
+            if !desired.snat.contains(s) {
+                cmds.push(format!("delete rule ip {} postrouting handle {handle}", self.nft.cfg.table));
+            }
+        }
+        let missing_snat: Vec<Snat> = desired.snat.difference(&present).copied().collect();
+        let elements = self.nft.observe_elements().await?;
+        let mut missing_el = Vec::new();
+        for (set, want) in &desired.elements {
+            // Sets that do not exist are skipped (warned about by check_sets).
+            let Some(have) = elements.get(set) else { continue };
+            missing_el.extend(want.difference(have).map(|e| (set.clone(), *e)));
+        }
+        cmds.extend(self.nft.cfg.add_commands(&missing_el, &missing_snat));
+        if !cmds.is_empty() {
+            info!(count = cmds.len(), "reconcile: fixing firewall state");
+        }
+        self.nft.run_batch(&cmds).await
+    }
+}

@@ -1,0 +1,456 @@
+//! nftables executor (SPEC §6.3): the private table `ip isodhcp_<iface>`
+//! (forward chain for `--isolation`, playground accept rule, one SNAT rule
+//! per masqueraded client) and the operator's named sets.
+//!
+//! Guarantees:
+//! - Every batch of changes is one `nft -f -` transaction: a firewall rule
+//!   never sees a half-applied batch, and sets are never flushed and
+//!   refilled. If a batch fails as a whole (an element to delete was already
+//!   gone), its commands are retried one by one and "already gone" counts as
+//!   success, so the rest of the batch still lands.
+//! - The private table is (re)built in one transaction at start, so its
+//!   rules are never missing while it is replaced.
+//! - Named sets are never created by isodhcp. A configured set that does not
+//!   exist, or a missing `nft` binary, gives one clear warning; everything
+//!   else keeps working, and the next reconcile looks again.
+//! - Elements isodhcp did not add are never removed (sets may be co-managed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tracing::{debug, warn};
+
+use crate::cli::Isolation;
+use crate::engine::cidr::Cidr;
+use crate::engine::{Binding, Mode};
+use crate::wire::Mac;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("nft is not available: {0}")]
+    Missing(std::io::Error),
+    #[error("nft failed: {0}")]
+    Failed(String),
+    #[error("nft printed JSON we cannot read: {0}")]
+    Json(String),
+}
+
+/// A named set as `--nft-set-*` gives it: "family table name".
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SetRef {
+    pub family: String,
+    pub table: String,
+    pub name: String,
+}
+
+impl SetRef {
+    pub fn parse(s: &str) -> Option<SetRef> {
+        let parts: Vec<&str> = s.split_whitespace().collect();
+        let ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        match parts[..] {
+            [f, t, n] if ["ip", "inet", "bridge", "netdev"].contains(&f) && ok(t) && ok(n) => {
+                Some(SetRef { family: f.into(), table: t.into(), name: n.into() })
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SetRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.family, self.table, self.name)
+    }
+}
+
+/// Which named set receives what (SPEC §6.3).
+#[derive(Debug, Clone, Default)]
+pub struct NamedSets {
+    pub isolated: Option<SetRef>,
+    pub compat: Option<SetRef>,
+    pub playground: Option<SetRef>,
+    pub gateway: Option<SetRef>,
+    pub network: Option<SetRef>,
+    pub broadcast: Option<SetRef>,
+    pub subnet: Option<SetRef>,
+    pub playground_subnet: Option<SetRef>,
+}
+
+impl NamedSets {
+    pub fn all(&self) -> impl Iterator<Item = &SetRef> {
+        [&self.isolated, &self.compat, &self.playground, &self.gateway, &self.network, &self.broadcast, &self.subnet, &self.playground_subnet]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// A set element: an address or (interval sets) a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Element {
+    Addr(Ipv4Addr),
+    Prefix(Ipv4Addr, u8),
+}
+
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Element::Addr(a) => write!(f, "{a}"),
+            Element::Prefix(a, p) => write!(f, "{a}/{p}"),
+        }
+    }
+}
+
+/// One SNAT rule: traffic to `client` from outside the pool gets `gateway` as source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Snat {
+    pub client: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub mac: Mac,
+}
+
+/// Static facts of the firewall side of one instance.
+#[derive(Debug, Clone)]
+pub struct NftConfig {
+    /// `isodhcp_<sanitised iface>`.
+    pub table: String,
+    pub iface: String,
+    pub pool: Cidr,
+    pub isolation: Isolation,
+    pub playground: Option<Cidr>,
+    pub sets: NamedSets,
+}
+
+/// Firewall state isodhcp manages, wanted or found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NftState {
+    pub elements: BTreeMap<SetRef, BTreeSet<Element>>,
+    pub snat: BTreeSet<Snat>,
+}
+
+fn cidr_el(c: Cidr) -> Element {
+    Element::Prefix(c.network(), c.prefix)
+}
+
+/// The set elements a binding puts in the named sets.
+pub fn elements(sets: &NamedSets, b: &Binding) -> Vec<(SetRef, Element)> {
+    let mut out = Vec::new();
+    let mut put = |s: &Option<SetRef>, e: Element| {
+        if let Some(s) = s {
+            out.push((s.clone(), e));
+        }
+    };
+    match b.mode {
+        Mode::Isolated => put(&sets.isolated, Element::Addr(b.ip)),
+        Mode::Playground => put(&sets.playground, Element::Addr(b.ip)),
+        Mode::Compat => {
+            put(&sets.compat, Element::Addr(b.ip));
+            if let Some(sub) = b.subnet {
+                put(&sets.gateway, Element::Addr(b.gateway));
+                put(&sets.network, Element::Addr(sub.network()));
+                put(&sets.broadcast, Element::Addr(sub.broadcast()));
+                put(&sets.subnet, cidr_el(sub));
+            }
+        }
+    }
+    out
+}
+
+impl NftConfig {
+    /// What the bindings need.
+    pub fn desired<'a>(&self, bindings: impl IntoIterator<Item = &'a Binding>) -> NftState {
+        let mut s = NftState::default();
+        for b in bindings {
+            for (set, e) in elements(&self.sets, b) {
+                s.elements.entry(set).or_default().insert(e);
+            }
+            if b.masq {
+                s.snat.insert(Snat { client: b.ip, gateway: b.gateway, mac: b.mac });
+            }
+        }
+        if let (Some(set), Some(pg)) = (&self.sets.playground_subnet, self.playground) {
+            s.elements.entry(set.clone()).or_default().insert(cidr_el(pg));
+        }
+        s
+    }
+
+    fn snat_rule(&self, r: &Snat) -> String {
+        format!(
+            "oifname \"{}\" ip daddr {} ip saddr != {} snat to {} comment \"isodhcp {}\"",
+            self.iface,
+            r.client,
+            self.pool,
+            r.gateway,
+            r.mac
+        )
+    }
+
+    /// The whole private table, replacing any previous one in the same
+    /// transaction (create-if-missing, delete, define).
+    pub fn table_script(&self, snat: &BTreeSet<Snat>) -> String {
+        let t = &self.table;
+        let i = &self.iface;
+        let mut s = format!("table ip {t} {{}}\ndelete table ip {t}\ntable ip {t} {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n");
+        if let Some(pg) = self.playground {
+            s += &format!("    iifname \"{i}\" oifname \"{i}\" ip saddr {pg} ip daddr {pg} accept comment \"isodhcp playground\"\n");
+        }
+        let verdict = match self.isolation {
+            Isolation::On => Some("drop"),
+            Isolation::Off => Some("accept"),
+            Isolation::System => None,
+        };
+        if let Some(v) = verdict {
+            s += &format!("    iifname \"{i}\" oifname \"{i}\" ip saddr {p} ip daddr {p} {v} comment \"isodhcp isolation\"\n", p = self.pool);
+        }
+        s += "  }\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
+        for r in snat {
+            s += &format!("    {}\n", self.snat_rule(r));
+        }
+        s += "  }\n}\n";
+        s
+    }
+
+    /// Element and SNAT additions as nft commands.
+    pub fn add_commands(&self, elements: &[(SetRef, Element)], snat: &[Snat]) -> Vec<String> {
+        let mut cmds: Vec<String> = elements.iter().map(|(s, e)| format!("add element {s} {{ {e} }}")).collect();
+        cmds.extend(snat.iter().map(|r| format!("add rule ip {} postrouting {}", self.table, self.snat_rule(r))));
+        cmds
+    }
+}
+
+/// Runs nft commands. Stateless apart from what it learned about sets.
+#[derive(Debug)]
+pub struct Nft {
+    pub cfg: NftConfig,
+    /// Configured sets found missing (warned once until they appear).
+    missing: BTreeSet<SetRef>,
+    nft_missing_warned: bool,
+}
+
+async fn run_nft(args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
+    let mut cmd = Command::new("nft");
+    cmd.args(args).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(NftError::Missing)?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).await.map_err(|e| NftError::Failed(e.to_string()))?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| NftError::Failed(e.to_string()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(NftError::Failed(String::from_utf8_lossy(&out.stderr).trim().replace('\n', " | ")))
+    }
+}
+
+fn gone(e: &NftError) -> bool {
+    matches!(e, NftError::Failed(m) if m.contains("No such file or directory"))
+}
+
+impl Nft {
+    pub fn new(cfg: NftConfig) -> Nft {
+        Nft { cfg, missing: BTreeSet::new(), nft_missing_warned: false }
+    }
+
+    fn note(&mut self, e: &NftError) {
+        if let NftError::Missing(_) = e {
+            if !self.nft_missing_warned {
+                warn!("{e}: firewall integration is off until it is installed");
+                self.nft_missing_warned = true;
+            }
+        }
+    }
+
+    /// Checks which configured sets exist; warns once for each missing one.
+    pub async fn check_sets(&mut self) {
+        let sets: Vec<SetRef> = self.cfg.sets.all().cloned().collect();
+        for s in sets {
+            match run_nft(&["-j", "list", "set", &s.family, &s.table, &s.name], None).await {
+                Ok(_) => {
+                    self.missing.remove(&s);
+                }
+                Err(e) => {
+                    self.note(&e);
+                    if !matches!(e, NftError::Missing(_)) && self.missing.insert(s.clone()) {
+                        warn!(set = %s, "nft set does not exist (isodhcp never creates sets): its elements are skipped until it does");
+                    }
+                }
+            }
+        }
+    }
+
+    /// (Re)builds the private table with the given SNAT rules.
+    pub async fn install_table(&mut self, snat: &BTreeSet<Snat>) -> Result<(), NftError> {
+        let script = self.cfg.table_script(snat);
+        let r = run_nft(&["-f", "-"], Some(&script)).await;
+        if let Err(e) = &r {
+            self.note(e);
+        }
+        r.map(|_| ())
+    }
+
+    /// Applies the changes of one batch of effects: additions and removals
+    /// of set elements and SNAT rules, in one transaction when possible.
+    pub async fn apply(&mut self, up: &[Binding], down: &[Binding]) -> Result<(), NftError> {
+        let mut cmds = Vec::new();
+        let missing = self.missing.clone();
+        let keep = |(s, _): &(SetRef, Element)| !missing.contains(s);
+        for b in down {
+            for (s, e) in elements(&self.cfg.sets, b).into_iter().filter(keep) {
+                cmds.push(format!("delete element {s} {{ {e} }}"));
+            }
+        }
+        let down_snat: Vec<Ipv4Addr> = down.iter().filter(|b| b.masq).map(|b| b.ip).collect();
+        if !down_snat.is_empty() {
+            let found = self.observe_snat().await?;
+            for (r, handle) in found {
+                if down_snat.contains(&r.client) {
+                    cmds.push(format!("delete rule ip {} postrouting handle {handle}", self.cfg.table));
+                }
+            }
+        }
+        let adds: Vec<(SetRef, Element)> = up.iter().flat_map(|b| elements(&self.cfg.sets, b)).filter(keep).collect();
+        let snat: Vec<Snat> = up.iter().filter(|b| b.masq).map(|b| Snat { client: b.ip, gateway: b.gateway, mac: b.mac }).collect();
+        cmds.extend(self.cfg.add_commands(&adds, &snat));
+        self.run_batch(&cmds).await
+    }
+
+    /// One transaction; on failure, each command alone ("already gone" is fine).
+    pub async fn run_batch(&mut self, cmds: &[String]) -> Result<(), NftError> {
+        if cmds.is_empty() {
+            return Ok(());
+        }
+        let script = cmds.join("\n") + "\n";
+        match run_nft(&["-f", "-"], Some(&script)).await {
+            Ok(_) => Ok(()),
+            Err(e) if cmds.len() == 1 => {
+                self.note(&e);
+                if gone(&e) && cmds[0].starts_with("delete") { Ok(()) } else { Err(e) }
+            }
+            Err(e) => {
+                self.note(&e);
+                if let NftError::Missing(_) = e {
+                    return Err(e);
+                }
+                debug!(error = %e, "nft batch failed; applying its commands one by one");
+                let mut first = None;
+                for c in cmds {
+                    match run_nft(&["-f", "-"], Some(&format!("{c}\n"))).await {
+                        Err(e) if !(gone(&e) && c.starts_with("delete")) => {
+                            first.get_or_insert(e);
+                        }
+                        _ => {}
+                    }
+                }
+                first.map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    /// SNAT rules in our postrouting chain, with their handles.
+    pub async fn observe_snat(&mut self) -> Result<Vec<(Snat, u64)>, NftError> {
+        let out = match run_nft(&["-j", "-a", "list", "chain", "ip", &self.cfg.table, "postrouting"], None).await {
+            Ok(o) => o,
+            Err(e) if gone(&e) => return Ok(Vec::new()),
+            Err(e) => {
+                self.note(&e);
+                return Err(e);
+            }
+        };
+        parse_snat(&out)
+    }
+
+    /// Elements of the configured sets that exist.
+    pub async fn observe_elements(&mut self) -> Result<BTreeMap<SetRef, BTreeSet<Element>>, NftError> {
+        let mut out = BTreeMap::new();
+        let sets: Vec<SetRef> = self.cfg.sets.all().cloned().collect();
+        for s in sets {
+            match run_nft(&["-j", "list", "set", &s.family, &s.table, &s.name], None).await {
+                Ok(json) => {
+                    out.insert(s, parse_elements(&json)?);
+                }
+                Err(e) if gone(&e) => {}
+                Err(e) => {
+                    self.note(&e);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether our table with both chains exists.
+    pub async fn table_present(&mut self) -> bool {
+        match run_nft(&["-j", "list", "table", "ip", &self.cfg.table], None).await {
+            Ok(json) => json.contains("\"forward\"") && json.contains("\"postrouting\""),
+            Err(e) => {
+                self.note(&e);
+                false
+            }
+        }
+    }
+}
+
+fn nftables(json: &str) -> Result<Vec<Value>, NftError> {
+    let v: Value = serde_json::from_str(json).map_err(|e| NftError::Json(e.to_string()))?;
+    Ok(v.get("nftables").and_then(Value::as_array).cloned().unwrap_or_default())
+}
+
+/// Elements of a `nft -j list set` answer (addresses and prefixes).
+pub fn parse_elements(json: &str) -> Result<BTreeSet<Element>, NftError> {
+    let mut out = BTreeSet::new();
+    for item in nftables(json)? {
+        let Some(elems) = item.pointer("/set/elem").and_then(Value::as_array) else { continue };
+        for e in elems {
+            // Plain address, {"prefix": {...}}, or {"elem": {"val": ...}} with timeouts/comments.
+            let e = e.pointer("/elem/val").unwrap_or(e);
+            if let Some(a) = e.as_str().and_then(|s| s.parse().ok()) {
+                out.insert(Element::Addr(a));
+            } else if let (Some(a), Some(l)) = (e.pointer("/prefix/addr").and_then(Value::as_str), e.pointer("/prefix/len").and_then(Value::as_u64)) {
+                if let Ok(a) = a.parse() {
+                    out.insert(Element::Prefix(a, l as u8));
+                }
+            } else if let (Some(lo), Some(hi)) = (e.pointer("/range/0").and_then(Value::as_str), e.pointer("/range/1").and_then(Value::as_str)) {
+                // A range nft could not print as a prefix: keep it if it is one.
+                if let (Ok(lo), Ok(hi)) = (lo.parse::<Ipv4Addr>(), hi.parse::<Ipv4Addr>()) {
+                    let size = u32::from(hi).wrapping_sub(u32::from(lo)).wrapping_add(1);
+                    if size.is_power_of_two() {
+                        out.insert(Element::Prefix(lo, 32 - size.trailing_zeros() as u8));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// SNAT rules (with handles) of a `nft -j -a list chain` answer; only rules
+/// carrying our comment count.
+pub fn parse_snat(json: &str) -> Result<Vec<(Snat, u64)>, NftError> {
+    let mut out = Vec::new();
+    for item in nftables(json)? {
+        let Some(rule) = item.get("rule") else { continue };
+        let Some(mac) = rule.get("comment").and_then(Value::as_str).and_then(|c| c.strip_prefix("isodhcp ")).and_then(Mac::parse) else { continue };
+        let handle = rule.get("handle").and_then(Value::as_u64).unwrap_or(0);
+        let exprs = rule.get("expr").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut client = None;
+        let mut gateway = None;
+        for x in &exprs {
+            if x.pointer("/match/left/payload/field").and_then(Value::as_str) == Some("daddr") {
+                client = x.pointer("/match/right").and_then(Value::as_str).and_then(|s| s.parse().ok());
+            }
+            if let Some(a) = x.pointer("/snat/addr").and_then(Value::as_str) {
+                gateway = a.parse().ok();
+            }
+        }
+        if let (Some(client), Some(gateway)) = (client, gateway) {
+            out.push((Snat { client, gateway, mac }, handle));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
