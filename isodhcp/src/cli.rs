@@ -11,8 +11,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::engine::cidr::{Cidr, CidrError, parse_ipv4};
 use crate::engine::classify::{Classifier, Matcher};
-use crate::system::nft::{NamedSets, SetRef};
 pub use crate::engine::config::{CustomOption, StaticEntry};
+use crate::system::nft::{NamedSets, SetRef};
 use crate::wire::Mac;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -179,6 +179,10 @@ pub struct Config {
     pub hook_file: Option<PathBuf>,
     /// `--nft-set-*`: the operator's named sets.
     pub nft_sets: crate::system::nft::NamedSets,
+    /// `--socket`: control socket path (default per SPEC §10).
+    pub socket: Option<PathBuf>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A bad command-line value: printed as one line, exit status 2.
@@ -519,10 +523,14 @@ pub fn validate(a: &Args) -> Result<Config, CliError> {
         new_burst: new_rate,
         _pad: 0,
     };
-    if let Some(m) = &a.metrics_listen {
-        m.parse::<std::net::SocketAddr>()
-            .map_err(|_| bad("--metrics-listen", m, "expected ADDR:PORT"))?;
-    }
+    let metrics_listen = a
+        .metrics_listen
+        .as_deref()
+        .map(|m| {
+            m.parse::<std::net::SocketAddr>()
+                .map_err(|_| bad("--metrics-listen", m, "expected ADDR:PORT"))
+        })
+        .transpose()?;
     if let Some(b) = &a.block {
         parse_mac("--block", b)?;
     }
@@ -533,7 +541,17 @@ pub fn validate(a: &Args) -> Result<Config, CliError> {
         parse_uint::<u64>("--for", f)?;
     }
     let set = |o: &'static str, v: &Option<String>| -> Result<Option<SetRef>, CliError> {
-        v.as_deref().map(|s| SetRef::parse(s).ok_or_else(|| bad(o, s, "expected \"FAMILY TABLE NAME\", e.g. \"inet filter iso_clients\""))).transpose()
+        v.as_deref()
+            .map(|s| {
+                SetRef::parse(s).ok_or_else(|| {
+                    bad(
+                        o,
+                        s,
+                        "expected \"FAMILY TABLE NAME\", e.g. \"inet filter iso_clients\"",
+                    )
+                })
+            })
+            .transpose()
     };
     let nft_sets = NamedSets {
         isolated: set("--nft-set-isolated", &a.nft_set_isolated)?,
@@ -577,6 +595,8 @@ pub fn validate(a: &Args) -> Result<Config, CliError> {
         isolation: a.isolation,
         hook_file: a.hook_file.clone(),
         nft_sets,
+        socket: a.socket.clone(),
+        metrics_listen,
     })
 }
 
@@ -618,21 +638,69 @@ pub fn validate_statics(
     Ok(())
 }
 
-/// Options that are parsed and validated but whose feature is not built yet;
-/// the daemon warns about each one given (never silently ignored).
-pub fn not_implemented(a: &Args) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    let mut flag = |given: bool, name: &'static str| {
-        if given {
-            v.push(name);
+/// The control request for the diagnostics flags given (SPEC §10), if any:
+/// with one, the binary acts as a client of a running daemon. Bad values
+/// (a `--dump` section, a `--block` MAC) are command-line errors.
+pub fn control_request(a: &Args) -> Result<Option<crate::control::Request>, CliError> {
+    use crate::control::proto::{Command, DUMP_SECTIONS};
+    let cmd = if a.status {
+        Command::Status
+    } else if a.verify {
+        Command::Verify
+    } else if let Some(d) = &a.dump {
+        let sections: Vec<String> = d
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(bad_one) = sections
+            .iter()
+            .find(|s| !DUMP_SECTIONS.contains(&s.as_str()))
+        {
+            return Err(bad(
+                "--dump",
+                bad_one,
+                format!("sections are {}", DUMP_SECTIONS.join(",")),
+            ));
         }
+        Command::Dump { sections }
+    } else if let Some(k) = &a.show {
+        Command::Show { key: k.clone() }
+    } else if a.config {
+        Command::Config
+    } else if let Some(m) = &a.block {
+        let seconds = a
+            .block_for
+            .as_deref()
+            .map(|f| parse_uint::<u64>("--for", f))
+            .transpose()?;
+        Command::Block {
+            mac: parse_mac("--block", m)?.to_string(),
+            seconds,
+        }
+    } else if let Some(m) = &a.unblock {
+        Command::Unblock {
+            mac: parse_mac("--unblock", m)?.to_string(),
+        }
+    } else {
+        if a.block_for.is_some() {
+            return Err(bad(
+                "--for",
+                a.block_for.as_deref().unwrap_or_default(),
+                "only with --block",
+            ));
+        }
+        return Ok(None);
     };
-    flag(a.metrics_listen.is_some(), "--metrics-listen");
-    v
+    Ok(Some(crate::control::Request {
+        version: crate::control::VERSION,
+        cmd,
+        redact: a.redact,
+        all: a.all,
+    }))
 }
 
-/// The diagnostics client flag given, if any (SPEC §10); with one, the binary
-/// acts as a client of a running daemon.
+/// The diagnostics client flag given, if any.
 pub fn client_request(a: &Args) -> Option<&'static str> {
     [
         (a.status, "--status"),
@@ -847,13 +915,6 @@ mod tests {
             assert!(o(bad).is_err(), "{bad}");
         }
         assert!(o(&format!("43,str,{}", "x".repeat(256))).is_err());
-    }
-
-    #[test]
-    fn unfinished_features_are_reported() {
-        let a = args(&["--metrics-listen", "127.0.0.1:9167", "--isolation", "on", "--compat-mac", "02:00:00:00:00:01"]);
-        assert_eq!(not_implemented(&a), ["--metrics-listen"]);
-        assert!(not_implemented(&args(&[])).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! [`datapath`] (frame I/O), [`daemon`] (wiring), [`cli`] (command line).
 
 pub mod cli;
+pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod engine;

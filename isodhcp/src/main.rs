@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use isodhcp::cli::{self, Args};
+use isodhcp::control;
 
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
@@ -53,18 +54,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(flag) = cli::client_request(&args) {
-        eprintln!(
-            "isodhcp: {flag}: the control socket is not implemented yet; no daemon can be queried"
-        );
-        return ExitCode::from(3);
+    match cli::control_request(&args) {
+        Err(e) => {
+            eprintln!("isodhcp: {e}");
+            return ExitCode::from(2);
+        }
+        Ok(Some(req)) => {
+            let path = cfg.socket.clone().unwrap_or_else(|| {
+                control::default_socket_path(&cli::sanitise_iface(&cfg.interface))
+            });
+            return ExitCode::from(control::client::run(&path, &req, args.json));
+        }
+        Ok(None) => {}
     }
     init_logging(args.verbose, args.quiet);
-    for flag in cli::not_implemented(&args) {
-        tracing::warn!(
-            "{flag} is accepted but not implemented yet: it has no effect in this version"
-        );
-    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

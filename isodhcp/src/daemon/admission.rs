@@ -12,7 +12,7 @@ use crate::datapath::af_xdp::{self, AfXdp, Queue};
 use crate::datapath::limiter::Limiter;
 use crate::datapath::{Datapath, Hybrid};
 use crate::engine::Engine;
-use crate::system::xdp::{self, XdpAttachment};
+use crate::system::xdp::{self, XdpAttachment, XdpError, XdpMaps};
 use crate::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
 use crate::wire::frame::{self, DHCP_SERVER_PORT};
 use crate::wire::{Mac, WireError};
@@ -41,6 +41,43 @@ impl Admission {
         match self {
             Admission::Kernel(x) => x.maps.set_known(mac, known),
             Admission::User(l) => l.set_known(mac, known),
+        }
+    }
+
+    /// Drops every frame from `mac` until `until_mono_ns` (0 = for ever).
+    pub fn deny(&mut self, mac: Mac, until_mono_ns: u64) -> Result<(), String> {
+        match self {
+            Admission::Kernel(x) => x.maps.deny(mac, until_mono_ns).map_err(|e| e.to_string()),
+            Admission::User(l) => {
+                l.deny(mac, until_mono_ns);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn undeny(&mut self, mac: Mac) -> Result<(), String> {
+        match self {
+            Admission::Kernel(x) => x.maps.undeny(mac).map_err(|e| e.to_string()),
+            Admission::User(l) => {
+                l.undeny(mac);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the admission layer counts `mac` as a known client.
+    pub fn is_known(&self, mac: Mac) -> bool {
+        match self {
+            Admission::Kernel(x) => x.maps.is_known(mac),
+            Admission::User(l) => l.is_known(mac),
+        }
+    }
+
+    /// Where the XDP objects are pinned (kernel mode).
+    pub fn pin_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Admission::Kernel(x) => x.pin_dir.as_deref(),
+            Admission::User(_) => None,
         }
     }
 
@@ -111,9 +148,41 @@ impl Admission {
 pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, Datapath)> {
     let packet =
         AfPacket::open(ifindex).context("cannot open the packet socket (needs CAP_NET_RAW)")?;
+    // AF_XDP sockets exist before the program does: they are registered in
+    // its socket map together with limits and lists, before it is attached.
+    let mut queues = Vec::new();
+    if cfg.xdp != XdpMode::Off && xdp::object_built_in() {
+        for q in 0..af_xdp::rx_queue_count(&cfg.interface) {
+            match Queue::open(ifindex, q) {
+                Ok(queue) => queues.push(queue),
+                Err(e) => {
+                    warn!(queue = q, error = %e, "no AF_XDP socket; this queue uses the packet socket")
+                }
+            }
+        }
+    }
+    let prepare = |maps: &mut XdpMaps| -> Result<(), XdpError> {
+        let w = |what: &str, e: aya::maps::MapError| XdpError::Load(format!("writing {what}: {e}"));
+        maps.set_limits(&cfg.limits).map_err(|e| w("limits", e))?;
+        for m in &cfg.deny_macs {
+            maps.deny(*m, 0).map_err(|e| w("the deny map", e))?;
+        }
+        for m in &cfg.trust_macs {
+            maps.trust(*m).map_err(|e| w("the trust map", e))?;
+        }
+        engine.known_macs().for_each(|m| maps.set_known(m, true));
+        queues.retain(|queue| match maps.bind_socket(queue.queue_id, &queue.fd()) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(queue = queue.queue_id, error = %e, "cannot register the AF_XDP socket; this queue uses the packet socket");
+                false
+            }
+        });
+        Ok(())
+    };
     let attached = match cfg.xdp {
         XdpMode::Off => None,
-        mode => match xdp::attach(&cfg.interface, mode, &cfg.bpf_pin_dir) {
+        mode => match xdp::attach(&cfg.interface, mode, &cfg.bpf_pin_dir, prepare) {
             Ok(a) => Some(a),
             Err(e) if mode == XdpMode::Auto => {
                 warn!(error = %e, "XDP unavailable: DHCP admission runs in userspace");
@@ -122,7 +191,7 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
             Err(e) => return Err(e).context("--xdp"),
         },
     };
-    let Some(mut x) = attached else {
+    let Some(x) = attached else {
         let mut l = Limiter::new(cfg.limits);
         cfg.deny_macs.iter().for_each(|m| l.deny(*m, 0));
         cfg.trust_macs.iter().for_each(|m| l.trust(*m));
@@ -130,30 +199,6 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
         info!("datapath: AF_PACKET with userspace rate limits");
         return Ok((Admission::User(Box::new(l)), Datapath::Packet(packet)));
     };
-    x.maps
-        .set_limits(&cfg.limits)
-        .context("writing XDP limits")?;
-    for m in &cfg.deny_macs {
-        x.maps.deny(*m, 0).context("writing the XDP deny map")?;
-    }
-    for m in &cfg.trust_macs {
-        x.maps.trust(*m).context("writing the XDP trust map")?;
-    }
-    engine.known_macs().for_each(|m| x.maps.set_known(m, true));
-    let mut queues = Vec::new();
-    for q in 0..af_xdp::rx_queue_count(&cfg.interface) {
-        match Queue::open(ifindex, q) {
-            Ok(queue) => match x.maps.bind_socket(q, &queue.fd()) {
-                Ok(()) => queues.push(queue),
-                Err(e) => {
-                    warn!(queue = q, error = %e, "cannot register the AF_XDP socket; this queue uses the packet socket")
-                }
-            },
-            Err(e) => {
-                warn!(queue = q, error = %e, "no AF_XDP socket; this queue uses the packet socket")
-            }
-        }
-    }
     let zc = queues.iter().filter(|q| q.zero_copy).count();
     info!(
         mode = x.mode_used,

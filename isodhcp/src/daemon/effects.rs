@@ -64,17 +64,23 @@ impl Daemon {
                 self.needs_reconcile = true;
             }
         }
-        let durable = !persist || match self.flush() {
-            Ok(()) => true,
-            Err(e) => {
-                warn!(error = %e, "lease write failed; replies that needed it are withheld");
-                false
-            }
-        };
+        let durable = !persist
+            || match self.flush() {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(error = %e, "lease write failed; replies that needed it are withheld");
+                    false
+                }
+            };
         if let Some(h) = &self.hooks {
             let (total, free) = (self.engine.leases().count(), self.engine.free_count());
             for (action, binding) in hooks {
-                h.submit(HookEvent { action, binding, total_leases: total, free_ips: free });
+                h.submit(HookEvent {
+                    action,
+                    binding,
+                    total_leases: total,
+                    free_ips: free,
+                });
             }
         }
         for (origin, r, needs_disk) in sends {
@@ -92,7 +98,10 @@ impl Daemon {
             return self.snapshot();
         }
         let dirty = self.engine.take_dirty();
-        if let Err(e) = self.store.commit(&dirty) {
+        let t = std::time::Instant::now();
+        let r = self.store.commit(&dirty);
+        self.commit_latency.observe(t.elapsed().as_secs_f64());
+        if let Err(e) = r {
             self.snapshot_pending = true;
             return Err(e.into());
         }
@@ -104,7 +113,12 @@ impl Daemon {
     pub(super) fn snapshot(&mut self) -> Result<()> {
         self.engine.take_dirty();
         let records = self.engine.snapshot();
-        match self.store.snapshot(now_ms(), records.iter(), &self.engine.quarantined()) {
+        let t = std::time::Instant::now();
+        let r = self
+            .store
+            .snapshot(now_ms(), records.iter(), &self.engine.quarantined());
+        self.commit_latency.observe(t.elapsed().as_secs_f64());
+        match r {
             Ok(()) => {
                 self.snapshot_pending = false;
                 self.dirty_since = None;
@@ -126,7 +140,10 @@ impl Daemon {
             src_port: DHCP_SERVER_PORT,
             dst_port: DHCP_CLIENT_PORT,
         };
-        match frame::build(&a, &r.payload).map_err(std::io::Error::other).and_then(|f| self.io.send(&f, origin)) {
+        match frame::build(&a, &r.payload)
+            .map_err(std::io::Error::other)
+            .and_then(|f| self.io.send(&f, origin))
+        {
             Ok(()) => debug!(kind = ?r.kind, dst = %r.dst_ip, "reply sent"),
             Err(e) => warn!(error = %e, "reply not sent"),
         }
@@ -163,7 +180,8 @@ impl Daemon {
         let routes = self.nl.our_routes(self.ifindex).await?;
         let info = self.nl.interface(&self.iface).await?;
         let pg = self.engine.playground_block().map(|b| b.prefix);
-        let aliases = KernelState::our_aliases(&info.addrs, self.engine.pool().cidr(), self.server_ip, pg);
+        let aliases =
+            KernelState::our_aliases(&info.addrs, self.engine.pool().cidr(), self.server_ip, pg);
         Ok(KernelState { routes, aliases })
     }
 
@@ -194,7 +212,10 @@ impl Daemon {
         }
     }
 
-    async fn reconcile_nft(&mut self, bindings: &[Binding]) -> Result<(), crate::system::nft::NftError> {
+    async fn reconcile_nft(
+        &mut self,
+        bindings: &[Binding],
+    ) -> Result<(), crate::system::nft::NftError> {
         let desired = self.nft.cfg.desired(bindings);
         self.nft.check_sets().await;
         if !self.nft.table_present().await {
@@ -206,7 +227,10 @@ impl Daemon {
         let present: BTreeSet<Snat> = observed.iter().map(|(s, _)| *s).collect();
         for (s, handle) in &observed {
             if !desired.snat.contains(s) {
-                cmds.push(format!("delete rule ip {} postrouting handle {handle}", self.nft.cfg.table));
+                cmds.push(format!(
+                    "delete rule ip {} postrouting handle {handle}",
+                    self.nft.cfg.table
+                ));
             }
         }
         let missing_snat: Vec<Snat> = desired.snat.difference(&present).copied().collect();
@@ -214,7 +238,9 @@ impl Daemon {
         let mut missing_el = Vec::new();
         for (set, want) in &desired.elements {
             // Sets that do not exist are skipped (warned about by check_sets).
-            let Some(have) = elements.get(set) else { continue };
+            let Some(have) = elements.get(set) else {
+                continue;
+            };
             missing_el.extend(want.difference(have).map(|e| (set.clone(), *e)));
         }
         cmds.extend(self.nft.cfg.add_commands(&missing_el, &missing_snat));

@@ -9,10 +9,14 @@
 //! write (group commit), then hooks are queued, then the replies leave.
 
 mod admission;
+mod control;
 mod effects;
+mod metrics;
 mod setup;
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -37,11 +41,22 @@ const LAZY_FLUSH_MS: Millis = 60_000;
 const BATCH: usize = 64;
 
 fn now_ms() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
 }
 
 /// Everything the event loop owns.
 struct Daemon {
+    cfg: Config,
+    started: Millis,
+    socket_path: PathBuf,
+    /// MACs blocked at run time or by `--deny-mac`: CLOCK_MONOTONIC expiry, 0 = for ever.
+    blocked: HashMap<Mac, u64>,
+    /// Removes the socket file on shutdown.
+    #[allow(dead_code)]
+    control_socket: crate::control::server::ControlSocket,
     engine: Engine,
     store: LeaseStore,
     nl: Netlink,
@@ -61,6 +76,8 @@ struct Daemon {
     needs_reconcile: bool,
     /// Drop counters last logged, and when.
     drops_logged: (u64, Millis),
+    /// Durations of durable lease writes (metrics).
+    commit_latency: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Daemon {
@@ -74,12 +91,19 @@ impl Daemon {
         let in_use = if candidates.is_empty() {
             Vec::new()
         } else {
-            self.nl.neighbours_alive(self.ifindex, &candidates).await.unwrap_or_else(|e| {
+            self.nl.neighbours_alive(self.ifindex, &candidates, src_mac).await.unwrap_or_else(|e| {
                 warn!(error = %e, "neighbour table unreadable; offering without conflict check");
                 Vec::new()
             })
         };
-        self.engine.handle(now_ms(), Input::Dhcp { src_mac, msg: &msg, in_use: &in_use })
+        self.engine.handle(
+            now_ms(),
+            Input::Dhcp {
+                src_mac,
+                msg: &msg,
+                in_use: &in_use,
+            },
+        )
     }
 
     /// The first frame, then whatever is queued behind it, as one batch.
@@ -110,7 +134,10 @@ impl Daemon {
         let now = now_ms();
         let fx = self.engine.handle(now, Input::Tick);
         self.apply(vec![(Origin::Packet, fx)]).await;
-        if self.dirty_since.is_some_and(|t| now.saturating_sub(t) >= LAZY_FLUSH_MS) {
+        if self
+            .dirty_since
+            .is_some_and(|t| now.saturating_sub(t) >= LAZY_FLUSH_MS)
+        {
             if let Err(e) = self.flush() {
                 warn!(error = %e, "batched lease write failed; will retry");
             }
@@ -128,10 +155,26 @@ impl Daemon {
             return;
         }
         let c = self.admission.counters();
-        let drops: u64 = c.named().iter().filter(|(n, _)| n.starts_with("drop_")).map(|(_, v)| v).sum();
+        let drops: u64 = c
+            .named()
+            .iter()
+            .filter(|(n, _)| n.starts_with("drop_"))
+            .map(|(_, v)| v)
+            .sum();
         if drops > self.drops_logged.0 || force {
-            let by_reason: Vec<String> = c.named().iter().filter(|(n, v)| n.starts_with("drop_") && *v > 0).map(|(n, v)| format!("{n}={v}")).collect();
-            info!(datapath = self.admission.mode(), admitted = c.redirect + c.pass_stack, dropped = drops, "admission: {}", by_reason.join(" "));
+            let by_reason: Vec<String> = c
+                .named()
+                .iter()
+                .filter(|(n, v)| n.starts_with("drop_") && *v > 0)
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            info!(
+                datapath = self.admission.mode(),
+                admitted = c.redirect + c.pass_stack,
+                dropped = drops,
+                "admission: {}",
+                by_reason.join(" ")
+            );
         }
         self.drops_logged = (drops, now);
     }
@@ -140,7 +183,13 @@ impl Daemon {
 /// Runs the daemon until a terminating signal. Errors are fatal start-up
 /// failures (exit 1; a [`crate::cli::CliError`] inside means exit 2).
 pub async fn run(cfg: Config) -> Result<()> {
-    let mut d = setup::start(&cfg).await?;
+    let (mut d, mut control) = setup::start(&cfg).await?;
+    let (scrape_tx, mut scrapes) = tokio::sync::mpsc::channel::<metrics::Scrape>(4);
+    if let Some(addr) = cfg.metrics_listen {
+        metrics::serve(addr, scrape_tx)
+            .await
+            .with_context(|| format!("--metrics-listen {addr}"))?;
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -155,6 +204,13 @@ pub async fn run(cfg: Config) -> Result<()> {
                 Err(e) => warn!(error = %e, "receive failed"),
             },
             _ = tick.tick() => d.on_tick().await,
+            Some(back) = scrapes.recv() => {
+                let _ = back.send(d.metrics_text());
+            }
+            Some((req, back)) = control.recv() => {
+                let answer = d.answer(req).await;
+                let _ = back.send(answer);
+            }
             _ = usr1.recv() => {
                 info!("SIGUSR1: reconciling kernel and firewall state");
                 d.reconcile().await;

@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use super::{Daemon, admission, now_ms};
 use crate::cli::{self, Config, Isolation};
+use crate::control::{self, server::ControlSocket, server::Pending};
 use crate::datapath::{Origin, PortGuard};
 use crate::engine::{Engine, EngineConfig, Mode};
 use crate::store::LeaseStore;
@@ -15,6 +16,7 @@ use crate::system::detect;
 use crate::system::hooks::{HookConfig, Hooks};
 use crate::system::netlink::Netlink;
 use crate::system::nft::{Nft, NftConfig};
+use tokio::sync::mpsc;
 
 fn read_dns() -> Vec<Ipv4Addr> {
     let a = std::fs::read_to_string("/etc/resolv.conf").ok();
@@ -31,27 +33,52 @@ fn read_dns() -> Vec<Ipv4Addr> {
 fn disable_redirects(iface: &str) {
     let path = format!("/proc/sys/net/ipv4/conf/{iface}/send_redirects");
     match std::fs::write(&path, "0") {
-        Ok(()) => info!(iface, "send_redirects=0 (isolation routes client traffic through this router)"),
-        Err(e) => warn!(iface, error = %e, "cannot set send_redirects=0; clients may learn direct routes to each other"),
+        Ok(()) => info!(
+            iface,
+            "send_redirects=0 (isolation routes client traffic through this router)"
+        ),
+        Err(e) => {
+            warn!(iface, error = %e, "cannot set send_redirects=0; clients may learn direct routes to each other")
+        }
     }
 }
 
-pub(super) async fn start(cfg: &Config) -> Result<Daemon> {
+/// Requests from the control socket, answered on the event loop.
+pub(super) type ControlQueue = mpsc::Receiver<Pending>;
+
+pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
+    // The control socket first: a second daemon for this interface stops
+    // here, before it touches anything the first one manages.
+    let socket_path = cfg
+        .socket
+        .clone()
+        .unwrap_or_else(|| control::default_socket_path(&cli::sanitise_iface(&cfg.interface)));
+    let mut ctl = ControlSocket::bind(&socket_path)?;
     let nl = Netlink::connect()?;
     let info = nl.interface(&cfg.interface).await?;
-    let (server_ip, pool) = detect::server_and_pool(&cfg.interface, &info.addrs, cfg.server_ip, cfg.pool)?;
+    let (server_ip, pool) =
+        detect::server_and_pool(&cfg.interface, &info.addrs, cfg.server_ip, cfg.pool)?;
     if !pool.contains(server_ip) {
         bail!("server IP {server_ip} is outside the pool {pool}");
     }
     cli::validate_statics(&cfg.statics, &cfg.static_args, server_ip, pool)?;
-    let dns = if cfg.dns.is_empty() { read_dns() } else { cfg.dns.clone() };
+    let dns = if cfg.dns.is_empty() {
+        read_dns()
+    } else {
+        cfg.dns.clone()
+    };
     info!(interface = %cfg.interface, %server_ip, %pool, ?dns, "configuration");
 
     let (mut store, loaded) = LeaseStore::open(&cfg.lease_file)?;
     for w in &loaded.warnings {
         warn!(file = %cfg.lease_file.display(), "{w}");
     }
-    let existing: Vec<Ipv4Addr> = loaded.records.iter().filter(|r| r.mode != Mode::Playground).map(|r| r.ip).collect();
+    let existing: Vec<Ipv4Addr> = loaded
+        .records
+        .iter()
+        .filter(|r| r.mode != Mode::Playground)
+        .map(|r| r.ip)
+        .collect();
     let engine_cfg = EngineConfig {
         dns: dns.clone(),
         lease_time: cfg.lease_time,
@@ -61,8 +88,11 @@ pub(super) async fn start(cfg: &Config) -> Result<Daemon> {
         playground_size: cfg.playground_size,
         ..EngineConfig::new(server_ip, info.mac, pool)
     };
-    let mut engine = Engine::new(engine_cfg, &existing)
-        .map_err(|e| cli::CliError { option: "--static/--playground-size", value: String::new(), reason: e.to_string() })?;
+    let mut engine = Engine::new(engine_cfg, &existing).map_err(|e| cli::CliError {
+        option: "--static/--playground-size",
+        value: String::new(),
+        reason: e.to_string(),
+    })?;
     let (start_fx, rejected) = engine.start(now_ms(), loaded.records, loaded.quarantine);
     for (rec, why) in rejected {
         warn!(mac = %rec.mac, ip = %rec.ip, "lease not restored: {why}; kept in the lease file");
@@ -74,7 +104,8 @@ pub(super) async fn start(cfg: &Config) -> Result<Daemon> {
     info!(leases = engine.leases().count(), file = %cfg.lease_file.display(), "leases loaded");
 
     let (admission, io) = admission::setup(cfg, info.index, &engine)?;
-    let guard = PortGuard::bind(&cfg.interface).context("cannot bind UDP port 67 on the interface")?;
+    let guard =
+        PortGuard::bind(&cfg.interface).context("cannot bind UDP port 67 on the interface")?;
     tokio::spawn(guard.drain());
 
     if cfg.isolation != Isolation::System {
@@ -99,14 +130,31 @@ pub(super) async fn start(cfg: &Config) -> Result<Daemon> {
             ("ISODHCP_INTERFACE".to_string(), cfg.interface.clone()),
             ("ISODHCP_SERVER_IP".to_string(), server_ip.to_string()),
             ("ISODHCP_POOL_CIDR".to_string(), pool.to_string()),
-            ("ISODHCP_DNS".to_string(), dns.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")),
-            ("ISODHCP_LEASE_FILE".to_string(), cfg.lease_file.display().to_string()),
+            (
+                "ISODHCP_DNS".to_string(),
+                dns.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "ISODHCP_LEASE_FILE".to_string(),
+                cfg.lease_file.display().to_string(),
+            ),
             ("ISODHCP_ISOLATION".to_string(), isolation.to_string()),
         ];
         Hooks::new(HookConfig::new(path.clone(), env))
     });
 
+    let (tx, rx) = mpsc::channel(control::MAX_CONNECTIONS);
+    ctl.serve(tx);
+    let blocked = cfg.deny_macs.iter().map(|m| (*m, 0)).collect();
     let mut d = Daemon {
+        cfg: cfg.clone(),
+        started: now_ms(),
+        socket_path,
+        blocked,
+        control_socket: ctl,
         engine,
         store,
         nl,
@@ -122,6 +170,7 @@ pub(super) async fn start(cfg: &Config) -> Result<Daemon> {
         snapshot_pending: false,
         needs_reconcile: false,
         drops_logged: (0, 0),
+        commit_latency: super::metrics::commit_histogram(),
     };
     // The private table first (SNAT rules for restored leases included), then
     // statics come up (and their hooks run) before any client speaks, then
@@ -133,5 +182,6 @@ pub(super) async fn start(cfg: &Config) -> Result<Daemon> {
     d.apply(vec![(Origin::Packet, start_fx)]).await;
     d.reconcile().await;
     d.snapshot().context("cannot write the lease file")?;
-    Ok(d)
+    info!(socket = %d.socket_path.display(), "control socket ready");
+    Ok((d, rx))
 }

@@ -101,7 +101,14 @@ fn read_one(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
     let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
     // SAFETY: buf and from are valid for writes of the given sizes.
     let n = unsafe {
-        libc::recvfrom(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC | libc::MSG_DONTWAIT, (&mut from as *mut libc::sockaddr_ll).cast(), &mut len)
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+            (&mut from as *mut libc::sockaddr_ll).cast(),
+            &mut len,
+        )
     };
     if n < 0 {
         return Err(io::Error::last_os_error());

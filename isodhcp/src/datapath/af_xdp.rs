@@ -100,8 +100,19 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Creates and binds an XDP socket on `ifindex`/`queue_id`.
+    /// Creates and binds an XDP socket on `ifindex`/`queue_id`: zero-copy
+    /// where the driver offers it, else copy mode.
     pub fn open(ifindex: u32, queue_id: u32) -> io::Result<Queue> {
+        match Self::open_with(ifindex, queue_id, XDP_ZEROCOPY | XDP_USE_NEED_WAKEUP) {
+            Ok(q) => Ok(q),
+            Err(zc) => Self::open_with(ifindex, queue_id, XDP_COPY | XDP_USE_NEED_WAKEUP)
+                .map_err(|e| io::Error::new(e.kind(), format!("{e} (zero-copy: {zc})"))),
+        }
+    }
+
+    /// One attempt with its own UMEM: a failed bind leaves the rings of the
+    /// UMEM socket configured, so a retry needs a fresh one.
+    fn open_with(ifindex: u32, queue_id: u32, flags: u16) -> io::Result<Queue> {
         let area = Area::new((FRAME_SIZE * FRAMES) as usize)?;
         let cfg = UmemConfig {
             fill_size: RING,
@@ -116,53 +127,43 @@ impl Queue {
         let mut info = IfInfo::invalid();
         info.from_ifindex(ifindex).map_err(errno)?;
         info.set_queue(queue_id);
-        let mut last = io::Error::from(io::ErrorKind::Unsupported);
-        for (flags, zero_copy) in [
-            (XDP_ZEROCOPY | XDP_USE_NEED_WAKEUP, true),
-            (XDP_COPY | XDP_USE_NEED_WAKEUP, false),
-        ] {
-            let sock = Socket::with_shared(&info, &umem).map_err(errno)?;
-            let mut dev = umem.fq_cq(&sock).map_err(errno)?;
-            let sc = SocketConfig {
-                rx_size: NonZeroU32::new(RING),
-                tx_size: NonZeroU32::new(RING),
-                bind_flags: flags,
-            };
-            let user = umem.rx_tx(&sock, &sc).map_err(errno)?;
-            let rx = user.map_rx().map_err(errno)?;
-            let tx = user.map_tx().map_err(errno)?;
-            if let Err(e) = umem.bind(&user) {
-                last = errno(e);
-                continue;
-            }
-            {
-                let mut fill = dev.fill(RX_FRAMES);
-                fill.insert((0..RX_FRAMES).map(|i| u64::from(i * FRAME_SIZE)));
-                fill.commit();
-            }
-            let free_tx = (RX_FRAMES..FRAMES)
-                .map(|i| u64::from(i * FRAME_SIZE))
-                .collect();
-            // SAFETY: the fd belongs to `sock`, which this Queue owns and drops
-            // after `ready` (field order), so it stays the same open socket.
-            let ready = unsafe {
-                AsyncFd::register_with_interest(Fd(user.as_raw_fd()), tokio::io::Interest::READABLE)
-            }
-            .map_err(io::Error::from)?;
-            return Ok(Queue {
-                ready,
-                rx,
-                tx,
-                dev,
-                free_tx,
-                _sock: sock,
-                umem,
-                _area: area,
-                queue_id,
-                zero_copy,
-            });
+        let sock = Socket::with_shared(&info, &umem).map_err(errno)?;
+        let mut dev = umem.fq_cq(&sock).map_err(errno)?;
+        let sc = SocketConfig {
+            rx_size: NonZeroU32::new(RING),
+            tx_size: NonZeroU32::new(RING),
+            bind_flags: flags,
+        };
+        let user = umem.rx_tx(&sock, &sc).map_err(errno)?;
+        let rx = user.map_rx().map_err(errno)?;
+        let tx = user.map_tx().map_err(errno)?;
+        umem.bind(&user).map_err(errno)?;
+        {
+            let mut fill = dev.fill(RX_FRAMES);
+            fill.insert((0..RX_FRAMES).map(|i| u64::from(i * FRAME_SIZE)));
+            fill.commit();
         }
-        Err(last)
+        let free_tx = (RX_FRAMES..FRAMES)
+            .map(|i| u64::from(i * FRAME_SIZE))
+            .collect();
+        // SAFETY: the fd belongs to `sock`, which this Queue owns and drops
+        // after `ready` (field order), so it stays the same open socket.
+        let ready = unsafe {
+            AsyncFd::register_with_interest(Fd(user.as_raw_fd()), tokio::io::Interest::READABLE)
+        }
+        .map_err(io::Error::from)?;
+        Ok(Queue {
+            ready,
+            rx,
+            tx,
+            dev,
+            free_tx,
+            _sock: sock,
+            umem,
+            _area: area,
+            queue_id,
+            zero_copy: flags & XDP_ZEROCOPY != 0,
+        })
     }
 
     /// The socket, for the XSKMAP.

@@ -64,6 +64,10 @@ impl Limiter {
         }
     }
 
+    pub fn is_known(&self, mac: Mac) -> bool {
+        self.known.contains_key(&mac)
+    }
+
     /// Decides whether a valid DHCP request from `mac` reaches the engine,
     /// counting the verdict.
     pub fn admit(&mut self, now_ns: u64, mac: Mac) -> bool {

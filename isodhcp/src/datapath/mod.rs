@@ -74,7 +74,11 @@ pub struct Hybrid {
 
 impl Hybrid {
     pub fn new(xdp: af_xdp::AfXdp, packet: af_packet::AfPacket) -> Hybrid {
-        Hybrid { xdp, packet, spare: vec![0; 2048] }
+        Hybrid {
+            xdp,
+            packet,
+            spare: vec![0; 2048],
+        }
     }
 }
 

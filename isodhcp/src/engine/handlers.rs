@@ -350,8 +350,9 @@ impl Engine {
         fx
     }
 
-    fn nak(&mut self, msg: &Message, why: &str) -> Vec<Effect> {
+    fn nak(&mut self, msg: &Message, why: &'static str) -> Vec<Effect> {
         self.stats.naks += 1;
+        *self.stats.nak_reasons.entry(why).or_default() += 1;
         tracing::info!(mac = %msg.client_mac(), reason = why, "NAK");
         self.nak_reply(msg, why)
     }

@@ -107,6 +107,10 @@ pub enum Drop {
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     pub dropped: HashMap<Drop, u64>,
+    /// Messages received, by DHCP message type name.
+    pub received: HashMap<&'static str, u64>,
+    /// NAKs by reason.
+    pub nak_reasons: HashMap<&'static str, u64>,
     pub naks: u64,
     pub offers: u64,
     pub acks: u64,
@@ -418,6 +422,39 @@ impl Engine {
         self.leases.get(mac)
     }
 
+    /// The client holding `ip` (lease or static), if any.
+    pub fn owner_of(&self, ip: Ipv4Addr) -> Option<Mac> {
+        self.owners.get(&ip).copied()
+    }
+
+    /// Internal bookkeeping that disagrees with itself (for `--verify`);
+    /// empty when everything is consistent. O(leases).
+    pub fn check_consistency(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (mac, l) in &self.leases {
+            if self.owners.get(&l.ip) != Some(mac) {
+                out.push(format!(
+                    "lease {mac} → {} is missing from the owner index",
+                    l.ip
+                ));
+            }
+            if self.pool.is_free(l.ip) {
+                out.push(format!(
+                    "{} is leased to {mac} but also in the free pool",
+                    l.ip
+                ));
+            }
+        }
+        if self.owners.len() != self.leases.len() {
+            out.push(format!(
+                "{} owner entries for {} leases",
+                self.owners.len(),
+                self.leases.len()
+            ));
+        }
+        out
+    }
+
     /// Bindings that should exist now (SPEC §6.4): one per static and per
     /// lease that has not expired (leases in grace have none until the
     /// client returns).
@@ -481,7 +518,8 @@ impl Engine {
             });
             leases.push((mac, rec));
         }
-        let quarantine = std::mem::take(&mut self.quarantine_dirty).then(|| self.quarantine.records());
+        let quarantine =
+            std::mem::take(&mut self.quarantine_dirty).then(|| self.quarantine.records());
         Dirty { leases, quarantine }
     }
 
@@ -527,6 +565,11 @@ impl Engine {
         if !msg.giaddr.is_unspecified() {
             return self.drop_msg(Drop::Relayed);
         }
+        let kind = match msg.options.message_type() {
+            Some(t) => t.name(),
+            None => "none",
+        };
+        *self.stats.received.entry(kind).or_default() += 1;
         // Offers, leases and quarantine that ran out are gone before we look at state.
         let mut fx = self.tick(now);
         let more = match msg.options.message_type() {

@@ -21,26 +21,44 @@ pub(super) struct Journal {
 
 impl Journal {
     /// Replays `<lease file>.journal` onto the raw lease and quarantine maps.
-    pub(super) fn open(lease_file: &Path, leases: &mut BTreeMap<String, Value>, quarantine: &mut BTreeMap<String, Value>, warnings: &mut Vec<String>) -> Result<Journal, StoreError> {
+    pub(super) fn open(
+        lease_file: &Path,
+        leases: &mut BTreeMap<String, Value>,
+        quarantine: &mut BTreeMap<String, Value>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Journal, StoreError> {
         let path = PathBuf::from(format!("{}.journal", lease_file.display()));
-        let mut j = Journal { path, file: None, lines: 0, damaged: false };
+        let mut j = Journal {
+            path,
+            file: None,
+            lines: 0,
+            damaged: false,
+        };
         let text = match fs::read(&j.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(j),
             Err(e) => return Err(StoreError::Read(j.path.clone(), e)),
         };
         let complete = text.ends_with(b"\n");
-        let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&[u8]> = text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         let n = lines.len();
         for (i, line) in lines.into_iter().enumerate() {
-            let applied = serde_json::from_slice::<Value>(line).ok().is_some_and(|v| apply(&v, leases, quarantine));
+            let applied = serde_json::from_slice::<Value>(line)
+                .ok()
+                .is_some_and(|v| apply(&v, leases, quarantine));
             if applied {
                 j.lines += 1;
             } else if i + 1 == n && !complete {
                 tracing::debug!("ignoring a torn last journal line (never acknowledged)");
             } else {
                 j.damaged = true;
-                warnings.push(format!("journal line {} is unreadable; the journal will be preserved", i + 1));
+                warnings.push(format!(
+                    "journal line {} is unreadable; the journal will be preserved",
+                    i + 1
+                ));
             }
         }
         Ok(j)
@@ -52,7 +70,12 @@ impl Journal {
 
     fn file(&mut self) -> Result<&mut File, StoreError> {
         if self.file.is_none() {
-            let f = OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path).map_err(io_err(&self.path))?;
+            let f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&self.path)
+                .map_err(io_err(&self.path))?;
             // A new journal file must survive a crash too.
             sync_dir(&self.path).map_err(io_err(&self.path))?;
             self.file = Some(f);
@@ -98,7 +121,11 @@ impl Journal {
 }
 
 /// Applies one journal entry; false if it is not one we understand.
-fn apply(v: &Value, leases: &mut BTreeMap<String, Value>, quarantine: &mut BTreeMap<String, Value>) -> bool {
+fn apply(
+    v: &Value,
+    leases: &mut BTreeMap<String, Value>,
+    quarantine: &mut BTreeMap<String, Value>,
+) -> bool {
     if let (Some(mac), Some(lease)) = (v.get("put").and_then(Value::as_str), v.get("lease")) {
         leases.insert(mac.to_string(), lease.clone());
         true

@@ -170,19 +170,33 @@ fn object(v: Option<&Value>) -> BTreeMap<String, Value> {
 
 fn decode_quarantine(raw: BTreeMap<String, Value>, loaded: &mut Loaded) {
     for (ip, v) in raw {
-        match (ip.parse::<Ipv4Addr>(), serde_json::from_value::<QuarantineJson>(v)) {
-            (Ok(ip), Ok(q)) if to_millis(q.until).is_some() => loaded.quarantine.push(QuarantineRecord {
-                ip,
-                until: to_millis(q.until).unwrap_or(0),
-                reason: q.reason,
-            }),
-            _ => loaded.warnings.push(format!("quarantine record {ip} is unreadable; dropped")),
+        match (
+            ip.parse::<Ipv4Addr>(),
+            serde_json::from_value::<QuarantineJson>(v),
+        ) {
+            (Ok(ip), Ok(q)) if to_millis(q.until).is_some() => {
+                loaded.quarantine.push(QuarantineRecord {
+                    ip,
+                    until: to_millis(q.until).unwrap_or(0),
+                    reason: q.reason,
+                })
+            }
+            _ => loaded
+                .warnings
+                .push(format!("quarantine record {ip} is unreadable; dropped")),
         }
     }
 }
 
 fn encode_quarantine(q: &[QuarantineRecord]) -> BTreeMap<String, Value> {
-    q.iter().map(|q| (q.ip.to_string(), serde_json::json!({"until": q.until as f64 / 1000.0, "reason": q.reason}))).collect()
+    q.iter()
+        .map(|q| {
+            (
+                q.ip.to_string(),
+                serde_json::json!({"until": q.until as f64 / 1000.0, "reason": q.reason}),
+            )
+        })
+        .collect()
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -194,7 +208,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let werr = io_err(path);
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(&werr)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(&werr)?;
         f.write_all(bytes).map_err(&werr)?;
         f.sync_all().map_err(&werr)?;
     }
@@ -219,34 +239,53 @@ impl LeaseStore {
         let (mut leases, mut quarantine, subnets) = match fs::read(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
             Err(e) => return Err(StoreError::Read(path.to_path_buf(), e)),
-            Ok(text) => match serde_json::from_slice::<Value>(&text) {
-                Ok(root @ Value::Object(_)) => {
-                    if root.get("leases").is_some_and(|l| !l.is_object()) {
-                        preserve_first = true;
-                        loaded.warnings.push("\"leases\" is not an object; the file will be preserved and replaced".into());
+            Ok(text) => {
+                match serde_json::from_slice::<Value>(&text) {
+                    Ok(root @ Value::Object(_)) => {
+                        if root.get("leases").is_some_and(|l| !l.is_object()) {
+                            preserve_first = true;
+                            loaded.warnings.push("\"leases\" is not an object; the file will be preserved and replaced".into());
+                        }
+                        (
+                            object(root.get("leases")),
+                            object(root.get("quarantine")),
+                            object(root.get("subnets")),
+                        )
                     }
-                    (object(root.get("leases")), object(root.get("quarantine")), object(root.get("subnets")))
+                    Ok(_) => {
+                        preserve_first = true;
+                        loaded.warnings.push(
+                            "lease file is not a JSON object; it will be preserved and replaced"
+                                .into(),
+                        );
+                        Default::default()
+                    }
+                    Err(e) => {
+                        preserve_first = true;
+                        loaded.warnings.push(format!(
+                            "lease file is not valid JSON ({e}); it will be preserved and replaced"
+                        ));
+                        Default::default()
+                    }
                 }
-                Ok(_) => {
-                    preserve_first = true;
-                    loaded.warnings.push("lease file is not a JSON object; it will be preserved and replaced".into());
-                    Default::default()
-                }
-                Err(e) => {
-                    preserve_first = true;
-                    loaded.warnings.push(format!("lease file is not valid JSON ({e}); it will be preserved and replaced"));
-                    Default::default()
-                }
-            },
+            }
         };
         let journal = Journal::open(path, &mut leases, &mut quarantine, &mut loaded.warnings)?;
-        let mut store = LeaseStore { path: path.to_path_buf(), carried: BTreeMap::new(), subnets: BTreeMap::new(), preserve_first, journal };
+        let mut store = LeaseStore {
+            path: path.to_path_buf(),
+            carried: BTreeMap::new(),
+            subnets: BTreeMap::new(),
+            preserve_first,
+            journal,
+        };
         decode_quarantine(quarantine, &mut loaded);
         for (mac, v) in leases {
             match decode_record(&mac, &v) {
                 Ok(r) => loaded.records.push(r),
                 Err(why) => {
-                    loaded.warnings.push(format!("lease record {mac}: {why}; kept in the file unchanged"));
+                    loaded.warnings.push(format!(
+                        "lease record {mac}: {why}; kept in the file unchanged"
+                    ));
                     if let Some(sub) = subnets.get(&mac) {
                         store.subnets.insert(mac.clone(), sub.clone());
                     }
@@ -297,7 +336,12 @@ impl LeaseStore {
 
     /// Writes a full snapshot of `records` (plus carried-over ones) and the
     /// quarantine atomically and durably, then empties the journal.
-    pub fn snapshot<'a>(&mut self, now: Millis, records: impl Iterator<Item = &'a LeaseRecord>, quarantine: &[QuarantineRecord]) -> Result<(), StoreError> {
+    pub fn snapshot<'a>(
+        &mut self,
+        now: Millis,
+        records: impl Iterator<Item = &'a LeaseRecord>,
+        quarantine: &[QuarantineRecord],
+    ) -> Result<(), StoreError> {
         if self.preserve_first {
             let saved = PathBuf::from(format!("{}.corrupt-{}", self.path.display(), now / 1000));
             fs::copy(&self.path, &saved).map_err(|e| StoreError::Preserve(saved.clone(), e))?;
@@ -314,7 +358,12 @@ impl LeaseStore {
             }
         }
         let quarantine = encode_quarantine(quarantine);
-        let doc = FileJson { version: FORMAT_VERSION, leases, subnets: &subnets, quarantine: &quarantine };
+        let doc = FileJson {
+            version: FORMAT_VERSION,
+            leases,
+            subnets: &subnets,
+            quarantine: &quarantine,
+        };
         let bytes = serde_json::to_vec_pretty(&doc).expect("JSON of plain maps always serialises");
         write_atomic(&self.path, &bytes)?;
         self.journal.truncate()

@@ -141,16 +141,45 @@ fn journal_commits_replay_over_the_snapshot() {
     let d = tmpdir("journal");
     let p = d.join("leases.json");
     let (mut s, _) = LeaseStore::open(&p).unwrap();
-    s.snapshot(0, [rec(1, Some(1_000)), rec(2, Some(2_000))].iter(), &[]).unwrap();
+    s.snapshot(0, [rec(1, Some(1_000)), rec(2, Some(2_000))].iter(), &[])
+        .unwrap();
     // Changes go to the journal only; the snapshot is untouched.
     let before = fs::read(&p).unwrap();
-    s.commit(&Dirty { leases: vec![(Mac([2, 0, 0, 0, 0, 1]), None), (Mac([2, 0, 0, 0, 0, 3]), Some(rec(3, Some(3_000))))], quarantine: None }).unwrap();
-    s.commit(&Dirty { leases: vec![], quarantine: Some(vec![QuarantineRecord { ip: Ipv4Addr::new(198, 18, 0, 9), until: 9_000, reason: "decline".into() }]) }).unwrap();
+    s.commit(&Dirty {
+        leases: vec![
+            (Mac([2, 0, 0, 0, 0, 1]), None),
+            (Mac([2, 0, 0, 0, 0, 3]), Some(rec(3, Some(3_000)))),
+        ],
+        quarantine: None,
+    })
+    .unwrap();
+    s.commit(&Dirty {
+        leases: vec![],
+        quarantine: Some(vec![QuarantineRecord {
+            ip: Ipv4Addr::new(198, 18, 0, 9),
+            until: 9_000,
+            reason: "decline".into(),
+        }]),
+    })
+    .unwrap();
     assert_eq!(fs::read(&p).unwrap(), before);
-    assert_eq!(fs::metadata(d.join("leases.json.journal")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(d.join("leases.json.journal"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
     let (_, mut l) = LeaseStore::open(&p).unwrap();
     l.records.sort_by_key(|r| r.mac);
-    assert_eq!(l.records.iter().map(|r| r.ip.octets()[3]).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(
+        l.records
+            .iter()
+            .map(|r| r.ip.octets()[3])
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
     assert_eq!(l.quarantine.len(), 1);
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }
@@ -160,12 +189,17 @@ fn snapshot_empties_the_journal_and_torn_tail_is_ignored() {
     let d = tmpdir("torn");
     let p = d.join("leases.json");
     let (mut s, _) = LeaseStore::open(&p).unwrap();
-    s.commit(&Dirty { leases: vec![(Mac([2, 0, 0, 0, 0, 4]), Some(rec(4, Some(4_000))))], quarantine: None }).unwrap();
+    s.commit(&Dirty {
+        leases: vec![(Mac([2, 0, 0, 0, 0, 4]), Some(rec(4, Some(4_000))))],
+        quarantine: None,
+    })
+    .unwrap();
     assert!(!s.wants_snapshot(0));
     // A crash in the middle of an append leaves half a line.
     let j = d.join("leases.json.journal");
     let mut f = OpenOptions::new().append(true).open(&j).unwrap();
-    f.write_all(br#"{"put": "02:00:00:00:00:05", "lea"#).unwrap();
+    f.write_all(br#"{"put": "02:00:00:00:00:05", "lea"#)
+        .unwrap();
     let (mut s, l) = LeaseStore::open(&p).unwrap();
     assert_eq!(l.records.len(), 1);
     assert!(l.warnings.is_empty());
@@ -183,5 +217,8 @@ fn damaged_journal_line_is_reported_and_preserved() {
     let (mut s, l) = LeaseStore::open(&p).unwrap();
     assert_eq!(l.warnings.len(), 1);
     s.snapshot(5_000, [].iter(), &[]).unwrap();
-    assert_eq!(fs::read_to_string(d.join("leases.json.journal.corrupt-5")).unwrap(), "garbage\n{\"del\": \"02:00:00:00:00:01\"}\n");
+    assert_eq!(
+        fs::read_to_string(d.join("leases.json.journal.corrupt-5")).unwrap(),
+        "garbage\n{\"del\": \"02:00:00:00:00:01\"}\n"
+    );
 }

@@ -198,11 +198,14 @@ impl Netlink {
     }
 
     /// Those of `candidates` that the neighbour table on `ifindex` shows
-    /// alive (REACHABLE, STALE, DELAY or PROBE; SPEC §4.7).
+    /// alive (REACHABLE, STALE, DELAY or PROBE; SPEC §4.7) at a MAC other
+    /// than `asking` (a client coming back for its own old address is no
+    /// conflict).
     pub async fn neighbours_alive(
         &self,
         ifindex: u32,
         candidates: &[Ipv4Addr],
+        asking: Mac,
     ) -> Result<Vec<Ipv4Addr>, NetlinkError> {
         let mut out = Vec::new();
         let mut s = self
@@ -221,6 +224,15 @@ impl Netlink {
                         | NeighbourState::Probe
                 )
             {
+                continue;
+            }
+            let lladdr = n.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
+                    Some(Mac([b[0], b[1], b[2], b[3], b[4], b[5]]))
+                }
+                _ => None,
+            });
+            if lladdr == Some(asking) {
                 continue;
             }
             for a in &n.attributes {

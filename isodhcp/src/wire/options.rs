@@ -44,6 +44,21 @@ pub enum MessageType {
 }
 
 impl MessageType {
+    /// Lower-case name, for logs and metrics.
+    pub fn name(self) -> &'static str {
+        use MessageType::*;
+        match self {
+            Discover => "discover",
+            Offer => "offer",
+            Request => "request",
+            Decline => "decline",
+            Ack => "ack",
+            Nak => "nak",
+            Release => "release",
+            Inform => "inform",
+        }
+    }
+
     pub fn from_u8(v: u8) -> Option<Self> {
         use MessageType::*;
         Some(match v {

@@ -51,10 +51,18 @@ pub struct SetRef {
 impl SetRef {
     pub fn parse(s: &str) -> Option<SetRef> {
         let parts: Vec<&str> = s.split_whitespace().collect();
-        let ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        };
         match parts[..] {
             [f, t, n] if ["ip", "inet", "bridge", "netdev"].contains(&f) && ok(t) && ok(n) => {
-                Some(SetRef { family: f.into(), table: t.into(), name: n.into() })
+                Some(SetRef {
+                    family: f.into(),
+                    table: t.into(),
+                    name: n.into(),
+                })
             }
             _ => None,
         }
@@ -82,9 +90,18 @@ pub struct NamedSets {
 
 impl NamedSets {
     pub fn all(&self) -> impl Iterator<Item = &SetRef> {
-        [&self.isolated, &self.compat, &self.playground, &self.gateway, &self.network, &self.broadcast, &self.subnet, &self.playground_subnet]
-            .into_iter()
-            .flatten()
+        [
+            &self.isolated,
+            &self.compat,
+            &self.playground,
+            &self.gateway,
+            &self.network,
+            &self.broadcast,
+            &self.subnet,
+            &self.playground_subnet,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -168,11 +185,18 @@ impl NftConfig {
                 s.elements.entry(set).or_default().insert(e);
             }
             if b.masq {
-                s.snat.insert(Snat { client: b.ip, gateway: b.gateway, mac: b.mac });
+                s.snat.insert(Snat {
+                    client: b.ip,
+                    gateway: b.gateway,
+                    mac: b.mac,
+                });
             }
         }
         if let (Some(set), Some(pg)) = (&self.sets.playground_subnet, self.playground) {
-            s.elements.entry(set.clone()).or_default().insert(cidr_el(pg));
+            s.elements
+                .entry(set.clone())
+                .or_default()
+                .insert(cidr_el(pg));
         }
         s
     }
@@ -180,11 +204,7 @@ impl NftConfig {
     fn snat_rule(&self, r: &Snat) -> String {
         format!(
             "oifname \"{}\" ip daddr {} ip saddr != {} snat to {} comment \"isodhcp {}\"",
-            self.iface,
-            r.client,
-            self.pool,
-            r.gateway,
-            r.mac
+            self.iface, r.client, self.pool, r.gateway, r.mac
         )
     }
 
@@ -193,9 +213,13 @@ impl NftConfig {
     pub fn table_script(&self, snat: &BTreeSet<Snat>) -> String {
         let t = &self.table;
         let i = &self.iface;
-        let mut s = format!("table ip {t} {{}}\ndelete table ip {t}\ntable ip {t} {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n");
+        let mut s = format!(
+            "table ip {t} {{}}\ndelete table ip {t}\ntable ip {t} {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n"
+        );
         if let Some(pg) = self.playground {
-            s += &format!("    iifname \"{i}\" oifname \"{i}\" ip saddr {pg} ip daddr {pg} accept comment \"isodhcp playground\"\n");
+            s += &format!(
+                "    iifname \"{i}\" oifname \"{i}\" ip saddr {pg} ip daddr {pg} accept comment \"isodhcp playground\"\n"
+            );
         }
         let verdict = match self.isolation {
             Isolation::On => Some("drop"),
@@ -203,7 +227,10 @@ impl NftConfig {
             Isolation::System => None,
         };
         if let Some(v) = verdict {
-            s += &format!("    iifname \"{i}\" oifname \"{i}\" ip saddr {p} ip daddr {p} {v} comment \"isodhcp isolation\"\n", p = self.pool);
+            s += &format!(
+                "    iifname \"{i}\" oifname \"{i}\" ip saddr {p} ip daddr {p} {v} comment \"isodhcp isolation\"\n",
+                p = self.pool
+            );
         }
         s += "  }\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
         for r in snat {
@@ -215,8 +242,17 @@ impl NftConfig {
 
     /// Element and SNAT additions as nft commands.
     pub fn add_commands(&self, elements: &[(SetRef, Element)], snat: &[Snat]) -> Vec<String> {
-        let mut cmds: Vec<String> = elements.iter().map(|(s, e)| format!("add element {s} {{ {e} }}")).collect();
-        cmds.extend(snat.iter().map(|r| format!("add rule ip {} postrouting {}", self.table, self.snat_rule(r))));
+        let mut cmds: Vec<String> = elements
+            .iter()
+            .map(|(s, e)| format!("add element {s} {{ {e} }}"))
+            .collect();
+        cmds.extend(snat.iter().map(|r| {
+            format!(
+                "add rule ip {} postrouting {}",
+                self.table,
+                self.snat_rule(r)
+            )
+        }));
         cmds
     }
 }
@@ -232,16 +268,33 @@ pub struct Nft {
 
 async fn run_nft(args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
     let mut cmd = Command::new("nft");
-    cmd.args(args).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(NftError::Missing)?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).await.map_err(|e| NftError::Failed(e.to_string()))?;
+        pipe.write_all(text.as_bytes())
+            .await
+            .map_err(|e| NftError::Failed(e.to_string()))?;
     }
-    let out = child.wait_with_output().await.map_err(|e| NftError::Failed(e.to_string()))?;
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| NftError::Failed(e.to_string()))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(NftError::Failed(String::from_utf8_lossy(&out.stderr).trim().replace('\n', " | ")))
+        Err(NftError::Failed(
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', " | "),
+        ))
     }
 }
 
@@ -251,7 +304,11 @@ fn gone(e: &NftError) -> bool {
 
 impl Nft {
     pub fn new(cfg: NftConfig) -> Nft {
-        Nft { cfg, missing: BTreeSet::new(), nft_missing_warned: false }
+        Nft {
+            cfg,
+            missing: BTreeSet::new(),
+            nft_missing_warned: false,
+        }
     }
 
     fn note(&mut self, e: &NftError) {
@@ -307,12 +364,27 @@ impl Nft {
             let found = self.observe_snat().await?;
             for (r, handle) in found {
                 if down_snat.contains(&r.client) {
-                    cmds.push(format!("delete rule ip {} postrouting handle {handle}", self.cfg.table));
+                    cmds.push(format!(
+                        "delete rule ip {} postrouting handle {handle}",
+                        self.cfg.table
+                    ));
                 }
             }
         }
-        let adds: Vec<(SetRef, Element)> = up.iter().flat_map(|b| elements(&self.cfg.sets, b)).filter(keep).collect();
-        let snat: Vec<Snat> = up.iter().filter(|b| b.masq).map(|b| Snat { client: b.ip, gateway: b.gateway, mac: b.mac }).collect();
+        let adds: Vec<(SetRef, Element)> = up
+            .iter()
+            .flat_map(|b| elements(&self.cfg.sets, b))
+            .filter(keep)
+            .collect();
+        let snat: Vec<Snat> = up
+            .iter()
+            .filter(|b| b.masq)
+            .map(|b| Snat {
+                client: b.ip,
+                gateway: b.gateway,
+                mac: b.mac,
+            })
+            .collect();
         cmds.extend(self.cfg.add_commands(&adds, &snat));
         self.run_batch(&cmds).await
     }
@@ -327,7 +399,11 @@ impl Nft {
             Ok(_) => Ok(()),
             Err(e) if cmds.len() == 1 => {
                 self.note(&e);
-                if gone(&e) && cmds[0].starts_with("delete") { Ok(()) } else { Err(e) }
+                if gone(&e) && cmds[0].starts_with("delete") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
             }
             Err(e) => {
                 self.note(&e);
@@ -351,7 +427,20 @@ impl Nft {
 
     /// SNAT rules in our postrouting chain, with their handles.
     pub async fn observe_snat(&mut self) -> Result<Vec<(Snat, u64)>, NftError> {
-        let out = match run_nft(&["-j", "-a", "list", "chain", "ip", &self.cfg.table, "postrouting"], None).await {
+        let out = match run_nft(
+            &[
+                "-j",
+                "-a",
+                "list",
+                "chain",
+                "ip",
+                &self.cfg.table,
+                "postrouting",
+            ],
+            None,
+        )
+        .await
+        {
             Ok(o) => o,
             Err(e) if gone(&e) => return Ok(Vec::new()),
             Err(e) => {
@@ -363,7 +452,9 @@ impl Nft {
     }
 
     /// Elements of the configured sets that exist.
-    pub async fn observe_elements(&mut self) -> Result<BTreeMap<SetRef, BTreeSet<Element>>, NftError> {
+    pub async fn observe_elements(
+        &mut self,
+    ) -> Result<BTreeMap<SetRef, BTreeSet<Element>>, NftError> {
         let mut out = BTreeMap::new();
         let sets: Vec<SetRef> = self.cfg.sets.all().cloned().collect();
         for s in sets {
@@ -395,24 +486,35 @@ impl Nft {
 
 fn nftables(json: &str) -> Result<Vec<Value>, NftError> {
     let v: Value = serde_json::from_str(json).map_err(|e| NftError::Json(e.to_string()))?;
-    Ok(v.get("nftables").and_then(Value::as_array).cloned().unwrap_or_default())
+    Ok(v.get("nftables")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// Elements of a `nft -j list set` answer (addresses and prefixes).
 pub fn parse_elements(json: &str) -> Result<BTreeSet<Element>, NftError> {
     let mut out = BTreeSet::new();
     for item in nftables(json)? {
-        let Some(elems) = item.pointer("/set/elem").and_then(Value::as_array) else { continue };
+        let Some(elems) = item.pointer("/set/elem").and_then(Value::as_array) else {
+            continue;
+        };
         for e in elems {
             // Plain address, {"prefix": {...}}, or {"elem": {"val": ...}} with timeouts/comments.
             let e = e.pointer("/elem/val").unwrap_or(e);
             if let Some(a) = e.as_str().and_then(|s| s.parse().ok()) {
                 out.insert(Element::Addr(a));
-            } else if let (Some(a), Some(l)) = (e.pointer("/prefix/addr").and_then(Value::as_str), e.pointer("/prefix/len").and_then(Value::as_u64)) {
+            } else if let (Some(a), Some(l)) = (
+                e.pointer("/prefix/addr").and_then(Value::as_str),
+                e.pointer("/prefix/len").and_then(Value::as_u64),
+            ) {
                 if let Ok(a) = a.parse() {
                     out.insert(Element::Prefix(a, l as u8));
                 }
-            } else if let (Some(lo), Some(hi)) = (e.pointer("/range/0").and_then(Value::as_str), e.pointer("/range/1").and_then(Value::as_str)) {
+            } else if let (Some(lo), Some(hi)) = (
+                e.pointer("/range/0").and_then(Value::as_str),
+                e.pointer("/range/1").and_then(Value::as_str),
+            ) {
                 // A range nft could not print as a prefix: keep it if it is one.
                 if let (Ok(lo), Ok(hi)) = (lo.parse::<Ipv4Addr>(), hi.parse::<Ipv4Addr>()) {
                     let size = u32::from(hi).wrapping_sub(u32::from(lo)).wrapping_add(1);
@@ -431,22 +533,48 @@ pub fn parse_elements(json: &str) -> Result<BTreeSet<Element>, NftError> {
 pub fn parse_snat(json: &str) -> Result<Vec<(Snat, u64)>, NftError> {
     let mut out = Vec::new();
     for item in nftables(json)? {
-        let Some(rule) = item.get("rule") else { continue };
-        let Some(mac) = rule.get("comment").and_then(Value::as_str).and_then(|c| c.strip_prefix("isodhcp ")).and_then(Mac::parse) else { continue };
+        let Some(rule) = item.get("rule") else {
+            continue;
+        };
+        let Some(mac) = rule
+            .get("comment")
+            .and_then(Value::as_str)
+            .and_then(|c| c.strip_prefix("isodhcp "))
+            .and_then(Mac::parse)
+        else {
+            continue;
+        };
         let handle = rule.get("handle").and_then(Value::as_u64).unwrap_or(0);
-        let exprs = rule.get("expr").and_then(Value::as_array).cloned().unwrap_or_default();
+        let exprs = rule
+            .get("expr")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut client = None;
         let mut gateway = None;
         for x in &exprs {
-            if x.pointer("/match/left/payload/field").and_then(Value::as_str) == Some("daddr") {
-                client = x.pointer("/match/right").and_then(Value::as_str).and_then(|s| s.parse().ok());
+            if x.pointer("/match/left/payload/field")
+                .and_then(Value::as_str)
+                == Some("daddr")
+            {
+                client = x
+                    .pointer("/match/right")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok());
             }
             if let Some(a) = x.pointer("/snat/addr").and_then(Value::as_str) {
                 gateway = a.parse().ok();
             }
         }
         if let (Some(client), Some(gateway)) = (client, gateway) {
-            out.push((Snat { client, gateway, mac }, handle));
+            out.push((
+                Snat {
+                    client,
+                    gateway,
+                    mac,
+                },
+                handle,
+            ));
         }
     }
     Ok(out)

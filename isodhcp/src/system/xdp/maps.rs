@@ -91,6 +91,11 @@ impl XdpMaps {
         }
     }
 
+    /// Whether `mac` is in the known-clients map.
+    pub fn is_known(&self, mac: Mac) -> bool {
+        self.known.get(&mac_key(mac.0), 0).is_ok()
+    }
+
     /// Steers RX queue `queue` to an AF_XDP socket.
     pub fn bind_socket(&mut self, queue: u32, fd: &impl AsRawFd) -> Result<(), MapError> {
         self.xsks.set(queue, fd.as_raw_fd(), 0)

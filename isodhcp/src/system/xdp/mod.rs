@@ -96,7 +96,18 @@ pub fn object_built_in() -> bool {
 /// Loads the embedded object, attaches it to `iface` in `mode` (Auto: native,
 /// then generic) and pins link and counters under `pin_dir` (see module docs).
 /// Without a usable bpffs it runs unpinned and logs a warning.
-pub fn attach(iface: &str, mode: XdpMode, pin_dir: &Path) -> Result<XdpAttachment, XdpError> {
+///
+/// `prepare` runs after the program and its maps are loaded and pinned but
+/// before the program is attached (or swapped in behind the pinned link):
+/// the caller fills limits, deny/trust lists, known clients and AF_XDP
+/// sockets there, so the program never runs with empty maps (it would admit
+/// without limits in that window).
+pub fn attach(
+    iface: &str,
+    mode: XdpMode,
+    pin_dir: &Path,
+    prepare: impl FnOnce(&mut XdpMaps) -> Result<(), XdpError>,
+) -> Result<XdpAttachment, XdpError> {
     let modes: &[Mode] = match mode {
         XdpMode::Off => return Err(XdpError::Off),
         XdpMode::Auto => &[Mode::Native, Mode::Generic],
@@ -112,6 +123,11 @@ pub fn attach(iface: &str, mode: XdpMode, pin_dir: &Path) -> Result<XdpAttachmen
     let mut ebpf = EbpfLoader::new()
         .load(OBJECT)
         .map_err(|e| XdpError::Load(chain(&e)))?;
+    if let Some(dir) = &pins {
+        pin_maps(&ebpf, dir)?;
+    }
+    let mut maps = XdpMaps::take(&mut ebpf)?;
+    prepare(&mut maps)?;
     let prog: &mut Xdp = ebpf
         .program_mut(XDP_PROGRAM)
         .ok_or_else(|| XdpError::Load(format!("program {XDP_PROGRAM} missing from the object")))?
@@ -127,14 +143,12 @@ pub fn attach(iface: &str, mode: XdpMode, pin_dir: &Path) -> Result<XdpAttachmen
         Some(m) => m,
         None => attach_fresh(prog, iface, modes, pins.as_deref())?,
     };
-
-    if let Some(dir) = &pins {
-        pin_maps(&ebpf, dir)?;
-        info!(iface, mode = used.name(), pin_dir = %dir.display(), "XDP program attached and pinned");
-    } else {
-        info!(iface, mode = used.name(), "XDP program attached (unpinned)");
+    match &pins {
+        Some(dir) => {
+            info!(iface, mode = used.name(), pin_dir = %dir.display(), "XDP program attached and pinned")
+        }
+        None => info!(iface, mode = used.name(), "XDP program attached (unpinned)"),
     }
-    let maps = XdpMaps::take(&mut ebpf)?;
     Ok(XdpAttachment {
         mode_used: used.name(),
         pin_dir: pins,
