@@ -5,8 +5,13 @@ use isodhcp::cli::Args;
 
 #[test]
 fn every_flag_is_in_the_manual_page() {
-    let man = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../man/isodhcp.8")).expect("man/isodhcp.8");
-    let text = man.replace("\\-", "-").replace("\\fB", "").replace("\\fR", "").replace("\\fI", "");
+    let man = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../man/isodhcp.8"))
+        .expect("man/isodhcp.8");
+    let text = man
+        .replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fR", "")
+        .replace("\\fI", "");
     let mut missing = Vec::new();
     for arg in Args::command().get_arguments() {
         if let Some(long) = arg.get_long() {
@@ -25,9 +30,19 @@ fn every_flag_is_in_the_manual_page() {
             }
         }
     }
-    assert!(missing.is_empty(), "not described in man/isodhcp.8: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not described in man/isodhcp.8: {missing:?}"
+    );
     // Every hook variable of SPEC §8 and every signal are documented too.
-    for needle in ["ISODHCP_SUBNET", "ISODHCP_EXPIRY", "ISODHCP_MODE", "SIGUSR1", "SIGHUP", "isodhcp_lease_commit_seconds"] {
+    for needle in [
+        "ISODHCP_SUBNET",
+        "ISODHCP_EXPIRY",
+        "ISODHCP_MODE",
+        "SIGUSR1",
+        "SIGHUP",
+        "isodhcp_lease_commit_seconds",
+    ] {
         assert!(text.contains(needle), "{needle} missing from man/isodhcp.8");
     }
 }
