@@ -207,25 +207,40 @@ impl Bucket {
     /// Refills at `rate` tokens/s up to `burst` tokens, then takes one token.
     /// Integer-only (it runs in the kernel too); returns whether a token was
     /// available.
+    ///
+    /// Time is only consumed as far as it turned into whole milli-tokens:
+    /// the remainder carries over to the next call, so a bucket hit every
+    /// few microseconds (a flood) still refills at exactly `rate` instead of
+    /// losing every call's fraction to integer division.
     #[inline(always)]
     pub fn take(&mut self, now_ns: u64, rate: u32, burst: u32) -> bool {
         let cap = (burst as u64) * 1000;
-        let tokens = if self.last_ns == 0 || now_ns < self.last_ns {
-            cap
-        } else {
+        let rate = rate as u64;
+        if self.last_ns == 0 || now_ns < self.last_ns {
+            self.tokens_milli = cap;
+            self.last_ns = now_ns;
+        } else if rate > 0 {
             let mut elapsed = now_ns - self.last_ns;
             if elapsed > MAX_ELAPSED_NS {
                 elapsed = MAX_ELAPSED_NS;
             }
-            let t = self.tokens_milli + elapsed * (rate as u64) / 1_000_000;
-            if t > cap { cap } else { t }
-        };
-        self.last_ns = now_ns;
-        if tokens >= 1000 {
-            self.tokens_milli = tokens - 1000;
+            let add = elapsed * rate / 1_000_000;
+            if add > 0 {
+                let t = self.tokens_milli + add;
+                if t >= cap {
+                    self.tokens_milli = cap;
+                    self.last_ns = now_ns;
+                } else {
+                    self.tokens_milli = t;
+                    // Exactly the time these milli-tokens took to accrue.
+                    self.last_ns += add * 1_000_000 / rate;
+                }
+            }
+        }
+        if self.tokens_milli >= 1000 {
+            self.tokens_milli -= 1000;
             true
         } else {
-            self.tokens_milli = tokens;
             false
         }
     }
@@ -263,6 +278,22 @@ mod tests {
             assert!(b.take(later, 2, 5));
         }
         assert!(!b.take(later, 2, 5));
+    }
+
+    #[test]
+    fn frequent_calls_do_not_lose_refill_to_rounding() {
+        // A flood hits the bucket every 5 µs; at 100 tokens/s each call
+        // earns 0.5 milli-tokens, which must add up rather than vanish.
+        let mut b = Bucket::default();
+        let t0 = 1_000_000_000;
+        let mut granted = 0;
+        let mut t = t0;
+        while t < t0 + 2_000_000_000 {
+            granted += u32::from(b.take(t, 100, 100));
+            t += 5_000;
+        }
+        // Burst of 100 at the start, then 100/s for 2 s.
+        assert!((295..=301).contains(&granted), "granted {granted}");
     }
 
     #[test]

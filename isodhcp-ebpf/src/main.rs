@@ -1,48 +1,90 @@
-//! The isodhcp XDP program.
+//! The isodhcp XDP program (SPEC §9).
 //!
-//! Fail-open classifier: every frame that is not IPv4/UDP to port 67 is passed
-//! untouched. IPv4/UDP/67 frames (candidate DHCP requests) are counted and, for
-//! now, also passed to the kernel stack. Admission control, per-reason drops and
-//! AF_XDP redirection come later (SPEC §9); `classify` is where they hook in.
+//! Every frame that is not IPv4/UDP to port 67 is passed untouched (counted
+//! `non_dhcp`). DHCP frames (`dhcp`) are validated ([`parse`]), admitted or
+//! dropped ([`admit`]), and survivors are redirected to the daemon's AF_XDP
+//! socket of this RX queue, or passed to the kernel stack when none is bound.
+//! Every DHCP frame lands in exactly one `drop_*`, `redirect` or `pass_stack`
+//! counter.
 //!
 //! Built for `bpfel-unknown-none` with bpf-linker (`cargo xtask build-ebpf`).
 //! On the host this crate compiles to a dummy binary so that
-//! `cargo clippy --workspace --all-targets` works without the eBPF toolchain.
+//! `cargo clippy --workspace --all-targets` works without the eBPF toolchain;
+//! `parse`, `admit` and `verdict` are unit-tested there.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// On the host only the unit tests use most of the code.
+#![cfg_attr(not(target_arch = "bpf"), allow(dead_code))]
 
+mod admit;
+mod maps;
 mod parse;
+mod verdict;
 
 use aya_ebpf::{
-    bindings::xdp_action, btf_maps::PerCpuArray, macros::btf_map, macros::xdp, programs::XdpContext,
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
-use isodhcp_common::Counters;
 
-use crate::parse::{Class, classify};
-
-/// Verdict counters: one entry (key 0), one copy per CPU. A BTF-defined map so
-/// `bpftool map dump` prints the field names of `Counters`.
-#[btf_map(name = "counters")]
-static COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
+use crate::admit::{Admission, active, admit};
+use crate::maps::{COUNTERS, LIMITS, Maps, XSKS};
+use crate::parse::{Parsed, parse};
+use crate::verdict::{Slot, bump};
 
 #[xdp]
 pub fn isodhcp_xdp(ctx: XdpContext) -> u32 {
-    let class = classify(ctx.data(), ctx.data_end());
-    // The lookup of key 0 of a 1-entry array cannot fail; if it ever did, we
-    // still pass the frame (fail-open) and only lose the count.
-    if let Some(c) = COUNTERS.get_ptr_mut(0) {
-        // SAFETY: `c` points at this CPU's slot of the per-CPU array; XDP
-        // programs run with migration disabled, so nobody else writes it now.
-        let c = unsafe { &mut *c };
-        match class {
-            Class::NotDhcp => c.non_dhcp += 1,
-            Class::Dhcp => {
-                c.dhcp += 1;
-                c.pass_stack += 1;
+    // The lookup of key 0 of a 1-entry array cannot fail; if it ever did, the
+    // frame is still handled (fail-open for non-DHCP) and only the count is lost.
+    let counters = COUNTERS.get_ptr_mut(0);
+    let count = |s: Slot| {
+        if let Some(c) = counters {
+            // SAFETY: this CPU's slot of the per-CPU array; XDP runs with
+            // migration disabled, so no other program run writes it now.
+            unsafe { bump(c, s) }
+        }
+    };
+
+    let req = match parse(ctx.data(), ctx.data_end()) {
+        Parsed::NotDhcp => {
+            count(Slot::NonDhcp);
+            return xdp_action::XDP_PASS;
+        }
+        Parsed::Drop(s) => {
+            count(Slot::Dhcp);
+            count(s);
+            return xdp_action::XDP_DROP;
+        }
+        Parsed::Request(r) => {
+            count(Slot::Dhcp);
+            r
+        }
+    };
+
+    // SAFETY: bpf_ktime_get_ns has no preconditions (CLOCK_MONOTONIC ns).
+    let now = unsafe { bpf_ktime_get_ns() };
+    let limits = active(LIMITS.get(0));
+    match admit(&Maps, req.mac, limits, now) {
+        Admission::Drop(s) => {
+            count(s);
+            xdp_action::XDP_DROP
+        }
+        Admission::Admit { trusted } => {
+            if trusted {
+                count(Slot::PassTrusted);
+            }
+            // XDP_PASS in the flags is the action on lookup miss (no socket
+            // bound for this queue); with 0 the kernel returns XDP_ABORTED.
+            match XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {
+                Ok(action) => {
+                    count(Slot::Redirect);
+                    action
+                }
+                Err(action) => {
+                    count(Slot::PassStack);
+                    action
+                }
             }
         }
     }
-    xdp_action::XDP_PASS
 }
 
 /// The kernel refuses GPL-only helpers to non-GPL programs; the project is GPL.

@@ -3,7 +3,9 @@
 //! Builds the namespace lab of `isodhcp-tests` (server `srv0` 198.18.0.1/24, a
 //! bridge in a switch namespace, three client namespaces), starts isodhcp in
 //! the server namespace, brings the clients up with dhclient, dhcpcd and
-//! udhcpc, prints their leases and the server's host routes, then stays up for
+//! udhcpc, prints their leases, the server's host routes, the daemon's own view
+//! (`isodhcp --status`, `isodhcp --dump`) and the XDP verdict counters
+//! (`bpftool map dump pinned <pin dir>/counters`), then stays up for
 //! `secs` seconds or until Ctrl-C. The lab is ALWAYS torn down (RAII guards:
 //! also on error and panic). Needs root. `ISODHCP_XDP` overrides `--xdp`
 //! (default `auto`).
@@ -13,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use isodhcp_tests::netinfo::isodhcp_routes_text;
-use isodhcp_tests::util::{install_termination_flag, tail, termination_requested};
+use isodhcp_tests::util::{
+    self, CMD_TIMEOUT, find_tool, install_termination_flag, tail, termination_requested,
+};
 use isodhcp_tests::{ClientKind, DaemonConfig, Lab, UPSTREAM_IP, XdpMode, preflight};
 
 const DEMO_PORT: u16 = 7000;
@@ -80,6 +84,8 @@ pub fn demo(bin: &Path, secs: u64) -> Result<()> {
             .unwrap_or_else(|e| format!("<{e:#}>"))
             .trim_end()
     );
+    show_daemon_view(&lab, bin);
+
     println!(
         "\ninspect with e.g.  ip netns exec {} ip -4 addr",
         lab.client(0).ns.name()
@@ -99,4 +105,52 @@ pub fn demo(bin: &Path, secs: u64) -> Result<()> {
     drop(lab);
     println!("lab torn down");
     Ok(())
+}
+
+/// Run a command (bounded) and print its output, or why it failed.
+fn print_cmd(title: &str, cmd: &mut std::process::Command) {
+    println!("\n$ {title}");
+    match util::run(cmd, CMD_TIMEOUT) {
+        Ok(o) => {
+            let text = format!("{}{}", o.stdout, o.stderr);
+            println!("{}", text.trim_end());
+            if !o.ok() {
+                println!("(exit status {})", o.status);
+            }
+        }
+        Err(e) => println!("<{e:#}>"),
+    }
+}
+
+/// The daemon's own view over its control socket (`--status`, `--dump`)
+/// and the XDP program's named verdict counters.
+fn show_daemon_view(lab: &Lab, bin: &Path) {
+    // The lab runs the daemon with STATE_DIRECTORY = the lab folder.
+    let sock = lab.dir().join("isodhcp_srv0.sock");
+    for flag in ["--status", "--dump"] {
+        print_cmd(
+            &format!("isodhcp --socket {} {flag}", sock.display()),
+            std::process::Command::new(bin)
+                .arg("--socket")
+                .arg(&sock)
+                .arg(flag),
+        );
+    }
+    let counters = lab.pin_dir().join("counters");
+    if !counters.exists() {
+        println!(
+            "\n(no {}: XDP is not attached, the userspace limiter counts; see --status)",
+            counters.display()
+        );
+        return;
+    }
+    match find_tool("bpftool") {
+        Some(bpftool) => print_cmd(
+            &format!("bpftool map dump pinned {}", counters.display()),
+            std::process::Command::new(bpftool)
+                .args(["map", "dump", "pinned"])
+                .arg(&counters),
+        ),
+        None => println!("\n(bpftool not installed: cannot dump {})", counters.display()),
+    }
 }

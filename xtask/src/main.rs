@@ -3,6 +3,7 @@
 //! Everything builds with `--release` so the artifacts of `build`, `run` and
 //! `test` are shared.
 
+mod bench;
 mod build;
 mod demo;
 mod setup;
@@ -47,8 +48,10 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         secs: u64,
     },
-    /// Not implemented yet.
-    Bench,
+    /// Benchmarks in a namespace lab (`flood`, the default: random-MAC
+    /// DISCOVER flood vs isodhcp with/without XDP and kea-dhcp4, with DORA
+    /// probes). Builds first; prints a table. Needs root.
+    Bench(bench::BenchOpts),
 }
 
 fn main() -> ExitCode {
@@ -66,10 +69,7 @@ fn main() -> ExitCode {
         Cmd::Demo { secs } => crate::setup::run()
             .and_then(|()| build::build())
             .and_then(|bin| demo::demo(&bin, secs)),
-        Cmd::Bench => {
-            eprintln!("xtask: not implemented yet");
-            return ExitCode::FAILURE;
-        }
+        Cmd::Bench(opts) => bench::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

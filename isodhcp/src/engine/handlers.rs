@@ -9,6 +9,9 @@ use crate::wire::Mac;
 use crate::wire::dhcp::Message;
 use crate::wire::options::{self, MessageType};
 
+/// Most offers revoked to serve one DISCOVER when the pool is empty.
+const MAX_EVICTIONS: usize = 16;
+
 fn vendor_of(msg: &Message) -> Option<String> {
     msg.options
         .get(options::VENDOR_CLASS)
@@ -93,14 +96,17 @@ impl Engine {
                 fx.extend(self.cancel_offer(oldest));
             }
         }
-        let ip = match profile.mode {
-            Mode::Isolated => self.allocate_isolated(now, in_use),
-            Mode::Compat => self
-                .pool
-                .take_block()
-                .map(|b| Ipv4Addr::from(u32::from(b) + 2)),
-            Mode::Playground => self.pool.take_playground(),
-        };
+        // An offer is no commitment: when the pool is empty, the oldest
+        // outstanding offers give their addresses back, so a flood of
+        // DISCOVERs can never hold a small pool hostage (SPEC §5).
+        let mut ip = self.allocate(now, profile.mode, in_use);
+        let mut evicted = 0;
+        while ip.is_none() && evicted < MAX_EVICTIONS {
+            let Some(&(_, oldest)) = self.offer_expiry.first() else { break };
+            fx.extend(self.cancel_offer(oldest));
+            evicted += 1;
+            ip = self.allocate(now, profile.mode, &[]);
+        }
         let Some(ip) = ip else {
             if profile.mode == Mode::Compat {
                 if self
@@ -125,6 +131,14 @@ impl Engine {
         self.stats.offers += 1;
         fx.extend(self.reply(msg, MessageType::Offer, ip, profile.mode));
         fx
+    }
+
+    fn allocate(&mut self, now: Millis, mode: Mode, in_use: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+        match mode {
+            Mode::Isolated => self.allocate_isolated(now, in_use),
+            Mode::Compat => self.pool.take_block().map(|b| Ipv4Addr::from(u32::from(b) + 2)),
+            Mode::Playground => self.pool.take_playground(),
+        }
     }
 
     /// Highest free address that the neighbour table does not show alive;

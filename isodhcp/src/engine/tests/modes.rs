@@ -84,8 +84,8 @@ fn compat_without_free_block_gets_no_offer() {
         classifier,
         ..cfg()
     });
-    assert_eq!(offered(&mut e, T0, mac(1)), ip(6));
-    assert_eq!(offered(&mut e, T0, mac(2)), ip(10));
+    assert_eq!(lease(&mut e, T0, mac(1)), ip(6));
+    assert_eq!(lease(&mut e, T0, mac(2)), ip(10));
     assert!(run(&mut e, T0, &discover(mac(3))).is_empty());
     assert_eq!(e.stats.dropped[&Drop::NoFreeBlock], 1);
 }

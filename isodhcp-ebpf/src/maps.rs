@@ -1,0 +1,84 @@
+//! The maps of the map contract in `isodhcp_common` (names, key and value
+//! types, sizes), as BTF-defined maps so `bpftool map dump` prints field names.
+
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, XskMap},
+    macros::btf_map,
+};
+use isodhcp_common::{
+    Bucket, Counters, DENY_MAX, FRESH_MAX, KNOWN_MAX, Limits, TRUST_MAX, XSKS_MAX,
+};
+
+use crate::admit::Tables;
+
+/// Verdict counters: one entry (key 0), one copy per CPU.
+#[btf_map(name = "counters")]
+pub static COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
+
+/// Admission limits, written by the daemon; `abi == 0` until then.
+#[btf_map(name = "limits")]
+pub static LIMITS: Array<Limits, 1> = Array::new();
+
+/// Shared token buckets: `GLOBAL_BUCKET` and `NEW_CLIENT_BUCKET`.
+#[btf_map(name = "buckets")]
+static BUCKETS: Array<Bucket, 2> = Array::new();
+
+/// MAC key -> expiry (CLOCK_MONOTONIC ns, 0 = for ever).
+#[btf_map(name = "deny")]
+static DENY: HashMap<u64, u64, { DENY_MAX as usize }> = HashMap::new();
+
+/// MAC key -> 1.
+#[btf_map(name = "trust")]
+static TRUST: HashMap<u64, u32, { TRUST_MAX as usize }> = HashMap::new();
+
+/// MAC key -> per-MAC bucket of a client the daemon knows.
+#[btf_map(name = "known")]
+static KNOWN: HashMap<u64, Bucket, { KNOWN_MAX as usize }> = HashMap::new();
+
+/// MAC key -> per-MAC bucket of an unknown MAC that won a new-client token.
+#[btf_map(name = "fresh")]
+static FRESH: LruHashMap<u64, Bucket, { FRESH_MAX as usize }> = LruHashMap::new();
+
+/// RX queue -> AF_XDP socket of the daemon.
+#[btf_map(name = "xsks")]
+pub static XSKS: XskMap<{ XSKS_MAX as usize }> = XskMap::new();
+
+/// [`Tables`] over the BPF maps.
+pub struct Maps;
+
+impl Tables for Maps {
+    #[inline(always)]
+    fn deny_until(&self, key: u64) -> Option<u64> {
+        // SAFETY: a plain copy out of the value; the daemon may rewrite it
+        // concurrently, which at worst yields the old or the new expiry.
+        DENY.get_ptr(key).map(|p| unsafe { *p })
+    }
+
+    #[inline(always)]
+    fn trusted(&self, key: u64) -> bool {
+        TRUST.get_ptr(key).is_some()
+    }
+
+    #[inline(always)]
+    fn known(&self, key: u64) -> Option<*mut Bucket> {
+        KNOWN.get_ptr_mut(key)
+    }
+
+    #[inline(always)]
+    fn fresh(&self, key: u64) -> Option<*mut Bucket> {
+        FRESH.get_ptr_mut(key)
+    }
+
+    #[inline(always)]
+    fn fresh_insert(&self, key: u64, b: &Bucket) {
+        // Fails only on memory pressure; a racing insert of the same key
+        // simply wins. Either way the frame was already admitted.
+        let _ = FRESH.insert(key, b, BPF_ANY as u64);
+    }
+
+    #[inline(always)]
+    fn shared(&self, idx: u32) -> Option<*mut Bucket> {
+        BUCKETS.get_ptr_mut(idx)
+    }
+}

@@ -1,0 +1,477 @@
+//! DORA clients on one packet socket, driven by one event loop.
+//!
+//! Plans:
+//! - [`Plan::Known`]: one fixed MAC does a full DORA once (reported as
+//!   `initial`, not counted), then every `interval` one attempt: a renewal
+//!   (unicast REQUEST with ciaddr, or broadcast REBINDING) or a full DORA.
+//!   One attempt at a time, like a real client.
+//! - [`Plan::New`]: every `interval` a fresh random MAC starts a full DORA;
+//!   attempts overlap (at most `max_inflight`).
+//! - [`Plan::Dora`]: `clients` fresh MACs, `inflight` at a time, as fast as
+//!   the server answers (leases/s).
+//!
+//! Every message is retransmitted after `timeout` up to `max_tries` sends
+//! per phase (DISCOVER phase, REQUEST phase); the xid stays the same. An
+//! attempt succeeds on ACK (latency: first send to ACK) and fails on NAK
+//! or when a phase runs out of tries. New attempts start only during
+//! `duration`; in-flight ones may finish during a drain period long enough
+//! for a full retry budget; whatever is still open then is "abandoned".
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use isodhcp::wire::Mac;
+use isodhcp::wire::options::MessageType;
+use serde_json::{Value, json};
+
+use crate::packet::{Req, client_frame, parse_reply};
+use crate::rng::Rng;
+use crate::sock::PacketSocket;
+use crate::stats::AttemptStats;
+
+/// How the known client repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// RENEWING: unicast REQUEST to the server with ciaddr.
+    Renew,
+    /// REBINDING: broadcast REQUEST with ciaddr.
+    Rebind,
+    /// A full DORA every time.
+    Dora,
+}
+
+#[derive(Debug, Clone)]
+pub enum Plan {
+    Known { mac: Mac, interval: Duration, repeat: Repeat },
+    New { interval: Duration, max_inflight: usize, release: bool, mac_prefix: u8 },
+    Dora { clients: u64, inflight: usize, release: bool, mac_prefix: u8 },
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub plan: Plan,
+    pub timeout: Duration,
+    pub max_tries: u32,
+    /// Attempts start only during this window.
+    pub duration: Duration,
+}
+
+impl ClientConfig {
+    /// Drain period after `duration`: a full retry budget of both phases.
+    pub fn drain(&self) -> Duration {
+        self.timeout * self.max_tries * 2 + Duration::from_millis(500)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Selecting,
+    Requesting,
+    Renewing,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    ip: Ipv4Addr,
+    server_ip: Ipv4Addr,
+    server_mac: Mac,
+}
+
+struct Attempt {
+    mac: Mac,
+    phase: Phase,
+    frame: Vec<u8>,
+    tries: u32,
+    retries: u32,
+    first_send: Instant,
+    next_timeout: Instant,
+    /// Counted in the main statistics (false for the known client's
+    /// initial DORA).
+    counted: bool,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ClientResult {
+    pub initial: Option<AttemptStats>,
+    pub stats: AttemptStats,
+    pub tx_frames: u64,
+    pub rx_frames: u64,
+    /// Replies not for one of our open attempts (other xids, late duplicates).
+    pub rx_ignored: u64,
+    /// New-client ticks skipped because `max_inflight` attempts were open.
+    pub skipped_ticks: u64,
+    /// From the first counted attempt to the end of the loop.
+    pub elapsed: Duration,
+}
+
+struct Engine<'a> {
+    sock: &'a PacketSocket,
+    cfg: &'a ClientConfig,
+    rng: Rng,
+    open: HashMap<u32, Attempt>,
+    known_lease: Option<Lease>,
+    res: ClientResult,
+    initial: AttemptStats,
+}
+
+impl Engine<'_> {
+    fn stats(&mut self, counted: bool) -> &mut AttemptStats {
+        if counted {
+            &mut self.res.stats
+        } else {
+            &mut self.initial
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) -> Result<()> {
+        if self.sock.send(frame)? {
+            self.res.tx_frames += 1;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, mac: Mac, req: Req, counted: bool, now: Instant) -> Result<()> {
+        let mut xid = self.rng.next_u32();
+        while self.open.contains_key(&xid) {
+            xid = self.rng.next_u32();
+        }
+        let phase = match req {
+            Req::Discover => Phase::Selecting,
+            _ => Phase::Renewing,
+        };
+        let frame = client_frame(mac, xid, 0, req)?;
+        self.send(&frame)?;
+        self.stats(counted).attempts += 1;
+        self.open.insert(
+            xid,
+            Attempt {
+                mac,
+                phase,
+                frame,
+                tries: 1,
+                retries: 0,
+                first_send: now,
+                next_timeout: now + self.cfg.timeout,
+                counted,
+            },
+        );
+        Ok(())
+    }
+
+    /// Starts the known client's next attempt (renewal if it holds a lease).
+    fn start_known(&mut self, mac: Mac, repeat: Repeat, counted: bool, now: Instant) -> Result<()> {
+        let req = match (self.known_lease, repeat) {
+            (Some(l), Repeat::Renew) => Req::Renew {
+                ciaddr: l.ip,
+                server_ip: l.server_ip,
+                server_mac: l.server_mac,
+            },
+            (Some(l), Repeat::Rebind) => Req::Rebind { ciaddr: l.ip },
+            _ => Req::Discover,
+        };
+        self.start(mac, req, counted, now)
+    }
+
+    fn finish(&mut self, xid: u32, ok: bool, nak: bool, now: Instant) -> Option<Attempt> {
+        let a = self.open.remove(&xid)?;
+        let st = self.stats(a.counted);
+        st.retries += u64::from(a.retries);
+        if ok {
+            st.successes += 1;
+            st.latencies_ms
+                .push(now.duration_since(a.first_send).as_secs_f64() * 1000.0);
+            st.success_retries.push(a.retries);
+        } else {
+            st.failures += 1;
+            if nak {
+                st.naks += 1;
+            }
+        }
+        Some(a)
+    }
+
+    fn on_frame(&mut self, f: &[u8], now: Instant) -> Result<()> {
+        self.res.rx_frames += 1;
+        let Some(r) = parse_reply(f) else {
+            self.res.rx_ignored += 1;
+            return Ok(());
+        };
+        let Some(a) = self.open.get_mut(&r.xid) else {
+            self.res.rx_ignored += 1;
+            return Ok(());
+        };
+        if a.mac != r.chaddr {
+            self.res.rx_ignored += 1;
+            return Ok(());
+        }
+        match (r.kind, a.phase) {
+            (MessageType::Offer, Phase::Selecting) => {
+                let server_id = r.server_id.unwrap_or(r.src_ip);
+                let frame = client_frame(
+                    a.mac,
+                    r.xid,
+                    0,
+                    Req::Select {
+                        requested: r.yiaddr,
+                        server_id,
+                    },
+                )?;
+                a.phase = Phase::Requesting;
+                a.tries = 1;
+                a.next_timeout = now + self.cfg.timeout;
+                a.frame = frame.clone();
+                self.send(&frame)?;
+            }
+            (MessageType::Ack, Phase::Requesting | Phase::Renewing) => {
+                let a = self.finish(r.xid, true, false, now).expect("open attempt");
+                let lease = Lease {
+                    ip: r.yiaddr,
+                    server_ip: r.server_id.unwrap_or(r.src_ip),
+                    server_mac: r.src_mac,
+                };
+                match self.cfg.plan {
+                    Plan::Known { .. } => self.known_lease = Some(lease),
+                    Plan::New { release, .. } | Plan::Dora { release, .. } if release => {
+                        let f = client_frame(
+                            a.mac,
+                            self.rng.next_u32(),
+                            0,
+                            Req::Release {
+                                ciaddr: lease.ip,
+                                server_ip: lease.server_ip,
+                                server_mac: lease.server_mac,
+                            },
+                        )?;
+                        self.send(&f)?;
+                    }
+                    _ => {}
+                }
+            }
+            (MessageType::Nak, Phase::Requesting | Phase::Renewing) => {
+                self.finish(r.xid, false, true, now);
+                if matches!(self.cfg.plan, Plan::Known { .. }) {
+                    self.known_lease = None;
+                }
+            }
+            _ => self.res.rx_ignored += 1,
+        }
+        Ok(())
+    }
+
+    fn on_timeouts(&mut self, now: Instant) -> Result<()> {
+        let due: Vec<u32> = self
+            .open
+            .iter()
+            .filter(|(_, a)| a.next_timeout <= now)
+            .map(|(x, _)| *x)
+            .collect();
+        for xid in due {
+            let a = self.open.get_mut(&xid).expect("listed above");
+            if a.tries >= self.cfg.max_tries {
+                let phase = a.phase;
+                self.finish(xid, false, false, now);
+                if phase == Phase::Renewing && matches!(self.cfg.plan, Plan::Known { .. }) {
+                    // A renewal nobody answered: start over with DORA next time.
+                    self.known_lease = None;
+                }
+                continue;
+            }
+            a.tries += 1;
+            a.retries += 1;
+            a.next_timeout = now + self.cfg.timeout;
+            let f = a.frame.clone();
+            self.send(&f)?;
+        }
+        Ok(())
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        self.open.values().map(|a| a.next_timeout).min()
+    }
+
+    /// Receives for at most `until - now` (capped), then handles timeouts.
+    fn pump(&mut self, until: Instant, buf: &mut [u8]) -> Result<()> {
+        let now = Instant::now();
+        let wait = until
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(50));
+        if self.sock.wait_readable(wait)? {
+            // Bounded: at most 4096 frames per pump.
+            for _ in 0..4096 {
+                let Some(f) = self.sock.try_recv(buf)? else {
+                    break;
+                };
+                let f = f.to_vec();
+                self.on_frame(&f, Instant::now())?;
+            }
+        }
+        self.on_timeouts(Instant::now())
+    }
+
+    fn abandon_all(&mut self) {
+        let open: Vec<Attempt> = self.open.drain().map(|(_, a)| a).collect();
+        for a in open {
+            let st = self.stats(a.counted);
+            st.abandoned += 1;
+            st.retries += u64::from(a.retries);
+        }
+    }
+}
+
+/// Runs the plan. `on_ready` is called once the client is measuring (for
+/// the known client: after its initial DORA).
+pub fn run(
+    sock: &PacketSocket,
+    cfg: &ClientConfig,
+    rng: Rng,
+    on_ready: impl FnOnce(),
+) -> Result<ClientResult> {
+    let mut e = Engine {
+        sock,
+        cfg,
+        rng,
+        open: HashMap::new(),
+        known_lease: None,
+        res: ClientResult::default(),
+        initial: AttemptStats::default(),
+    };
+    let mut buf = vec![0u8; 4096];
+
+    // The known client's initial DORA (bounded by one attempt's retry budget).
+    if let Plan::Known { mac, .. } = cfg.plan {
+        let now = Instant::now();
+        e.start(mac, Req::Discover, false, now)?;
+        let hard = now + cfg.drain();
+        while !e.open.is_empty() && Instant::now() < hard {
+            let until = e.next_timeout().unwrap_or(hard).min(hard);
+            e.pump(until, &mut buf)?;
+        }
+        e.abandon_all();
+        e.res.initial = Some(e.initial.clone());
+    }
+    on_ready();
+
+    let start = Instant::now();
+    let stop_starting = start + cfg.duration;
+    let hard_stop = stop_starting + cfg.drain();
+    let mut next_start = start;
+    let mut started: u64 = 0;
+    // Bounded by hard_stop: every pump waits at most 50 ms.
+    loop {
+        let now = Instant::now();
+        if now >= hard_stop {
+            e.abandon_all();
+            break;
+        }
+        let starting = now < stop_starting;
+        match cfg.plan {
+            Plan::Known { mac, interval, repeat } => {
+                if starting && e.open.is_empty() && now >= next_start {
+                    e.start_known(mac, repeat, true, now)?;
+                    next_start = (next_start + interval).max(now);
+                }
+            }
+            Plan::New {
+                interval,
+                max_inflight,
+                mac_prefix,
+                ..
+            } => {
+                // At most 1000 starts per loop turn (catch-up bound).
+                for _ in 0..1000 {
+                    if !(starting && now >= next_start) {
+                        break;
+                    }
+                    if e.open.len() < max_inflight {
+                        let mac = e.rng.mac(mac_prefix);
+                        e.start(mac, Req::Discover, true, now)?;
+                    } else {
+                        e.res.skipped_ticks += 1;
+                    }
+                    next_start += interval;
+                }
+            }
+            Plan::Dora {
+                clients,
+                inflight,
+                mac_prefix,
+                ..
+            } => {
+                while starting && started < clients && e.open.len() < inflight {
+                    let mac = e.rng.mac(mac_prefix);
+                    e.start(mac, Req::Discover, true, now)?;
+                    started += 1;
+                }
+                if started >= clients && e.open.is_empty() {
+                    break;
+                }
+            }
+        }
+        if !starting && e.open.is_empty() {
+            break;
+        }
+        let mut until = e.next_timeout().unwrap_or(hard_stop).min(hard_stop);
+        if starting {
+            until = until.min(next_start.max(now));
+        }
+        e.pump(until, &mut buf)?;
+    }
+    e.res.elapsed = start.elapsed();
+    Ok(e.res)
+}
+
+pub fn to_json(cfg: &ClientConfig, r: &ClientResult) -> Value {
+    let (mode, kind, extra) = match &cfg.plan {
+        Plan::Known {
+            mac,
+            interval,
+            repeat,
+        } => (
+            "probe",
+            "known",
+            json!({"mac": mac.to_string(), "interval_ms": interval.as_millis() as u64,
+                   "repeat": format!("{repeat:?}").to_lowercase()}),
+        ),
+        Plan::New {
+            interval,
+            max_inflight,
+            release,
+            mac_prefix,
+        } => (
+            "probe",
+            "new",
+            json!({"interval_ms": interval.as_millis() as u64, "max_inflight": max_inflight,
+                   "release": release, "mac_prefix": format!("{mac_prefix:02x}")}),
+        ),
+        Plan::Dora {
+            clients,
+            inflight,
+            release,
+            mac_prefix,
+        } => (
+            "dora",
+            "dora",
+            json!({"clients": clients, "inflight": inflight, "release": release,
+                   "mac_prefix": format!("{mac_prefix:02x}")}),
+        ),
+    };
+    let secs = r.elapsed.as_secs_f64();
+    json!({
+        "mode": mode,
+        "kind": kind,
+        "config": extra,
+        "timeout_ms": cfg.timeout.as_millis() as u64,
+        "max_tries": cfg.max_tries,
+        "duration_s": cfg.duration.as_secs_f64(),
+        "elapsed_s": (secs * 1000.0).round() / 1000.0,
+        "initial": r.initial.as_ref().map(AttemptStats::to_json),
+        "stats": r.stats.to_json(),
+        "successes_per_s": if secs > 0.0 { ((r.stats.successes as f64 / secs) * 10.0).round() / 10.0 } else { 0.0 },
+        "tx_frames": r.tx_frames,
+        "rx_frames": r.rx_frames,
+        "rx_ignored": r.rx_ignored,
+        "skipped_ticks": r.skipped_ticks,
+    })
+}
