@@ -37,19 +37,31 @@ fn time(label: &str, mut f: impl FnMut()) -> f64 {
 }
 
 fn ack() -> Message {
-    let mut m = Message { xid: 0x1234, yiaddr: Ipv4Addr::new(198, 18, 0, 254), ..Message::default() };
+    let mut m = Message {
+        xid: 0x1234,
+        yiaddr: Ipv4Addr::new(198, 18, 0, 254),
+        ..Message::default()
+    };
     m.chaddr[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
     m.options.set(options::MESSAGE_TYPE, vec![5]);
-    m.options.set_ip(options::SERVER_ID, Ipv4Addr::new(198, 18, 0, 1));
+    m.options
+        .set_ip(options::SERVER_ID, Ipv4Addr::new(198, 18, 0, 1));
     m.options.set_u32(options::LEASE_TIME, 3600);
     m.options.set_ip(options::SUBNET_MASK, Ipv4Addr::BROADCAST);
-    m.options.set_ip(options::ROUTER, Ipv4Addr::new(198, 18, 0, 1));
-    m.options.set(options::CLASSLESS_ROUTES, vec![32, 198, 18, 0, 1, 0, 0, 0, 0, 0, 198, 18, 0, 1]);
+    m.options
+        .set_ip(options::ROUTER, Ipv4Addr::new(198, 18, 0, 1));
+    m.options.set(
+        options::CLASSLESS_ROUTES,
+        vec![32, 198, 18, 0, 1, 0, 0, 0, 0, 0, 198, 18, 0, 1],
+    );
     m
 }
 
 fn main() {
-    let payloads: Vec<&[u8]> = FRAMES.iter().map(|f| frame::parse(f).expect("captured frame").payload).collect();
+    let payloads: Vec<&[u8]> = FRAMES
+        .iter()
+        .map(|f| frame::parse(f).expect("captured frame").payload)
+        .collect();
     println!("DHCP codec, {ROUNDS} rounds per line");
     let ours = time("isodhcp::wire   decode 3 real DISCOVERs", || {
         for p in &payloads {
@@ -67,7 +79,8 @@ fn main() {
         o.options.order_for(&[1, 3, 6, 121]);
         black_box(o.emit(Some(576), 2).map(|v| v.len()).ok());
     });
-    let dp = dhcproto::v4::Message::decode(&mut Decoder::new(&m.emit(None, 0).expect("encodes"))).expect("decodes");
+    let dp = dhcproto::v4::Message::decode(&mut Decoder::new(&m.emit(None, 0).expect("encodes")))
+        .expect("decodes");
     let theirs_enc = time("dhcproto 0.15   encode the same ACK", || {
         let mut buf = Vec::with_capacity(400);
         black_box(dp.encode(&mut Encoder::new(&mut buf)).is_ok());
@@ -77,5 +90,9 @@ fn main() {
     time("isodhcp::wire   frame parse (Eth/IPv4/UDP)", || {
         black_box(frame::parse(black_box(f)).is_ok());
     });
-    println!("decode: isodhcp {:.2}x dhcproto's speed; encode: {:.2}x", theirs / ours, theirs_enc / ours_enc);
+    println!(
+        "decode: isodhcp {:.2}x dhcproto's speed; encode: {:.2}x",
+        theirs / ours,
+        theirs_enc / ours_enc
+    );
 }

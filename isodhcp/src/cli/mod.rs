@@ -442,6 +442,12 @@ pub fn validate(a: &Args) -> Result<Config, CliError> {
             return Err(bad("--hook-file", "", "empty path"));
         }
     }
+    // With the pool on the command line, statics are checked now, before
+    // anything (even the interface) is looked at; otherwise after detection.
+    if let Some(p) = pool {
+        validate_statics(&statics, &a.statics, server_ip, p)?;
+        validate_playground_statics(&statics, &a.statics, server_ip, p, playground_size)?;
+    }
     let san = sanitise_iface(&a.interface);
     Ok(Config {
         interface: a.interface.clone(),
@@ -476,16 +482,18 @@ pub fn validate(a: &Args) -> Result<Config, CliError> {
 
 /// Checks the statics against the pool once it is known (given or
 /// auto-detected; SPEC §4.6). Fatal like every other bad value (exit 2).
+/// `server_ip` may be unknown yet (auto-detection pending): then the checks
+/// that need it wait for the second call.
 pub fn validate_statics(
     statics: &[StaticEntry],
     raw: &[String],
-    server_ip: Ipv4Addr,
+    server_ip: Option<Ipv4Addr>,
     pool: Cidr,
 ) -> Result<(), CliError> {
     for (s, text) in statics.iter().zip(raw) {
         let why = if !pool.contains(s.ip) {
             Some(format!("{} is outside the pool {pool}", s.ip))
-        } else if s.ip == server_ip {
+        } else if Some(s.ip) == server_ip {
             Some(format!("{} is the server IP", s.ip))
         } else if s.ip == pool.network() || s.ip == pool.broadcast() {
             Some(format!(
@@ -498,7 +506,7 @@ pub fn validate_statics(
                 prefix: 30,
             };
             let ok = u32::from(s.ip) & 3 == 2
-                && !base.contains(server_ip)
+                && !server_ip.is_some_and(|ip| base.contains(ip))
                 && !base.contains(pool.network())
                 && !base.contains(pool.broadcast());
             (!ok).then(|| format!("compat needs base+2 of an aligned /30 free of the server IP and the pool's network/broadcast ({base})"))
@@ -507,6 +515,56 @@ pub fn validate_statics(
         };
         if let Some(reason) = why {
             return Err(bad("--static", text, reason));
+        }
+    }
+    Ok(())
+}
+
+/// A `playground` static must lie in the playground block (SPEC §4.3/§4.6).
+/// The block is the highest aligned one clear of the other statics; leases
+/// from an earlier run can push it lower, which the engine checks again at
+/// start.
+pub fn validate_playground_statics(
+    statics: &[StaticEntry],
+    raw: &[String],
+    server_ip: Option<Ipv4Addr>,
+    pool: Cidr,
+    size: Option<u32>,
+) -> Result<(), CliError> {
+    let Some(n) = size else { return Ok(()) };
+    let avoid: Vec<Ipv4Addr> = statics
+        .iter()
+        .filter(|s| !s.playground)
+        .map(|s| s.ip)
+        .collect();
+    let p = crate::engine::pool::Pool::new(
+        pool,
+        server_ip.unwrap_or(pool.network()),
+        &[],
+        Some(n),
+        &avoid,
+    );
+    let Some(pg) = p.playground() else {
+        return Err(bad(
+            "--playground-size",
+            &n.to_string(),
+            "no aligned block of that size is free of the statics",
+        ));
+    };
+    for (s, text) in statics.iter().zip(raw).filter(|(s, _)| s.playground) {
+        if !pg.block.contains(s.ip)
+            || s.ip == pg.block.network()
+            || s.ip == pg.block.broadcast()
+            || s.ip == pg.gateway
+        {
+            return Err(bad(
+                "--static",
+                text,
+                format!(
+                    "a playground static must be a host of the playground block {} (gateway {})",
+                    pg.block, pg.gateway
+                ),
+            ));
         }
     }
     Ok(())

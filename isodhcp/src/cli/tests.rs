@@ -121,7 +121,7 @@ fn statics_are_checked_against_the_pool() {
     let server = Ipv4Addr::new(198, 18, 0, 1);
     let check = |s: &str| {
         let e = parse_static(s).unwrap();
-        validate_statics(&[e], &[s.to_string()], server, pool)
+        validate_statics(&[e], &[s.to_string()], Some(server), pool)
     };
     assert!(check("02:00:00:00:00:01=198.18.0.10,printer").is_ok());
     assert!(check("02:00:00:00:00:01=198.18.0.6,compat").is_ok());
@@ -169,6 +169,30 @@ fn limits_follow_the_flags() {
     assert_eq!(
         (d.mac_rate, d.mac_burst, d.global_rate, d.new_rate),
         (2, 5, 2000, 100)
+    );
+}
+
+#[test]
+fn playground_statics_must_be_in_the_block() {
+    let base = ["-p", "198.18.0.0/24", "--playground-size", "6"];
+    let with = |st: &str| {
+        let mut v = base.to_vec();
+        v.extend(["--static", st]);
+        validate(&args(&v))
+    };
+    assert!(with("02:00:00:00:00:01=198.18.0.250,playground").is_ok());
+    assert_eq!(
+        with("02:00:00:00:00:01=198.18.0.40,playground")
+            .unwrap_err()
+            .option,
+        "--static"
+    );
+    assert_eq!(
+        with("02:00:00:00:00:01=198.18.0.249,playground")
+            .unwrap_err()
+            .option,
+        "--static",
+        "the gateway"
     );
 }
 

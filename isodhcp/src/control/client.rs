@@ -14,29 +14,57 @@ use serde_json::Value;
 use super::proto::{Command, Request, Response};
 use super::render;
 
-/// Sends one request and returns the answer, or a message for the user.
-pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
-    let mut s = UnixStream::connect(path).map_err(|e| format!("no isodhcp daemon answers on {} ({e}); is it running for this interface? (see --socket)", path.display()))?;
+/// Why a request got no answer.
+#[derive(Debug)]
+pub enum CallError {
+    /// Nothing listens there (exit 3).
+    NoDaemon(String),
+    /// The socket or the daemon refused us (exit 1).
+    Denied(String),
+    /// Anything else (exit 3).
+    Failed(String),
+}
+
+/// Sends one request and returns the answer.
+pub fn call(path: &Path, req: &Request) -> Result<Response, CallError> {
+    let mut s = UnixStream::connect(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => CallError::Denied(format!(
+            "permission denied on {}: the control socket belongs to another user (run as root or as the daemon's user)",
+            path.display()
+        )),
+        _ => CallError::NoDaemon(format!(
+            "no isodhcp daemon answers on {} ({e}); is it running for this interface? (see --socket)",
+            path.display()
+        )),
+    })?;
     let t = Some(Duration::from_secs(10));
-    s.set_read_timeout(t)
-        .and_then(|()| s.set_write_timeout(t))
-        .map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+    s.set_read_timeout(t).and_then(|()| s.set_write_timeout(t)).map_err(|e| CallError::Failed(e.to_string()))?;
+    let mut line = serde_json::to_vec(req).map_err(|e| CallError::Failed(e.to_string()))?;
     line.push(b'\n');
-    s.write_all(&line)
-        .map_err(|e| format!("cannot send the request: {e}"))?;
+    // A daemon that refuses us answers and closes without reading: our write
+    // may fail, but its answer is waiting to be read.
+    let sent = s.write_all(&line);
     let mut answer = String::new();
-    BufReader::new(s)
-        .read_line(&mut answer)
-        .map_err(|e| format!("no answer from the daemon: {e}"))?;
-    serde_json::from_str(&answer).map_err(|e| format!("unreadable answer from the daemon: {e}"))
+    let read = BufReader::new(s).read_line(&mut answer);
+    if answer.is_empty() {
+        return Err(match (sent, read) {
+            (Err(e), _) => CallError::Failed(format!("cannot send the request: {e}")),
+            (_, Err(e)) => CallError::Failed(format!("no answer from the daemon: {e}")),
+            _ => CallError::Failed("the daemon closed the connection without an answer".into()),
+        });
+    }
+    serde_json::from_str(&answer).map_err(|e| CallError::Failed(format!("unreadable answer from the daemon: {e}")))
 }
 
 /// Runs a diagnostics command and prints the answer; returns the exit status.
 pub fn run(path: &Path, req: &Request, json: bool) -> u8 {
     let resp = match call(path, req) {
         Ok(r) => r,
-        Err(msg) => {
+        Err(CallError::Denied(msg)) => {
+            eprintln!("isodhcp: {msg}");
+            return 1;
+        }
+        Err(CallError::NoDaemon(msg) | CallError::Failed(msg)) => {
             eprintln!("isodhcp: {msg}");
             return 3;
         }

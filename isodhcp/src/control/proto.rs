@@ -107,11 +107,37 @@ pub fn redact_mac(mac: &str) -> String {
     }
 }
 
-/// Applies `--redact` to a whole answer: every string that is a MAC is
-/// masked (values and object keys), every `hostname` becomes "(redacted)".
+/// Masks every MAC written inside `text` (`aa:bb:cc:dd:ee:ff`, any case).
+pub fn redact_text(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        let is_mac = b.len() - i >= 17
+            && text.is_char_boundary(i)
+            && text.is_char_boundary(i + 17)
+            && crate::wire::Mac::parse(&text[i..i + 17].to_ascii_lowercase()).is_some()
+            && (i == 0 || !b[i - 1].is_ascii_hexdigit() && b[i - 1] != b':')
+            && (i + 17 == b.len() || !b[i + 17].is_ascii_hexdigit() && b[i + 17] != b':');
+        if is_mac {
+            out.push_str(&text[i..i + 8]);
+            out.push_str(":xx:xx:xx");
+            i += 17;
+        } else {
+            let ch = text[i..].chars().next().unwrap_or(' ');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+/// Applies `--redact` to a whole answer: every MAC is masked wherever it is
+/// written (values, sentences, object keys), every `hostname` becomes
+/// "(redacted)".
 pub fn redact(v: &mut Value) {
     match v {
-        Value::String(s) if crate::wire::Mac::parse(s).is_some() => *s = redact_mac(s),
+        Value::String(s) => *s = redact_text(s),
         Value::Array(a) => a.iter_mut().for_each(redact),
         Value::Object(o) => {
             let entries: Vec<(String, Value)> = std::mem::take(o).into_iter().collect();
@@ -190,7 +216,7 @@ mod tests {
 
     #[test]
     fn redaction_masks_macs_and_hostnames_everywhere() {
-        let mut v = serde_json::json!({"leases": {"02:00:00:aa:bb:cc": {"hostname": "alice-phone", "mac": "02:00:00:aa:bb:cc", "ip": "198.18.0.9"}}, "blocked": ["0a:0b:0c:0d:0e:0f"]});
+        let mut v = serde_json::json!({"leases": {"02:00:00:aa:bb:cc": {"hostname": "alice-phone", "mac": "02:00:00:aa:bb:cc", "ip": "198.18.0.9"}}, "blocked": ["0a:0b:0c:0d:0e:0f"], "findings": ["lease 0A:0B:0C:1D:1E:1F → 198.18.0.9 in its grace period"]});
         redact(&mut v);
         let s = v.to_string();
         assert!(

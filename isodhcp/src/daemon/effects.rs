@@ -122,6 +122,7 @@ impl Daemon {
             Ok(()) => {
                 self.snapshot_pending = false;
                 self.dirty_since = None;
+                self.last_snapshot = now_ms();
                 Ok(())
             }
             Err(e) => {

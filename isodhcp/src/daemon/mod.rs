@@ -37,6 +37,9 @@ use admission::Admission;
 const TICK: Duration = Duration::from_secs(1);
 /// Batched renewals are flushed at least this often (SPEC §7).
 const LAZY_FLUSH_MS: Millis = 60_000;
+/// A non-empty journal is folded into the snapshot at least this often, so
+/// the lease file alone (what the original tool reads) is never older.
+const SNAPSHOT_EVERY_MS: Millis = 300_000;
 /// Most frames handled in one batch (one group commit).
 const BATCH: usize = 64;
 
@@ -72,6 +75,8 @@ struct Daemon {
     dirty_since: Option<Millis>,
     /// A journal write failed: the next flush writes a full snapshot.
     snapshot_pending: bool,
+    /// When the last full snapshot was written.
+    last_snapshot: Millis,
     /// A kernel or firewall change failed: reconcile at the next tick.
     needs_reconcile: bool,
     /// Drop counters last logged, and when.
@@ -140,6 +145,13 @@ impl Daemon {
         {
             if let Err(e) = self.flush() {
                 warn!(error = %e, "batched lease write failed; will retry");
+            }
+        }
+        if self.store.journal_lines() > 0
+            && now.saturating_sub(self.last_snapshot) >= SNAPSHOT_EVERY_MS
+        {
+            if let Err(e) = self.snapshot() {
+                warn!(error = %e, "periodic lease snapshot failed; will retry");
             }
         }
         if self.needs_reconcile {

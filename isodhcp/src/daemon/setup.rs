@@ -10,7 +10,7 @@ use super::{Daemon, admission, now_ms};
 use crate::cli::{self, Config, Isolation};
 use crate::control::{self, server::ControlSocket, server::Pending};
 use crate::datapath::{Origin, PortGuard};
-use crate::engine::{Engine, EngineConfig, Mode};
+use crate::engine::{ConfigError, Engine, EngineConfig, Mode};
 use crate::store::LeaseStore;
 use crate::system::detect;
 use crate::system::hooks::{HookConfig, Hooks};
@@ -46,6 +46,32 @@ fn disable_redirects(iface: &str) {
 /// Requests from the control socket, answered on the event loop.
 pub(super) type ControlQueue = mpsc::Receiver<Pending>;
 
+/// The engine's refusal of the configuration as a command-line error (exit 2)
+/// naming the option and the value as given.
+fn config_error(cfg: &Config, e: ConfigError) -> cli::CliError {
+    match e {
+        ConfigError::Static { mac, why, .. } => {
+            let raw = cfg
+                .statics
+                .iter()
+                .zip(&cfg.static_args)
+                .find(|(s, _)| s.mac == mac)
+                .map(|(_, r)| r.clone())
+                .unwrap_or_else(|| mac.to_string());
+            cli::CliError {
+                option: "--static",
+                value: raw,
+                reason: why.to_string(),
+            }
+        }
+        ConfigError::NoPlaygroundBlock(n) => cli::CliError {
+            option: "--playground-size",
+            value: n.to_string(),
+            reason: "no aligned block of that size is free of statics and existing leases".into(),
+        },
+    }
+}
+
 pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
     // The control socket first: a second daemon for this interface stops
     // here, before it touches anything the first one manages.
@@ -61,13 +87,12 @@ pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
     if !pool.contains(server_ip) {
         bail!("server IP {server_ip} is outside the pool {pool}");
     }
-    cli::validate_statics(&cfg.statics, &cfg.static_args, server_ip, pool)?;
+    cli::validate_statics(&cfg.statics, &cfg.static_args, Some(server_ip), pool)?;
     let dns = if cfg.dns.is_empty() {
         read_dns()
     } else {
         cfg.dns.clone()
     };
-    info!(interface = %cfg.interface, %server_ip, %pool, ?dns, "configuration");
 
     let (mut store, loaded) = LeaseStore::open(&cfg.lease_file)?;
     for w in &loaded.warnings {
@@ -88,11 +113,8 @@ pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
         playground_size: cfg.playground_size,
         ..EngineConfig::new(server_ip, info.mac, pool)
     };
-    let mut engine = Engine::new(engine_cfg, &existing).map_err(|e| cli::CliError {
-        option: "--static/--playground-size",
-        value: String::new(),
-        reason: e.to_string(),
-    })?;
+    let mut engine = Engine::new(engine_cfg, &existing).map_err(|e| config_error(cfg, e))?;
+    info!(interface = %cfg.interface, %server_ip, %pool, ?dns, "configuration");
     let (start_fx, rejected) = engine.start(now_ms(), loaded.records, loaded.quarantine);
     for (rec, why) in rejected {
         warn!(mac = %rec.mac, ip = %rec.ip, "lease not restored: {why}; kept in the lease file");
@@ -168,6 +190,7 @@ pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
         server_mac: info.mac,
         dirty_since: None,
         snapshot_pending: false,
+        last_snapshot: 0,
         needs_reconcile: false,
         drops_logged: (0, 0),
         commit_latency: super::metrics::commit_histogram(),

@@ -102,7 +102,9 @@ impl Engine {
         let mut ip = self.allocate(now, profile.mode, in_use);
         let mut evicted = 0;
         while ip.is_none() && evicted < MAX_EVICTIONS {
-            let Some(&(_, oldest)) = self.offer_expiry.first() else { break };
+            let Some(&(_, oldest)) = self.offer_expiry.first() else {
+                break;
+            };
             fx.extend(self.cancel_offer(oldest));
             evicted += 1;
             ip = self.allocate(now, profile.mode, &[]);
@@ -136,7 +138,10 @@ impl Engine {
     fn allocate(&mut self, now: Millis, mode: Mode, in_use: &[Ipv4Addr]) -> Option<Ipv4Addr> {
         match mode {
             Mode::Isolated => self.allocate_isolated(now, in_use),
-            Mode::Compat => self.pool.take_block().map(|b| Ipv4Addr::from(u32::from(b) + 2)),
+            Mode::Compat => self
+                .pool
+                .take_block()
+                .map(|b| Ipv4Addr::from(u32::from(b) + 2)),
             Mode::Playground => self.pool.take_playground(),
         }
     }

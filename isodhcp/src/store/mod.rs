@@ -328,6 +328,11 @@ impl LeaseStore {
         self.journal.append(&lines)
     }
 
+    /// Journal entries not yet folded into the snapshot.
+    pub fn journal_lines(&self) -> usize {
+        self.journal.lines()
+    }
+
     /// Whether the journal has outgrown a lease table of `leases` entries
     /// and should be folded into a snapshot.
     pub fn wants_snapshot(&self, leases: usize) -> bool {

@@ -232,7 +232,17 @@ impl NftConfig {
                 p = self.pool
             );
         }
-        s += "  }\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
+        s += "  }\n";
+        if verdict.is_some() {
+            // The kernel sends a redirect when the interface's OR the "all"
+            // send_redirects is 1; the daemon only owns the interface's. A
+            // redirect would teach clients a direct path to each other
+            // (before the forward rule even runs), so none leaves here.
+            s += &format!(
+                "  chain output {{\n    type filter hook output priority filter; policy accept;\n    oifname \"{i}\" icmp type redirect drop comment \"isodhcp isolation\"\n  }}\n"
+            );
+        }
+        s += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
         for r in snat {
             s += &format!("    {}\n", self.snat_rule(r));
         }

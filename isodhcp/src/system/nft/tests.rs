@@ -146,6 +146,8 @@ fn table_script_golden() {
          table ip isodhcp_guest0 {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n\
          \x20   iifname \"guest0\" oifname \"guest0\" ip saddr 198.18.0.248/29 ip daddr 198.18.0.248/29 accept comment \"isodhcp playground\"\n\
          \x20   iifname \"guest0\" oifname \"guest0\" ip saddr 198.18.0.0/24 ip daddr 198.18.0.0/24 drop comment \"isodhcp isolation\"\n  }\n\
+         \x20 chain output {\n    type filter hook output priority filter; policy accept;\n\
+         \x20   oifname \"guest0\" icmp type redirect drop comment \"isodhcp isolation\"\n  }\n\
          \x20 chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n\
          \x20   oifname \"guest0\" ip daddr 198.18.0.200 ip saddr != 198.18.0.0/24 snat to 198.18.0.1 comment \"isodhcp 02:00:00:00:00:c8\"\n  }\n}\n"
     );
@@ -153,6 +155,7 @@ fn table_script_golden() {
     assert!(off.contains("ip daddr 198.18.0.0/24 accept comment \"isodhcp isolation\""));
     let system = cfg(Isolation::System).table_script(&BTreeSet::new());
     assert!(!system.contains("isolation"));
+    assert!(!system.contains("chain output"));
 }
 
 #[test]
