@@ -23,11 +23,14 @@
 //! clear error (tests call `.expect()` on it, so they fail, never pass silently).
 
 pub mod clients;
+pub mod crafted;
 pub mod daemon;
 pub mod lab;
 pub mod netinfo;
 pub mod netns;
+pub mod nftutil;
 pub mod util;
+pub mod xdp_run;
 
 pub use clients::{ClientKind, Lease};
 pub use daemon::{Daemon, DaemonConfig, Dnsmasq, XdpMode, isodhcp_bin};

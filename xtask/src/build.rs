@@ -72,7 +72,7 @@ pub fn build() -> Result<PathBuf> {
     let obj = build_ebpf()?;
     sh(cargo()
         .env("ISODHCP_EBPF_OBJ", &obj)
-        .args(["build", "--release", "-p", "isodhcp"]))?;
+        .args(["build", "--release", "-p", "isodhcp", "-p", "isodhcp-loadgen"]))?;
     Ok(daemon_bin())
 }
 

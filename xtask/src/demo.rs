@@ -151,6 +151,9 @@ fn show_daemon_view(lab: &Lab, bin: &Path) {
                 .args(["map", "dump", "pinned"])
                 .arg(&counters),
         ),
-        None => println!("\n(bpftool not installed: cannot dump {})", counters.display()),
+        None => println!(
+            "\n(bpftool not installed: cannot dump {})",
+            counters.display()
+        ),
     }
 }

@@ -1,0 +1,1378 @@
+//! SPEC §10 control plane and isodhcp(8) DIAGNOSTICS / EXIT STATUS, end to
+//! end: a daemon in a namespace lab holding leases of every mode (isolated
+//! from a stock dhclient and from crafted DORA, compat, playground, a static
+//! with a hostname, a masqueraded client), then the diagnostics client
+//! (`target/release/isodhcp --socket <labdir>/isodhcp_srv0.sock ...`, run
+//! from the root namespace: a Unix socket path works across network
+//! namespaces) is checked flag by flag, in text and `--json`, for the facts
+//! each one must report. Also `--verify` exit codes after breaking kernel and
+//! nft state by hand, `--redact`, access control on the socket, a second
+//! daemon on the same socket, and `--block`/`--unblock`/`--for` with XDP and
+//! with the userspace limiter.
+//!
+//! Run as root, single-threaded:
+//! `cargo test -p isodhcp-tests --release --test control -- --test-threads=1`
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use isodhcp::wire::Mac;
+use isodhcp::wire::options::{self, MessageType};
+use isodhcp_tests::crafted::{self, Dhcp, daemon_logs, mac, request};
+use isodhcp_tests::daemon::{Daemon, bpftool_json, sum_field};
+use isodhcp_tests::nftutil::{TestSets, nft};
+use isodhcp_tests::util::{self, CmdOutput, find_tool, tool_cmd};
+use isodhcp_tests::{DaemonConfig, Lab, SERVER_IP, XdpMode, isodhcp_bin, preflight, wait_until};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(10);
+const CLI_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn ip(h: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, h)
+}
+
+// ---------------------------------------------------------------------------
+// The diagnostics client
+// ---------------------------------------------------------------------------
+
+/// `isodhcp --socket SOCK ARGS...` from the root namespace.
+fn cli(sock: &Path, args: &[&str]) -> CmdOutput {
+    let bin = isodhcp_bin().expect("isodhcp binary");
+    util::run(
+        Command::new(bin).arg("--socket").arg(sock).args(args),
+        CLI_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("isodhcp {args:?}: {e:#}"))
+}
+
+fn code(o: &CmdOutput) -> Option<i32> {
+    o.status.code()
+}
+
+fn show_out(o: &CmdOutput) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status.code(),
+        o.stdout,
+        o.stderr
+    )
+}
+
+/// Text output of a diagnostics flag that must succeed (exit 0).
+fn cli_text(sock: &Path, args: &[&str]) -> String {
+    let o = cli(sock, args);
+    assert_eq!(code(&o), Some(0), "isodhcp {args:?}: {}", show_out(&o));
+    assert!(
+        !o.stdout.trim().is_empty(),
+        "isodhcp {args:?} printed nothing"
+    );
+    o.stdout
+}
+
+/// `--json` output of a diagnostics flag that must succeed, parsed.
+fn cli_json(sock: &Path, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let o = cli(sock, &a);
+    assert_eq!(code(&o), Some(0), "isodhcp {a:?}: {}", show_out(&o));
+    let v: Value = serde_json::from_str(&o.stdout)
+        .unwrap_or_else(|e| panic!("isodhcp {a:?}: output is not JSON ({e}): {}", o.stdout));
+    assert_eq!(v["version"], 1, "isodhcp {a:?}: no protocol version: {v}");
+    assert_eq!(v["status"], "ok", "isodhcp {a:?}: {v}");
+    v
+}
+
+/// `--verify` (text and JSON): (exit code, text output, JSON answer). The
+/// exit codes of both forms must agree.
+fn verify(sock: &Path) -> (i32, String, Value) {
+    let t = cli(sock, &["--verify"]);
+    let j = cli(sock, &["--verify", "--json"]);
+    let tc = code(&t).unwrap_or(-1);
+    assert_eq!(
+        Some(tc),
+        code(&j),
+        "--verify and --verify --json disagree:\n{}\n{}",
+        show_out(&t),
+        show_out(&j)
+    );
+    let v: Value = serde_json::from_str(&j.stdout)
+        .unwrap_or_else(|e| panic!("--verify --json is not JSON ({e}): {}", show_out(&j)));
+    (tc, t.stdout, v)
+}
+
+fn findings(v: &Value) -> Vec<(String, String)> {
+    v["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap_or("?").to_string(),
+                f["what"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Poll `--verify --json` until it exits `want` (e.g. after a SIGUSR1
+/// reconcile), then check text and JSON agree on the settled state.
+fn wait_verify(lab: &Lab, sock: &Path, want: i32, why: &str) -> (String, Value) {
+    let mut last = String::new();
+    let r = wait_until(&format!("--verify to exit {want} ({why})"), WAIT, || {
+        let o = cli(sock, &["--verify", "--json"]);
+        last = show_out(&o);
+        Ok((code(&o) == Some(want)).then_some(()))
+    });
+    if let Err(e) = r {
+        panic!("{e:#}; last:\n{last}\n{}", daemon_logs(lab));
+    }
+    let (c, text, v) = verify(sock);
+    assert_eq!(
+        c, want,
+        "--verify changed again after settling ({why}):\n{text}\n{v}"
+    );
+    (text, v)
+}
+
+// ---------------------------------------------------------------------------
+// A daemon with leases of every mode
+// ---------------------------------------------------------------------------
+
+/// One client the world knows about.
+#[derive(Debug, Clone)]
+struct Known {
+    mac: String,
+    ip: Ipv4Addr,
+    mode: &'static str,
+    hostname: Option<String>,
+    masq: bool,
+    is_static: bool,
+}
+
+const M_ISO: Mac = Mac([0x02, 0x1e, 0, 0, 0xc0, 0x01]);
+const M_COMPAT: Mac = Mac([0x02, 0x1e, 0, 0, 0xc0, 0x02]);
+const M_PG: Mac = Mac([0x02, 0x1e, 0, 0, 0xc0, 0x03]);
+const M_STATIC: Mac = Mac([0x02, 0x1e, 0, 0, 0xc0, 0x04]);
+const M_MASQ: Mac = Mac([0x02, 0x1e, 0, 0, 0xc0, 0x05]);
+const STATIC_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+
+/// Field order matters: the daemon stops before the lab goes away.
+struct World {
+    daemon: Daemon,
+    sets: TestSets,
+    sock: PathBuf,
+    /// `--xdp` the daemon runs with (`ISODHCP_XDP`, default off).
+    xdp: XdpMode,
+    clients: Vec<Known>,
+    /// Crafted-frame port on client 1.
+    port: Dhcp,
+    lab: Lab,
+}
+
+impl World {
+    fn client(&self, m: Mac) -> &Known {
+        let s = m.to_string();
+        self.clients
+            .iter()
+            .find(|k| k.mac == s)
+            .expect("known client")
+    }
+    fn dhclient(&self) -> &Known {
+        &self.clients[0]
+    }
+    fn logs(&self) -> String {
+        daemon_logs(&self.lab)
+    }
+}
+
+fn hostname_opt(h: &str) -> (u8, Vec<u8>) {
+    (options::HOSTNAME, h.as_bytes().to_vec())
+}
+
+/// Lab with two client namespaces; daemon with the operator's eight named
+/// sets, `--compat-mac`, `--playground-size 6 --playground-mac`, a static
+/// `printer` at 198.18.0.10 and `--masquerade-mac`. Client 0 gets an
+/// isolated lease from dhclient; crafted DORA from client 1's port gives an
+/// isolated (`alice-phone`), a compat (`compat-cam`), a playground
+/// (`play-tv`), a masqueraded (`masq-laptop`) lease and the static one.
+fn world(tag: &str) -> World {
+    world_with(tag, |_| {})
+}
+
+fn world_with(tag: &str, tweak: impl FnOnce(&mut DaemonConfig)) -> World {
+    preflight().expect("preflight");
+    let lab = Lab::new(tag, 2).expect("lab");
+    let sets = TestSets::create(&lab).expect("named sets");
+    let mut cfg = crafted::config(&lab);
+    cfg.extra.extend(sets.daemon_args());
+    for a in [
+        "--compat-mac".to_string(),
+        M_COMPAT.to_string(),
+        "--playground-size".into(),
+        "6".into(),
+        "--playground-mac".into(),
+        M_PG.to_string(),
+        "--static".into(),
+        format!("{M_STATIC}={STATIC_IP},printer"),
+        "--masquerade-mac".into(),
+        M_MASQ.to_string(),
+    ] {
+        cfg.extra.push(a);
+    }
+    tweak(&mut cfg);
+    let daemon = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    // Default control socket: $STATE_DIRECTORY (the lab folder) unless given.
+    let sock = match cfg.extra.iter().position(|a| a == "--socket") {
+        Some(i) => PathBuf::from(&cfg.extra[i + 1]),
+        None => lab.dir().join("isodhcp_srv0.sock"),
+    };
+    wait_until("control socket file", WAIT, || {
+        Ok(sock.exists().then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+
+    let mut clients = Vec::new();
+    let c0 = lab.client(0);
+    let l = c0
+        .dhclient()
+        .unwrap_or_else(|e| panic!("dhclient: {e:#}\n{}", daemon_logs(&lab)));
+    assert_eq!(l.addr.prefixlen, 32, "dhclient lease {}", l.addr);
+    clients.push(Known {
+        mac: c0.mac.clone(),
+        ip: l.ip(),
+        mode: "standard",
+        hostname: None, // filled in from the daemon's answer below
+        masq: false,
+        is_static: false,
+    });
+    let port = Dhcp::open(lab.client(1)).expect("raw port");
+    for (m, host, mode, masq) in [
+        (M_ISO, "alice-phone", "standard", false),
+        (M_COMPAT, "compat-cam", "compat", false),
+        (M_PG, "play-tv", "playground", false),
+        (M_MASQ, "masq-laptop", "standard", true),
+    ] {
+        let (_, ack) = port
+            .dora(m, &[hostname_opt(host)])
+            .unwrap_or_else(|e| panic!("DORA {m} ({mode}): {e:#}\n{}", daemon_logs(&lab)));
+        clients.push(Known {
+            mac: m.to_string(),
+            ip: ack.msg.yiaddr,
+            mode,
+            hostname: Some(host.into()),
+            masq,
+            is_static: false,
+        });
+    }
+    // The static client asks too (its configured hostname must win).
+    let (_, ack) = port
+        .dora(M_STATIC, &[hostname_opt("not-the-static-name")])
+        .unwrap_or_else(|e| panic!("DORA static: {e:#}\n{}", daemon_logs(&lab)));
+    assert_eq!(
+        ack.msg.yiaddr, STATIC_IP,
+        "static client must get its address"
+    );
+    clients.push(Known {
+        mac: M_STATIC.to_string(),
+        ip: STATIC_IP,
+        mode: "standard",
+        hostname: Some("printer".into()),
+        masq: false,
+        is_static: true,
+    });
+    let w = World {
+        daemon,
+        sets,
+        sock,
+        xdp: cfg.xdp,
+        clients,
+        port,
+        lab,
+    };
+    // Facts the rest relies on (SPEC §4.2, §4.3).
+    assert_eq!(
+        w.client(M_COMPAT).ip,
+        ip(6),
+        "compat client: lowest free /30 is 198.18.0.4/30"
+    );
+    let pg = w.client(M_PG).ip;
+    assert!(
+        (250..=254).contains(&pg.octets()[3]),
+        "playground client {pg} must be in 198.18.0.248/29 (gateway .249)"
+    );
+    // dhclient's hostname (Debian sends the host name) as the daemon saw it.
+    let d = cli_json(&w.sock, &["--show", &w.dhclient().mac.clone()]);
+    let h = d["client"]["hostname"].as_str().map(String::from);
+    let mut w = w;
+    w.clients[0].hostname = h;
+    w
+}
+
+// ---------------------------------------------------------------------------
+// --status, --config, --dump, --show
+// ---------------------------------------------------------------------------
+
+fn parse_range(r: &str) -> (u32, u32) {
+    let (a, b) = r.split_once('-').unwrap_or((r, r));
+    let a: Ipv4Addr = a
+        .parse()
+        .unwrap_or_else(|_| panic!("free range {r:?}: bad start"));
+    let b: Ipv4Addr = b
+        .parse()
+        .unwrap_or_else(|_| panic!("free range {r:?}: bad end"));
+    assert!(
+        u32::from(a) <= u32::from(b),
+        "free range {r:?} runs backwards"
+    );
+    (u32::from(a), u32::from(b))
+}
+
+#[test]
+fn diagnostics_report_every_mode() {
+    let w = world("ctldiag");
+    let sock = &w.sock;
+    let pid = w.daemon.pid().expect("daemon pid");
+
+    // --status
+    let st = cli_json(sock, &["--status"]);
+    assert_eq!(st["pid"], pid, "--status pid must be the daemon's: {st}");
+    assert_eq!(st["interface"], "srv0", "{st}");
+    let clients = &st["clients"];
+    for (k, n) in [
+        ("standard", 3),
+        ("compat", 1),
+        ("playground", 1),
+        ("static", 1),
+    ] {
+        assert_eq!(clients[k], n, "--status clients.{k}: {st}");
+    }
+    assert_eq!(st["pool_size"], 256, "{st}");
+    let free = st["free_addresses"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no free_addresses: {st}"));
+    assert!(st["uptime_s"].is_u64(), "{st}");
+    let datapath_off = w.xdp == XdpMode::Off;
+    assert_eq!(
+        st["datapath"] == "off",
+        datapath_off,
+        "--xdp {:?}: {st}",
+        w.xdp
+    );
+    assert!(
+        st["admission"]["drop_denied"].is_u64(),
+        "admission counters: {st}"
+    );
+    let text = cli_text(sock, &["--status"]);
+    for needle in [
+        format!("pid: {pid}"),
+        "  standard: 3".into(),
+        "  compat: 1".into(),
+        "  playground: 1".into(),
+        "  static: 1".into(),
+        "pool_size: 256".into(),
+        format!("free_addresses: {free}"),
+    ] {
+        assert!(
+            text.contains(&needle),
+            "--status text lacks {needle:?}:\n{text}"
+        );
+    }
+
+    // --config
+    let c = cli_json(sock, &["--config"]);
+    assert_eq!(c["interface"], "srv0", "{c}");
+    assert_eq!(c["pool"], "198.18.0.0/24", "{c}");
+    assert_eq!(c["server_ip"], "198.18.0.1", "{c}");
+    assert_eq!(c["lease_time"], 600, "{c}");
+    assert_eq!(c["playground"], "198.18.0.248/29", "{c}");
+    assert_eq!(c["socket"], sock.display().to_string(), "{c}");
+    let text = cli_text(sock, &["--config"]);
+    for needle in ["interface: srv0", "pool: 198.18.0.0/24", "lease_time: 600"] {
+        assert!(
+            text.contains(needle),
+            "--config text lacks {needle:?}:\n{text}"
+        );
+    }
+
+    // --dump (default: leases, subnets)
+    let d = cli_json(sock, &["--dump"]);
+    let keys: BTreeSet<&str> = d
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "version" && *k != "status")
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["leases", "subnets"]),
+        "--dump default sections: {d}"
+    );
+    let leases = d["leases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("leases: {d}"));
+    assert_eq!(leases.len(), w.clients.len(), "--dump leases: {d}");
+    for k in &w.clients {
+        let l = leases
+            .iter()
+            .find(|l| l["mac"] == k.mac.as_str())
+            .unwrap_or_else(|| panic!("--dump has no lease for {k:?}: {d}"));
+        assert_eq!(l["ip"], k.ip.to_string(), "{k:?}: {l}");
+        assert_eq!(l["mode"], k.mode, "{k:?}: {l}");
+        assert_eq!(l["masq"], k.masq, "{k:?}: {l}");
+        assert_eq!(l["static"], k.is_static, "{k:?}: {l}");
+        if let Some(h) = &k.hostname {
+            assert_eq!(l["hostname"], h.as_str(), "{k:?}: {l}");
+        }
+        if k.is_static {
+            assert!(
+                l["expires"].is_null(),
+                "a static never expires server-side: {l}"
+            );
+        } else {
+            assert!(l["expires"].is_f64() || l["expires"].is_u64(), "{l}");
+        }
+    }
+    let subnets = d["subnets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("subnets: {d}"));
+    assert_eq!(subnets.len(), 1, "one compat client, one /30: {d}");
+    assert_eq!(subnets[0]["mac"], M_COMPAT.to_string(), "{d}");
+    assert_eq!(subnets[0]["subnet"], "198.18.0.4/30", "{d}");
+    assert_eq!(subnets[0]["gateway"], "198.18.0.5", "{d}");
+    let text = cli_text(sock, &["--dump"]);
+    assert!(
+        text.contains("[leases]") && text.contains("[subnets]"),
+        "{text}"
+    );
+    for k in &w.clients {
+        let ip = k.ip.to_string();
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&k.mac) && l.split_whitespace().any(|x| x == ip)),
+            "--dump text has no line with {} and {ip}:\n{text}",
+            k.mac
+        );
+    }
+    assert!(
+        text.contains("198.18.0.4/30"),
+        "--dump text lacks the compat /30:\n{text}"
+    );
+
+    // --dump=pool: free addresses as ranges, leased ones excluded.
+    let p = cli_json(sock, &["--dump=pool"]);
+    let pool = &p["pool"];
+    assert_eq!(pool["cidr"], "198.18.0.0/24", "{p}");
+    assert_eq!(pool["playground"], "198.18.0.248/29", "{p}");
+    let ranges: Vec<String> = pool["free_ranges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("free_ranges: {p}"))
+        .iter()
+        .map(|r| r.as_str().expect("range string").to_string())
+        .collect();
+    assert!(
+        ranges.iter().any(|r| r.contains('-')),
+        "free pool must be printed as ranges like 198.18.0.11-198.18.0.244: {ranges:?}"
+    );
+    let parsed: Vec<(u32, u32)> = ranges.iter().map(|r| parse_range(r)).collect();
+    for pair in parsed.windows(2) {
+        assert!(
+            pair[0].1 + 1 < pair[1].0,
+            "ranges must be sorted and merged: {ranges:?}"
+        );
+    }
+    let in_ranges = |a: Ipv4Addr| {
+        parsed
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&u32::from(a)))
+    };
+    for k in &w.clients {
+        assert!(
+            !in_ranges(k.ip),
+            "leased {} ({}) listed as free: {ranges:?}",
+            k.ip,
+            k.mode
+        );
+    }
+    for never in [
+        ip(0),
+        SERVER_IP,
+        ip(4),
+        ip(5),
+        ip(7),
+        ip(255),
+        ip(248),
+        ip(249),
+    ] {
+        assert!(
+            !in_ranges(never),
+            "{never} must never be free in the main pool: {ranges:?}"
+        );
+    }
+    let main_free: u32 = parsed.iter().map(|(a, b)| b - a + 1).sum();
+    // 254 hosts - server - 7 hosts of the playground /29 - static - 3
+    // isolated leases - the compat /30 (4 addresses) = 238.
+    assert_eq!(main_free, 238, "free main-pool addresses: {ranges:?}");
+    assert_eq!(
+        pool["free"], free,
+        "--dump=pool free vs --status free_addresses: {p} / {st}"
+    );
+    assert!(u64::from(main_free) <= free, "{p}");
+    assert_eq!(pool["free_blocks"], st["free_blocks"], "{p} / {st}");
+    let text = cli_text(sock, &["--dump=pool"]);
+    assert!(text.contains("[pool]"), "{text}");
+    for r in &ranges {
+        assert!(
+            text.contains(r.as_str()),
+            "--dump=pool text lacks range {r}:\n{text}"
+        );
+    }
+
+    // --dump=quarantine,ratelimit,firewall,xdp,config
+    let secs = "quarantine,ratelimit,firewall,xdp,config";
+    let d = cli_json(sock, &[&format!("--dump={secs}")]);
+    for s in secs.split(',') {
+        assert!(!d[s].is_null(), "--dump={secs}: no {s} section: {d}");
+    }
+    assert_eq!(
+        d["quarantine"],
+        serde_json::json!([]),
+        "nothing quarantined: {d}"
+    );
+    assert_eq!(d["ratelimit"]["rate_limit"], 1000, "{d}");
+    assert_eq!(d["ratelimit"]["rate_burst"], 1000, "{d}");
+    assert!(d["ratelimit"]["counters"]["drop_denied"].is_u64(), "{d}");
+    let fw = &d["firewall"];
+    assert_eq!(fw["table"], "isodhcp_srv0", "{fw}");
+    let snat = fw["snat"]
+        .as_array()
+        .unwrap_or_else(|| panic!("snat: {fw}"));
+    assert_eq!(
+        snat.len(),
+        1,
+        "exactly one SNAT rule (one masqueraded client): {fw}"
+    );
+    assert_eq!(snat[0]["client"], w.client(M_MASQ).ip.to_string(), "{fw}");
+    assert_eq!(snat[0]["gateway"], "198.18.0.1", "{fw}");
+    let set = |name: &str| -> BTreeSet<String> {
+        fw["sets"][w.sets.set(name)]
+            .as_array()
+            .unwrap_or_else(|| panic!("--dump=firewall has no set {name}: {fw}"))
+            .iter()
+            .map(|x| x.as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let iso: BTreeSet<String> = w
+        .clients
+        .iter()
+        .filter(|k| k.mode == "standard")
+        .map(|k| k.ip.to_string())
+        .collect();
+    assert_eq!(set("iso"), iso, "isolated set: {fw}");
+    assert_eq!(
+        set("compat"),
+        BTreeSet::from(["198.18.0.6".to_string()]),
+        "{fw}"
+    );
+    assert_eq!(
+        set("pg"),
+        BTreeSet::from([w.client(M_PG).ip.to_string()]),
+        "{fw}"
+    );
+    assert_eq!(
+        set("gw"),
+        BTreeSet::from(["198.18.0.5".to_string()]),
+        "{fw}"
+    );
+    assert_eq!(
+        set("subs"),
+        BTreeSet::from(["198.18.0.4/30".to_string()]),
+        "{fw}"
+    );
+    assert_eq!(d["xdp"]["mode"], st["datapath"], "{d}");
+    assert_eq!(d["xdp"]["blocked"], serde_json::json!([]), "{d}");
+    assert!(
+        d["xdp"]["counters"]["dhcp"].as_u64().unwrap_or(0) > 0,
+        "{d}"
+    );
+    assert_eq!(d["config"]["interface"], "srv0", "{d}");
+    let text = cli_text(sock, &[&format!("--dump={secs}")]);
+    for s in secs.split(',') {
+        assert!(
+            text.contains(&format!("[{s}]")),
+            "--dump text lacks [{s}]:\n{text}"
+        );
+    }
+    assert!(text.contains("isodhcp_srv0"), "{text}");
+
+    // --show MAC / IP / hostname: one client, checklist all ok.
+    let dh = w.dhclient().clone();
+    let keys: Vec<(String, &Known)> = vec![
+        (dh.mac.to_uppercase(), w.dhclient()),
+        (w.client(M_ISO).ip.to_string(), w.client(M_ISO)),
+        ("compat-cam".into(), w.client(M_COMPAT)),
+        (M_PG.to_string(), w.client(M_PG)),
+        ("masq-laptop".into(), w.client(M_MASQ)),
+        ("PRINTER".into(), w.client(M_STATIC)),
+    ];
+    for (key, k) in keys {
+        let s = cli_json(sock, &["--show", &key]);
+        assert_eq!(s["client"]["mac"], k.mac.as_str(), "--show {key}: {s}");
+        assert_eq!(s["client"]["ip"], k.ip.to_string(), "--show {key}: {s}");
+        let list = s["checklist"]
+            .as_array()
+            .unwrap_or_else(|| panic!("--show {key}: {s}"));
+        assert!(list.len() >= 2, "--show {key}: checklist too short: {s}");
+        for item in list {
+            assert_eq!(
+                item["ok"],
+                true,
+                "--show {key}: not ok: {item}\n{s}\n{}",
+                w.logs()
+            );
+        }
+        let whats: Vec<&str> = list.iter().filter_map(|i| i["what"].as_str()).collect();
+        let needle = match k.mode {
+            "standard" => format!("route {}/32", k.ip),
+            "compat" => "alias 198.18.0.5/30".into(),
+            _ => "playground gateway 198.18.0.249".into(),
+        };
+        assert!(
+            whats.iter().any(|x| x.contains(&needle)),
+            "--show {key}: no {needle:?}: {whats:?}"
+        );
+        if k.masq {
+            assert!(
+                whats.iter().any(|x| x.contains("SNAT")),
+                "--show {key}: no SNAT item: {whats:?}"
+            );
+        }
+        let text = cli_text(sock, &["--show", &key]);
+        assert!(
+            text.contains(&k.mac) && text.contains(&k.ip.to_string()),
+            "{text}"
+        );
+        assert!(
+            text.contains("checklist:") && text.contains("[ok ]"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("MISSING") && !text.contains("[?]"),
+            "--show {key}:\n{text}"
+        );
+    }
+
+    // Bad requests.
+    for bad in ["--dump=bogus", "--dump=leases,bogus"] {
+        let o = cli(sock, &[bad]);
+        assert_eq!(code(&o), Some(2), "{bad}: {}", show_out(&o));
+        assert!(o.stdout.is_empty(), "{bad}: {}", show_out(&o));
+        let lines: Vec<&str> = o.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{bad}: one line: {}", show_out(&o));
+        assert!(
+            lines[0].contains("--dump") && lines[0].contains("bogus"),
+            "{bad}: {}",
+            show_out(&o)
+        );
+    }
+    for key in ["02:00:00:99:99:99", "198.18.0.99", "nobody-here"] {
+        let o = cli(sock, &["--show", key]);
+        assert_eq!(code(&o), Some(1), "--show {key}: {}", show_out(&o));
+        assert!(
+            o.stderr.contains(key),
+            "--show {key}: message must name the key: {}",
+            show_out(&o)
+        );
+        let j = cli(sock, &["--show", key, "--json"]);
+        assert_eq!(code(&j), Some(1), "--show {key} --json: {}", show_out(&j));
+        let v: Value = serde_json::from_str(&j.stdout).unwrap_or(Value::Null);
+        assert_eq!(v["status"], "error", "{}", show_out(&j));
+    }
+    drop(w.port);
+}
+
+// ---------------------------------------------------------------------------
+// --verify
+// ---------------------------------------------------------------------------
+
+#[test]
+fn verify_exit_codes_follow_findings() {
+    let w = world("ctlverify");
+    let sock = w.sock.clone();
+    let (c, text, v) = verify(&sock);
+    assert_eq!(
+        c,
+        0,
+        "healthy daemon: --verify must exit 0:\n{text}\n{v}\n{}",
+        w.logs()
+    );
+    assert_eq!(v["result"], "ok", "{v}");
+    assert!(text.starts_with("OK"), "{text}");
+
+    // 1. A client's host route deleted by hand → alarming (2), names it.
+    let iso = w.dhclient().ip;
+    w.lab
+        .server
+        .ip(&[
+            "route",
+            "del",
+            &format!("{iso}/32"),
+            "dev",
+            "srv0",
+            "proto",
+            "108",
+        ])
+        .expect("deleting the route");
+    let (c, text, v) = verify(&sock);
+    assert_eq!(c, 2, "missing route must be alarming:\n{text}\n{v}");
+    assert_eq!(v["result"], "alarming", "{v}");
+    assert!(
+        findings(&v)
+            .iter()
+            .any(|(s, f)| s == "alarming" && f.contains(&iso.to_string()) && f.contains("route")),
+        "no alarming finding naming route {iso}: {v}"
+    );
+    assert!(text.contains(&iso.to_string()), "text lacks {iso}:\n{text}");
+    let show = cli(&sock, &["--show", &iso.to_string()]);
+    assert!(
+        show.stdout.contains("MISSING"),
+        "--show must flag the missing route:\n{}",
+        show_out(&show)
+    );
+    w.daemon.signal(libc::SIGUSR1).unwrap();
+    wait_verify(&w.lab, &sock, 0, "SIGUSR1 restores the route");
+
+    // 2. The compat alias deleted → alarming.
+    w.lab
+        .server
+        .ip(&["addr", "del", "198.18.0.5/30", "dev", "srv0"])
+        .expect("deleting the alias");
+    let (c, text, v) = verify(&sock);
+    assert_eq!(c, 2, "missing alias must be alarming:\n{text}\n{v}");
+    assert!(
+        findings(&v)
+            .iter()
+            .any(|(s, f)| s == "alarming" && f.contains("198.18.0.5")),
+        "no alarming finding naming alias 198.18.0.5: {v}"
+    );
+    w.daemon.signal(libc::SIGUSR1).unwrap();
+    wait_verify(&w.lab, &sock, 0, "SIGUSR1 restores the alias");
+
+    // 3. An element deleted from a named set → alarming.
+    let alice = w.client(M_ISO).ip.to_string();
+    nft(
+        &w.lab.server,
+        &[
+            "delete",
+            "element",
+            "inet",
+            "filter",
+            "iso",
+            &format!("{{ {alice} }}"),
+        ],
+    )
+    .expect("nft delete element");
+    let (c, text, v) = verify(&sock);
+    assert_eq!(c, 2, "missing set element must be alarming:\n{text}\n{v}");
+    assert!(
+        findings(&v)
+            .iter()
+            .any(|(s, f)| s == "alarming" && f.contains(&alice) && f.contains("inet filter iso")),
+        "no alarming finding naming {alice} in inet filter iso: {v}"
+    );
+    w.daemon.signal(libc::SIGUSR1).unwrap();
+    wait_verify(&w.lab, &sock, 0, "SIGUSR1 restores the element");
+
+    // 4. A stray proto-108 /32 for a pool address nobody leases → moderate (1).
+    w.lab
+        .server
+        .ip(&[
+            "route",
+            "add",
+            "198.18.0.77/32",
+            "dev",
+            "srv0",
+            "proto",
+            "108",
+        ])
+        .expect("adding a stray route");
+    let (c, text, v) = verify(&sock);
+    assert_eq!(
+        c, 1,
+        "an unexplained proto-108 route must be moderate:\n{text}\n{v}"
+    );
+    assert_eq!(v["result"], "moderate", "{v}");
+    assert!(
+        findings(&v)
+            .iter()
+            .any(|(s, f)| s == "moderate" && f.contains("198.18.0.77")),
+        "no moderate finding naming 198.18.0.77: {v}"
+    );
+    assert!(
+        !findings(&v).iter().any(|(s, _)| s == "alarming"),
+        "nothing alarming here: {v}"
+    );
+    // Both at once: the worst wins.
+    w.lab
+        .server
+        .ip(&[
+            "route",
+            "del",
+            &format!("{iso}/32"),
+            "dev",
+            "srv0",
+            "proto",
+            "108",
+        ])
+        .unwrap();
+    let (c, _, v) = verify(&sock);
+    assert_eq!(c, 2, "moderate + alarming must exit 2: {v}");
+    w.lab
+        .server
+        .ip(&[
+            "route",
+            "del",
+            "198.18.0.77/32",
+            "dev",
+            "srv0",
+            "proto",
+            "108",
+        ])
+        .unwrap();
+    w.daemon.signal(libc::SIGUSR1).unwrap();
+    wait_verify(&w.lab, &sock, 0, "clean again");
+
+    // --check is --verify.
+    let o = cli(&sock, &["--check"]);
+    assert_eq!(code(&o), Some(0), "{}", show_out(&o));
+
+    // 5. No daemon on that socket → 3, clear message.
+    let nowhere = w.lab.dir().join("no-daemon-here.sock");
+    for args in [&["--verify"][..], &["--verify", "--json"], &["--status"]] {
+        let o = cli(&nowhere, args);
+        assert_eq!(
+            code(&o),
+            Some(3),
+            "{args:?} without a daemon: {}",
+            show_out(&o)
+        );
+        assert!(
+            o.stderr.contains("no-daemon-here.sock") && o.stderr.contains("daemon"),
+            "{args:?}: message must say no daemon answers there: {}",
+            show_out(&o)
+        );
+    }
+    // A stale socket file (nobody listening) is the same.
+    let stale = w.lab.dir().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let o = cli(&stale, &["--verify"]);
+    assert_eq!(code(&o), Some(3), "stale socket: {}", show_out(&o));
+}
+
+// ---------------------------------------------------------------------------
+// --redact
+// ---------------------------------------------------------------------------
+
+fn last3(mac: &str) -> String {
+    mac.to_ascii_lowercase()[9..].to_string()
+}
+
+#[test]
+fn redact_masks_macs_and_hostnames() {
+    // A lease restored in its grace period (expired 30 s ago): `--verify
+    // --all` reports it, and it must be masked there too.
+    let grace = mac(0xc0, 0x66).to_string();
+    let w = world_with("ctlredact", |cfg| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let file = serde_json::json!({
+            "leases": {grace.as_str(): {"ip": "198.18.0.100", "expires": now - 30.0,
+                "mode": "standard", "masq": false, "hostname": "grace-host"}},
+            "subnets": {}
+        });
+        std::fs::write(&cfg.lease_file, file.to_string()).unwrap();
+    });
+    let sock = &w.sock;
+    // A blocked MAC shows up in --dump=xdp: it must be masked too.
+    let blocked = mac(0xc0, 0x77).to_string();
+    cli_text(sock, &["--block", &blocked]);
+    let mut macs: Vec<String> = w.clients.iter().map(|k| k.mac.clone()).collect();
+    macs.push(blocked.clone());
+    macs.push(grace.clone());
+    let mut hostnames: Vec<String> = w
+        .clients
+        .iter()
+        .filter_map(|k| k.hostname.clone())
+        .collect();
+    hostnames.push("grace-host".into());
+    let all = cli_json(sock, &["--verify", "--all"]);
+    assert!(
+        findings(&all).iter().any(|(_, f)| f.contains("grace")),
+        "--verify --all must report the lease in its grace period: {all}"
+    );
+    assert!(hostnames.len() >= 5, "{hostnames:?}");
+
+    // Unredacted, the facts are there (so the searches below mean something).
+    let plain = cli_text(sock, &["--dump=leases,subnets,firewall,xdp"]);
+    for m in &macs {
+        assert!(
+            plain.contains(m.as_str()),
+            "unredacted dump lacks {m}:\n{plain}"
+        );
+    }
+    for h in [
+        "alice-phone",
+        "compat-cam",
+        "play-tv",
+        "masq-laptop",
+        "printer",
+        "grace-host",
+    ] {
+        assert!(plain.contains(h), "unredacted dump lacks {h}:\n{plain}");
+    }
+
+    let mut queries: Vec<Vec<String>> = vec![
+        vec!["--dump".into()],
+        vec!["--dump=leases,subnets,quarantine,ratelimit,pool,config,firewall,xdp".into()],
+        vec!["--status".into()],
+        vec!["--config".into()],
+        vec!["--verify".into(), "--all".into()],
+        vec!["--show".into(), "alice-phone".into()],
+        vec!["--show".into(), w.client(M_COMPAT).ip.to_string()],
+        vec!["--block".into(), blocked.clone()],
+    ];
+    for k in &w.clients {
+        queries.push(vec!["--show".into(), k.mac.clone()]);
+    }
+    // Every leak is collected first, so one failure shows them all.
+    let mut leaks: Vec<String> = Vec::new();
+    for q in queries {
+        for json in [false, true] {
+            let mut a: Vec<&str> = q.iter().map(String::as_str).collect();
+            a.push("--redact");
+            if json {
+                a.push("--json");
+            }
+            let o = cli(sock, &a);
+            assert!(
+                code(&o) == Some(0) || (q[0] == "--verify" && code(&o).is_some()),
+                "{a:?}: {}",
+                show_out(&o)
+            );
+            let out = format!("{}\n{}", o.stdout, o.stderr).to_ascii_lowercase();
+            for m in &macs {
+                if out.contains(&last3(m)) {
+                    leaks.push(format!("{a:?} leaks MAC {m}:\n{}", show_out(&o)));
+                }
+            }
+            for h in hostnames.iter().filter(|h| h.len() >= 4) {
+                if out.contains(&h.to_ascii_lowercase()) {
+                    leaks.push(format!("{a:?} leaks hostname {h:?}:\n{}", show_out(&o)));
+                }
+            }
+            if json {
+                let v: Value = serde_json::from_str(&o.stdout).unwrap();
+                check_hostnames_redacted(&v, &a);
+            }
+        }
+    }
+    // The masked form keeps the first three octets (02:1e:00 / 02:1d:..).
+    let d = cli_text(sock, &["--dump", "--redact"]);
+    assert!(
+        d.contains("02:1e:00:xx:xx:xx"),
+        "masked MACs keep the OUI:\n{d}"
+    );
+    assert!(
+        d.contains(&w.client(M_ISO).ip.to_string()),
+        "IPs are not redacted:\n{d}"
+    );
+    assert!(
+        leaks.is_empty(),
+        "--redact leaks ({}):\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+}
+
+/// Every `hostname` field in a redacted answer is null or "(redacted)".
+fn check_hostnames_redacted(v: &Value, ctx: &[&str]) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                if k == "hostname" {
+                    assert!(
+                        x.is_null() || x == "(redacted)",
+                        "{ctx:?}: hostname {x} not redacted"
+                    );
+                } else {
+                    check_hostnames_redacted(x, ctx);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| check_hostnames_redacted(x, ctx)),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Access control, file modes, a second daemon
+// ---------------------------------------------------------------------------
+
+const NOBODY: &str = "65534";
+
+fn as_nobody(sock: &Path, args: &[&str]) -> CmdOutput {
+    let bin = isodhcp_bin().unwrap();
+    util::run(
+        tool_cmd("setpriv")
+            .args([
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+                "--",
+            ])
+            .arg(bin)
+            .arg("--socket")
+            .arg(sock)
+            .args(args),
+        CLI_TIMEOUT,
+    )
+    .expect("setpriv")
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn socket_and_lease_file_are_private() {
+    preflight().expect("preflight");
+    assert!(
+        find_tool("setpriv").is_some(),
+        "setpriv (util-linux) is required"
+    );
+    let lab = Lab::new("ctlperm", 1).expect("lab");
+    let cfg = crafted::config(&lab);
+    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let sock = lab.dir().join("isodhcp_srv0.sock");
+    let port = Dhcp::open(lab.client(0)).unwrap();
+    port.dora(mac(0xc1, 1), &[hostname_opt("secret-host")])
+        .unwrap_or_else(|e| panic!("DORA: {e:#}\n{}", daemon_logs(&lab)));
+
+    let meta = std::fs::metadata(&sock).expect("socket file");
+    assert!(
+        meta.file_type().is_socket(),
+        "{} is not a socket",
+        sock.display()
+    );
+    assert_eq!(mode_of(&sock), 0o600, "control socket mode (SPEC §10, §12)");
+    assert_eq!(mode_of(&cfg.lease_file), 0o600, "lease file mode (SPEC §7)");
+    let journal = PathBuf::from(format!("{}.journal", cfg.lease_file.display()));
+    if journal.exists() {
+        assert_eq!(
+            mode_of(&journal),
+            0o600,
+            "lease journal mode (isodhcp(8) FILES)"
+        );
+    }
+    // The lab folder itself is traversable, so only the socket's own mode stops others.
+    assert!(
+        mode_of(lab.dir()) & 0o001 != 0,
+        "lab dir must be traversable for this test"
+    );
+
+    // Another user: the 0600 socket refuses the connection.
+    for args in [
+        &["--status"][..],
+        &["--dump"],
+        &["--dump", "--json"],
+        &["--verify"],
+    ] {
+        let o = as_nobody(&sock, args);
+        assert_ne!(
+            code(&o),
+            Some(0),
+            "nobody {args:?} must fail: {}",
+            show_out(&o)
+        );
+        assert!(
+            code(&o).is_some(),
+            "nobody {args:?}: killed by a signal? {}",
+            show_out(&o)
+        );
+        assert!(
+            o.stderr.to_ascii_lowercase().contains("permission denied"),
+            "nobody {args:?}: the message must say permission denied: {}",
+            show_out(&o)
+        );
+        assert!(!o.stderr.contains("panicked"), "{}", show_out(&o));
+        assert!(
+            !o.stdout.contains("secret-host")
+                && !o.stdout.contains("pid")
+                && !o.stdout.contains("198.18."),
+            "nobody {args:?} got data: {}",
+            show_out(&o)
+        );
+    }
+    // Even if the socket file's mode is loosened, the daemon checks the
+    // peer's credentials before reading the request.
+    // Several attempts: the answer must be the same every time (the daemon
+    // answers before reading, so a client that dies on EPIPE while sending
+    // its request would report a misleading error some of the time).
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut outs = Vec::new();
+    for i in 0..30 {
+        let args: &[&str] = if i % 2 == 0 {
+            &["--dump"]
+        } else {
+            &["--dump", "--json"]
+        };
+        outs.push(as_nobody(&sock, args));
+    }
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for o in &outs {
+        assert_ne!(code(o), Some(0), "peer-credential check: {}", show_out(o));
+        assert!(
+            !o.stdout.contains("secret-host") && !o.stdout.contains("198.18."),
+            "another user got data: {}",
+            show_out(o)
+        );
+    }
+    let unclear: Vec<String> = outs
+        .iter()
+        .filter(|o| {
+            !format!("{}{}", o.stdout, o.stderr)
+                .to_ascii_lowercase()
+                .contains("permission denied")
+        })
+        .map(show_out)
+        .collect();
+    assert!(
+        unclear.is_empty(),
+        "peer-credential refusal must say permission denied every time; {} of {} did not:\n{}",
+        unclear.len(),
+        outs.len(),
+        unclear.join("\n")
+    );
+    // Root still gets it.
+    let d = cli_json(&sock, &["--dump"]);
+    assert_eq!(d["leases"][0]["hostname"], "secret-host", "{d}");
+}
+
+#[test]
+fn second_daemon_refuses_the_socket() {
+    preflight().expect("preflight");
+    let lab = Lab::new("ctltwice", 1).expect("lab");
+    let cfg = crafted::config(&lab);
+    let first = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let pid = first.pid().unwrap();
+    let sock = lab.dir().join("isodhcp_srv0.sock");
+    let port = Dhcp::open(lab.client(0)).unwrap();
+    port.dora(mac(0xc2, 1), &[])
+        .expect("DORA with the first daemon");
+
+    let log = lab.dir().join("second.log");
+    let mut second = Daemon::start(&lab.server, &cfg.bin, &cfg.args(), lab.dir(), &log)
+        .expect("spawning the second daemon");
+    let st = second
+        .wait_exit(Duration::from_secs(15))
+        .expect("second daemon must exit");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        st.code(),
+        Some(1),
+        "second daemon: exit 1 expected ({st}); log:\n{text}"
+    );
+    assert!(
+        text.contains(&sock.display().to_string()),
+        "the refusal must name the socket {}; log:\n{text}",
+        sock.display()
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(
+        !text.contains("isodhcp ready"),
+        "second daemon must not serve:\n{text}"
+    );
+
+    // The first one keeps its socket and keeps serving.
+    assert!(
+        sock.exists(),
+        "the second daemon removed the first one's socket"
+    );
+    let s = cli_json(&sock, &["--status"]);
+    assert_eq!(s["pid"], pid, "{s}");
+    let (_, ack) = port
+        .dora(mac(0xc2, 2), &[])
+        .unwrap_or_else(|e| panic!("first daemon stopped serving: {e:#}\n{}", daemon_logs(&lab)));
+    lab.wait_server_route(ack.msg.yiaddr, WAIT)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+    let d = cli_json(&sock, &["--dump"]);
+    assert_eq!(d["leases"].as_array().map(Vec::len), Some(2), "{d}");
+    drop(first);
+}
+
+// ---------------------------------------------------------------------------
+// --block / --unblock / --for
+// ---------------------------------------------------------------------------
+
+fn discover_answered(port: &Dhcp, m: Mac) -> bool {
+    let d = request(MessageType::Discover, m);
+    port.exchange_to(&d, crafted::To::Broadcast)
+        .expect("exchange")
+        .is_some_and(|r| r.kind() == Some(MessageType::Offer))
+}
+
+fn blocked_macs(sock: &Path) -> Vec<(String, Value)> {
+    let d = cli_json(sock, &["--dump=xdp"]);
+    d["xdp"]["blocked"]
+        .as_array()
+        .unwrap_or_else(|| panic!("--dump=xdp: {d}"))
+        .iter()
+        .map(|b| {
+            (
+                b["mac"].as_str().unwrap_or_default().to_string(),
+                b["remaining_s"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn denied_counter(w: &Lab, sock: &Path, xdp: bool) -> u64 {
+    let d = cli_json(sock, &["--dump=xdp"]);
+    let from_daemon = d["xdp"]["counters"]["drop_denied"].as_u64().unwrap_or(0);
+    if xdp {
+        let counters = w.pin_dir().join("counters");
+        let dump = bpftool_json(&["map", "dump", "pinned", counters.to_str().unwrap()])
+            .expect("bpftool map dump pinned counters");
+        let k = sum_field(&dump, "drop_denied");
+        assert_eq!(
+            k, from_daemon,
+            "bpftool and --dump=xdp disagree on drop_denied: {dump}\n{d}"
+        );
+        k
+    } else {
+        from_daemon
+    }
+}
+
+fn block_unblock(tag: &str, xdp: XdpMode) {
+    preflight().expect("preflight");
+    let lab = Lab::new(tag, 1).expect("lab");
+    let mut cfg = crafted::config(&lab);
+    cfg.xdp = xdp;
+    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let sock = lab.dir().join("isodhcp_srv0.sock");
+    let kernel = xdp != XdpMode::Off;
+    let st = cli_json(&sock, &["--status"]);
+    if kernel {
+        assert_ne!(
+            st["datapath"],
+            "off",
+            "--xdp auto must attach in the lab: {st}\n{}",
+            daemon_logs(&lab)
+        );
+        assert!(
+            lab.pin_dir().join("counters").exists(),
+            "no pinned counters\n{}",
+            daemon_logs(&lab)
+        );
+    } else {
+        assert_eq!(st["datapath"], "off", "{st}");
+    }
+    let port = Dhcp::open(lab.client(0)).unwrap();
+    let victim = mac(0xc3, 1);
+    let other = mac(0xc3, 2);
+
+    // Blocked: no answer at all (not even with retransmissions), counted.
+    let before = denied_counter(&lab, &sock, kernel);
+    let b = cli_json(&sock, &["--block", &victim.to_string()]);
+    assert_eq!(b["blocked"], victim.to_string(), "{b}");
+    assert!(
+        !discover_answered(&port, victim),
+        "blocked {victim} got an OFFER ({xdp:?})\n{}",
+        daemon_logs(&lab)
+    );
+    assert!(
+        discover_answered(&port, other),
+        "an unblocked client must still be served"
+    );
+    let after = denied_counter(&lab, &sock, kernel);
+    assert!(
+        after > before,
+        "drop_denied did not grow ({before} → {after})"
+    );
+    let listed = blocked_macs(&sock);
+    assert!(
+        listed
+            .iter()
+            .any(|(m, rem)| *m == victim.to_string() && rem.is_null()),
+        "--dump=xdp must list {victim} blocked for ever: {listed:?}"
+    );
+    let text = cli_text(&sock, &["--dump=xdp"]);
+    assert!(
+        text.contains(&victim.to_string()),
+        "--dump=xdp text:\n{text}"
+    );
+
+    // Unblocked: a full DORA works again.
+    let u = cli_json(&sock, &["--unblock", &victim.to_string()]);
+    assert_eq!(u["unblocked"], victim.to_string(), "{u}");
+    assert!(blocked_macs(&sock).is_empty(), "unblocked MAC still listed");
+    port.dora(victim, &[])
+        .unwrap_or_else(|e| panic!("after --unblock {victim}: {e:#}\n{}", daemon_logs(&lab)));
+
+    // A bad MAC is a command-line error.
+    let o = cli(&sock, &["--block", "not-a-mac"]);
+    assert_eq!(code(&o), Some(2), "{}", show_out(&o));
+    assert!(o.stderr.contains("--block"), "{}", show_out(&o));
+
+    // --for 2: blocked now, free again by itself.
+    let timed = mac(0xc3, 3);
+    cli_json(&sock, &["--block", &timed.to_string(), "--for", "2"]);
+    let listed = blocked_macs(&sock);
+    assert!(
+        listed
+            .iter()
+            .any(|(m, rem)| *m == timed.to_string() && rem.as_u64().is_some_and(|s| s <= 2)),
+        "--dump=xdp must list {timed} with ≤ 2 s remaining: {listed:?}"
+    );
+    port.expect_silence(
+        &request(MessageType::Discover, timed),
+        crafted::To::Broadcast,
+    )
+    .unwrap_or_else(|e| panic!("{timed} blocked for 2 s: {e:#}"));
+    wait_until("--block --for 2 to expire", Duration::from_secs(12), || {
+        Ok(discover_answered(&port, timed).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+    assert!(
+        !blocked_macs(&sock)
+            .iter()
+            .any(|(m, _)| *m == timed.to_string()),
+        "expired block still listed"
+    );
+}
+
+#[test]
+fn block_unblock_with_xdp() {
+    assert!(
+        find_tool("bpftool").is_some(),
+        "bpftool is required (package bpftool)"
+    );
+    block_unblock("ctlblkxdp", XdpMode::Auto);
+}
+
+#[test]
+fn block_unblock_userspace_limiter() {
+    block_unblock("ctlblkoff", XdpMode::Off);
+}
