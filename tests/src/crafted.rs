@@ -587,18 +587,6 @@ pub fn wait_lease_entry(
     .with_context(|| format!("on disk now:\n{}", lease_files_text(path)))
 }
 
-/// Every daemon log of this lab, for failure messages.
-pub fn daemon_logs(lab: &Lab) -> String {
-    let mut s = String::new();
-    for n in 0..10 {
-        let p = lab.dir().join(format!("isodhcp-{n}.log"));
-        if let Ok(t) = std::fs::read_to_string(&p) {
-            s.push_str(&format!("--- {} ---\n{t}\n", p.display()));
-        }
-    }
-    s
-}
-
 /// IPv4 addresses (with prefix) on the server's `srv0`.
 pub fn server_addrs(lab: &Lab) -> Vec<crate::netinfo::Addr> {
     crate::netinfo::addrs(&lab.server, crate::lab::SERVER_IF).unwrap_or_default()

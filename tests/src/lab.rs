@@ -288,6 +288,20 @@ impl Lab {
     }
 
     /// Folder for this lab's files (logs, lease files); removed on drop.
+    /// Every daemon log of this lab (`isodhcp-<n>.log`, one per start), for
+    /// failure messages.
+    pub fn daemon_logs(&self) -> String {
+        let mut s = String::new();
+        for n in 0..1000 {
+            let p = self.dir().join(format!("isodhcp-{n}.log"));
+            let Ok(t) = std::fs::read_to_string(&p) else {
+                break;
+            };
+            s.push_str(&format!("--- {} ---\n{t}\n", p.display()));
+        }
+        s
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

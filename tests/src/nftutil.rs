@@ -15,6 +15,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::crafted::RawPort;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
@@ -503,57 +504,24 @@ pub struct Reply {
 /// source MAC (chaddr = Ethernet source), broadcast flag set so replies are
 /// broadcast. One probe per thread.
 pub struct DhcpProbe {
-    fd: OwnedFd,
+    port: RawPort,
     xid: u32,
     /// Per-attempt wait for a reply.
     pub reply_timeout: Duration,
 }
 
 impl DhcpProbe {
-    /// Opens the socket on `ifname` inside `ns`.
+    /// Opens a raw port on `ifname` inside `ns`.
     pub fn open(ns: &Netns, ifname: &str) -> Result<DhcpProbe> {
-        let ifname = std::ffi::CString::new(ifname)?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(1)
             ^ std::process::id().rotate_left(16);
-        ns.run_in(move || {
-            // SAFETY: plain syscalls; the fd is wrapped in OwnedFd at once;
-            // sockaddr_ll lives on the stack for the call.
-            unsafe {
-                let idx = libc::if_nametoindex(ifname.as_ptr());
-                if idx == 0 {
-                    bail!("no interface {ifname:?}");
-                }
-                let proto = (libc::ETH_P_IP as u16).to_be();
-                let fd = libc::socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    proto as i32,
-                );
-                if fd < 0 {
-                    bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
-                }
-                let fd = OwnedFd::from_raw_fd(fd);
-                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-                sll.sll_family = libc::AF_PACKET as u16;
-                sll.sll_protocol = proto;
-                sll.sll_ifindex = idx as i32;
-                if libc::bind(
-                    fd.as_raw_fd(),
-                    &sll as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                ) != 0
-                {
-                    bail!("bind AF_PACKET: {}", std::io::Error::last_os_error());
-                }
-                Ok(DhcpProbe {
-                    fd,
-                    xid: seed | 1,
-                    reply_timeout: Duration::from_millis(700),
-                })
-            }
+        Ok(DhcpProbe {
+            port: RawPort::open(ns, ifname)?,
+            xid: seed | 1,
+            reply_timeout: Duration::from_millis(700),
         })
     }
 
@@ -610,60 +578,17 @@ impl DhcpProbe {
     }
 
     pub fn send(&self, frame: &[u8]) -> Result<()> {
-        // SAFETY: send(2) on our bound packet socket with a valid buffer.
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            bail!("send: {}", std::io::Error::last_os_error());
-        }
-        Ok(())
+        self.port.send(frame)
     }
 
     /// Waits (until `deadline`) for a server reply with `xid` for `mac`.
     pub fn recv_reply(&self, mac: Mac, xid: u32, deadline: Instant) -> Result<Option<Reply>> {
-        let mut buf = vec![0u8; 2048];
+        // Bounded: each frame read consumes one round; the deadline ends it.
         for _ in 0..10_000 {
-            let now = Instant::now();
-            if now >= deadline {
+            let Some(f) = self.port.recv(deadline)? else {
                 return Ok(None);
-            }
-            let ms = (deadline - now).as_millis().clamp(1, 10_000) as i32;
-            let mut p = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
             };
-            // SAFETY: poll(2) on one valid pollfd.
-            let r = unsafe { libc::poll(&mut p, 1, ms) };
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                bail!("poll: {e}");
-            }
-            if r == 0 {
-                return Ok(None);
-            }
-            // SAFETY: recv(2) into our buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n <= 0 {
-                continue;
-            }
-            let Ok(udp) = frame::parse(&buf[..n as usize]) else {
+            let Ok(udp) = frame::parse(&f) else {
                 continue;
             };
             if udp.src_port != DHCP_SERVER_PORT || udp.dst_port != DHCP_CLIENT_PORT {

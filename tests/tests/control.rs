@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use isodhcp::wire::Mac;
 use isodhcp::wire::options::{self, MessageType};
-use isodhcp_tests::crafted::{self, Dhcp, daemon_logs, mac, request};
+use isodhcp_tests::crafted::{self, Dhcp, mac, request};
 use isodhcp_tests::daemon::{Daemon, bpftool_json, sum_field};
 use isodhcp_tests::nftutil::{TestSets, nft};
 use isodhcp_tests::util::{self, CmdOutput, find_tool, tool_cmd};
@@ -129,7 +129,7 @@ fn wait_verify(lab: &Lab, sock: &Path, want: i32, why: &str) -> (String, Value) 
         Ok((code(&o) == Some(want)).then_some(()))
     });
     if let Err(e) = r {
-        panic!("{e:#}; last:\n{last}\n{}", daemon_logs(lab));
+        panic!("{e:#}; last:\n{last}\n{}", lab.daemon_logs());
     }
     let (c, text, v) = verify(sock);
     assert_eq!(
@@ -186,7 +186,7 @@ impl World {
         &self.clients[0]
     }
     fn logs(&self) -> String {
-        daemon_logs(&self.lab)
+        self.lab.daemon_logs()
     }
 }
 
@@ -234,13 +234,13 @@ fn world_with(tag: &str, tweak: impl FnOnce(&mut DaemonConfig)) -> World {
     wait_until("control socket file", WAIT, || {
         Ok(sock.exists().then_some(()))
     })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
 
     let mut clients = Vec::new();
     let c0 = lab.client(0);
     let l = c0
         .dhclient()
-        .unwrap_or_else(|e| panic!("dhclient: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("dhclient: {e:#}\n{}", lab.daemon_logs()));
     assert_eq!(l.addr.prefixlen, 32, "dhclient lease {}", l.addr);
     clients.push(Known {
         mac: c0.mac.clone(),
@@ -259,7 +259,7 @@ fn world_with(tag: &str, tweak: impl FnOnce(&mut DaemonConfig)) -> World {
     ] {
         let (_, ack) = port
             .dora(m, &[hostname_opt(host)])
-            .unwrap_or_else(|e| panic!("DORA {m} ({mode}): {e:#}\n{}", daemon_logs(&lab)));
+            .unwrap_or_else(|e| panic!("DORA {m} ({mode}): {e:#}\n{}", lab.daemon_logs()));
         clients.push(Known {
             mac: m.to_string(),
             ip: ack.msg.yiaddr,
@@ -272,7 +272,7 @@ fn world_with(tag: &str, tweak: impl FnOnce(&mut DaemonConfig)) -> World {
     // The static client asks too (its configured hostname must win).
     let (_, ack) = port
         .dora(M_STATIC, &[hostname_opt("not-the-static-name")])
-        .unwrap_or_else(|e| panic!("DORA static: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("DORA static: {e:#}\n{}", lab.daemon_logs()));
     assert_eq!(
         ack.msg.yiaddr, STATIC_IP,
         "static client must get its address"
@@ -1067,7 +1067,7 @@ fn socket_and_lease_file_are_private() {
     let sock = lab.dir().join("isodhcp_srv0.sock");
     let port = Dhcp::open(lab.client(0)).unwrap();
     port.dora(mac(0xc1, 1), &[hostname_opt("secret-host")])
-        .unwrap_or_else(|e| panic!("DORA: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("DORA: {e:#}\n{}", lab.daemon_logs()));
 
     let meta = std::fs::metadata(&sock).expect("socket file");
     assert!(
@@ -1213,9 +1213,9 @@ fn second_daemon_refuses_the_socket() {
     assert_eq!(s["pid"], pid, "{s}");
     let (_, ack) = port
         .dora(mac(0xc2, 2), &[])
-        .unwrap_or_else(|e| panic!("first daemon stopped serving: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("first daemon stopped serving: {e:#}\n{}", lab.daemon_logs()));
     lab.wait_server_route(ack.msg.yiaddr, WAIT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let d = cli_json(&sock, &["--dump"]);
     assert_eq!(d["leases"].as_array().map(Vec::len), Some(2), "{d}");
     drop(first);
@@ -1279,12 +1279,12 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
             st["datapath"],
             "off",
             "--xdp auto must attach in the lab: {st}\n{}",
-            daemon_logs(&lab)
+            lab.daemon_logs()
         );
         assert!(
             lab.pin_dir().join("counters").exists(),
             "no pinned counters\n{}",
-            daemon_logs(&lab)
+            lab.daemon_logs()
         );
     } else {
         assert_eq!(st["datapath"], "off", "{st}");
@@ -1300,7 +1300,7 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
     assert!(
         !discover_answered(&port, victim),
         "blocked {victim} got an OFFER ({xdp:?})\n{}",
-        daemon_logs(&lab)
+        lab.daemon_logs()
     );
     assert!(
         discover_answered(&port, other),
@@ -1329,7 +1329,7 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
     assert_eq!(u["unblocked"], victim.to_string(), "{u}");
     assert!(blocked_macs(&sock).is_empty(), "unblocked MAC still listed");
     port.dora(victim, &[])
-        .unwrap_or_else(|e| panic!("after --unblock {victim}: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("after --unblock {victim}: {e:#}\n{}", lab.daemon_logs()));
 
     // A bad MAC is a command-line error.
     let o = cli(&sock, &["--block", "not-a-mac"]);
@@ -1354,7 +1354,7 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
     wait_until("--block --for 2 to expire", Duration::from_secs(12), || {
         Ok(discover_answered(&port, timed).then_some(()))
     })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert!(
         !blocked_macs(&sock)
             .iter()

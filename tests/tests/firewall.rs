@@ -44,17 +44,6 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-fn daemon_log(lab: &Lab) -> String {
-    let mut s = String::new();
-    for n in 0..10 {
-        let p = lab.dir().join(format!("isodhcp-{n}.log"));
-        if let Ok(t) = std::fs::read_to_string(&p) {
-            s.push_str(&format!("--- {} ---\n{t}\n", p.display()));
-        }
-    }
-    s
-}
-
 fn ip4(a: u32) -> Ipv4Addr {
     Ipv4Addr::from(a)
 }
@@ -63,7 +52,7 @@ fn ip4(a: u32) -> Ipv4Addr {
 fn dhclient(lab: &Lab, i: usize) -> isodhcp_tests::Lease {
     lab.client(i)
         .acquire(ClientKind::Dhclient)
-        .unwrap_or_else(|e| panic!("client {i}: no lease: {e:#}\n{}", daemon_log(lab)))
+        .unwrap_or_else(|e| panic!("client {i}: no lease: {e:#}\n{}", lab.daemon_logs()))
 }
 
 fn assert_sets(lab: &Lab, sets: &TestSets, want: &BTreeMap<String, BTreeSet<String>>, what: &str) {
@@ -72,7 +61,7 @@ fn assert_sets(lab: &Lab, sets: &TestSets, want: &BTreeMap<String, BTreeSet<Stri
         &got,
         want,
         "{what}: named sets differ from SPEC §6.3 (left: found, right: expected)\n{}",
-        daemon_log(lab)
+        lab.daemon_logs()
     );
 }
 
@@ -162,7 +151,7 @@ fn named_sets_follow_leases_and_releases() {
         panic!(
             "{e:#}\nsets now: {:?}\n{}",
             sets.snapshot(&lab.server),
-            daemon_log(&lab)
+            lab.daemon_logs()
         );
     }
     lab.wait_no_server_route(l_iso.ip(), WAIT)
@@ -200,13 +189,13 @@ fn named_sets_emptied_on_expiry() {
     let mut probe = DhcpProbe::open(&c.ns, &c.ifname).expect("raw socket");
     let ip_iso = probe
         .dora(m_iso, 3)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_log(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let ip_compat = probe
         .dora(m_compat, 3)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_log(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let ip_pg = probe
         .dora(m_pg, 3)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_log(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let base = u32::from(ip_compat) & !3;
     let block = "198.18.0.248/29";
     let want = expected_sets(&[
@@ -231,7 +220,7 @@ fn named_sets_emptied_on_expiry() {
         panic!(
             "{e:#}\nsets now: {:?}\n{}",
             sets.snapshot(&lab.server),
-            daemon_log(&lab)
+            lab.daemon_logs()
         );
     }
     lab.wait_no_server_route(ip_iso, WAIT)
@@ -276,7 +265,7 @@ fn isolation_on_blocks_client_to_client() {
     assert!(
         r.is_err(),
         "--isolation on: TCP from {a} to {b} connected (peer {r:?}); it must be dropped\n{}",
-        daemon_log(&lab)
+        lab.daemon_logs()
     );
     let u = udp_reaches(&ca.ns, &cb.ns, b, PORT + 1, Duration::from_secs(2)).expect("UDP probe");
     assert_eq!(
@@ -309,7 +298,7 @@ fn isolation_off_allows_client_to_client() {
     let peer = tcp_peer(&ca.ns, None, b, PORT, Duration::from_secs(5)).unwrap_or_else(|e| {
         panic!(
             "--isolation off: TCP {a} -> {b}: {e:#}\n{}",
-            daemon_log(&lab)
+            lab.daemon_logs()
         )
     });
     assert_eq!(peer, a, "B saw the connection from {peer}");
@@ -391,7 +380,7 @@ fn masquerade_snat_from_outside() {
         format!(
             "{e:#}\nrules: {:?}\n{}",
             nftutil::nat_rules(&lab.server),
-            daemon_log(&lab)
+            lab.daemon_logs()
         )
     };
 

@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use isodhcp::wire::dhcp::Message;
+use isodhcp::wire::options::{self, MessageType};
 use isodhcp_tests::crafted::{Dhcp, To, parse_mac};
 use isodhcp_tests::daemon::{bpftool_json, sum_field};
 use isodhcp_tests::{DaemonConfig, Lab, XdpMode, isodhcp_bin, preflight, wait_until};
-use isodhcp::wire::dhcp::Message;
-use isodhcp::wire::options::{self, MessageType};
 
 /// The flood: unpaced, at most this many frames and seconds.
 const FLOOD_FRAMES: &str = "3000000";
@@ -35,14 +35,24 @@ impl Drop for Flood {
 fn loadgen() -> PathBuf {
     let bin = isodhcp_bin().expect("isodhcp binary");
     let p = bin.with_file_name("isodhcp-loadgen");
-    assert!(p.exists(), "{} missing: build it with `cargo xtask build`", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: build it with `cargo xtask build`",
+        p.display()
+    );
     p
 }
 
 fn request(mac: isodhcp::wire::Mac, ciaddr: std::net::Ipv4Addr, xid: u32) -> Message {
-    let mut m = Message { op: 1, xid, ciaddr, ..Message::default() };
+    let mut m = Message {
+        op: 1,
+        xid,
+        ciaddr,
+        ..Message::default()
+    };
     m.chaddr[..6].copy_from_slice(&mac.0);
-    m.options.set(options::MESSAGE_TYPE, vec![MessageType::Request as u8]);
+    m.options
+        .set(options::MESSAGE_TYPE, vec![MessageType::Request as u8]);
     m
 }
 
@@ -52,8 +62,18 @@ fn exchange(d: &Dhcp, msg: &Message, to: To) -> Duration {
     let t = Instant::now();
     d.send(msg, to).expect("send");
     let reply = d.wait_reply(msg.xid, t + NO_DELAY).expect("receive");
-    let reply = reply.unwrap_or_else(|| panic!("no reply within {NO_DELAY:?} to xid {:#x} during the flood", msg.xid));
-    assert_eq!(reply.kind(), Some(MessageType::Ack), "reply to xid {:#x}", msg.xid);
+    let reply = reply.unwrap_or_else(|| {
+        panic!(
+            "no reply within {NO_DELAY:?} to xid {:#x} during the flood",
+            msg.xid
+        )
+    });
+    assert_eq!(
+        reply.kind(),
+        Some(MessageType::Ack),
+        "reply to xid {:#x}",
+        msg.xid
+    );
     t.elapsed()
 }
 
@@ -62,7 +82,10 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
     let lab = Lab::new(tag, 2).expect("lab");
     let mut cfg = DaemonConfig::for_lab(&lab).expect("config");
     cfg.xdp = xdp;
-    cfg.extra = ["--rate-limit", "10", "--rate-burst", "10"].iter().map(|s| s.to_string()).collect();
+    cfg.extra = ["--rate-limit", "10", "--rate-burst", "10"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let daemon = lab.start_isodhcp(&cfg).expect("isodhcp");
     let holder = lab.client(0);
     let lease = holder.dhclient().expect("dhclient lease before the flood");
@@ -70,11 +93,23 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
     let ip = lease.ip();
 
     let flooder = lab.client(1);
-    let _ = flooder.ns.run_ok("ethtool", &["-K", &flooder.ifname, "tso", "off"]);
+    let _ = flooder
+        .ns
+        .run_ok("ethtool", &["-K", &flooder.ifname, "tso", "off"]);
     let child = flooder
         .ns
         .exec_cmd(loadgen().to_str().unwrap())
-        .args(["-i", &flooder.ifname, "flood", "--rate", "0", "--frames", FLOOD_FRAMES, "--seconds", &FLOOD_SECONDS.to_string()])
+        .args([
+            "-i",
+            &flooder.ifname,
+            "flood",
+            "--rate",
+            "0",
+            "--frames",
+            FLOOD_FRAMES,
+            "--seconds",
+            &FLOOD_SECONDS.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -87,17 +122,31 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
         match xdp {
             XdpMode::Off => {
                 let out = Command::new(isodhcp_bin().unwrap())
-                    .args(["--socket", daemon_socket(&lab).to_str().unwrap(), "--status", "--json"])
+                    .args([
+                        "--socket",
+                        daemon_socket(&lab).to_str().unwrap(),
+                        "--status",
+                        "--json",
+                    ])
                     .output()
                     .expect("isodhcp --status");
-                let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+                let v: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).expect("status JSON");
                 v["admission"].clone()
             }
             _ => {
                 let pin = lab.pin_dir().join("counters");
-                let v = bpftool_json(&["map", "dump", "pinned", pin.to_str().unwrap()]).expect("bpftool");
+                let v = bpftool_json(&["map", "dump", "pinned", pin.to_str().unwrap()])
+                    .expect("bpftool");
                 let mut o = serde_json::Map::new();
-                for f in ["dhcp", "drop_new_budget", "drop_global", "drop_fresh_rate", "redirect", "pass_stack"] {
+                for f in [
+                    "dhcp",
+                    "drop_new_budget",
+                    "drop_global",
+                    "drop_fresh_rate",
+                    "redirect",
+                    "pass_stack",
+                ] {
                     o.insert(f.into(), sum_field(&v, f).into());
                 }
                 serde_json::Value::Object(o)
@@ -105,19 +154,31 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
         }
     };
     // The flood is on once thousands of frames were counted.
-    wait_until("the flood in the drop counters", Duration::from_secs(8), || {
-        let c = counters();
-        Ok((c["drop_new_budget"].as_u64().unwrap_or(0) > 5000).then_some(()))
-    })
+    wait_until(
+        "the flood in the drop counters",
+        Duration::from_secs(8),
+        || {
+            let c = counters();
+            Ok((c["drop_new_budget"].as_u64().unwrap_or(0) > 5000).then_some(()))
+        },
+    )
     .unwrap_or_else(|e| panic!("flood not visible in the counters: {e:#}: {}", counters()));
 
     let d = Dhcp::open(holder).expect("raw port");
     let mut worst = Duration::ZERO;
     for round in 0..6u32 {
         // RENEWING: unicast to the server, ciaddr set, no 50/54.
-        worst = worst.max(exchange(&d, &request(mac, ip, 0x5e00 + round), To::Server { src: ip }));
+        worst = worst.max(exchange(
+            &d,
+            &request(mac, ip, 0x5e00 + round),
+            To::Server { src: ip },
+        ));
         // REBINDING: broadcast, ciaddr set.
-        worst = worst.max(exchange(&d, &request(mac, ip, 0x5f00 + round), To::Broadcast));
+        worst = worst.max(exchange(
+            &d,
+            &request(mac, ip, 0x5f00 + round),
+            To::Broadcast,
+        ));
         std::thread::sleep(Duration::from_millis(300));
     }
     // The real client again (INIT-REBOOT for its address).
@@ -125,20 +186,41 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
     let again = holder.dhclient().expect("dhclient during the flood");
     assert_eq!(again.ip(), ip, "same address");
     let dhclient_time = t.elapsed();
-    assert!(started.elapsed() < Duration::from_secs(FLOOD_SECONDS), "the flood ended before the checks did: run longer");
+    assert!(
+        started.elapsed() < Duration::from_secs(FLOOD_SECONDS),
+        "the flood ended before the checks did: run longer"
+    );
     eprintln!("{tag}: worst renew/rebind {worst:?}, dhclient {dhclient_time:?}");
-    assert!(dhclient_time < Duration::from_secs(3), "dhclient took {dhclient_time:?} under the flood");
+    assert!(
+        dhclient_time < Duration::from_secs(3),
+        "dhclient took {dhclient_time:?} under the flood"
+    );
 
     let c = counters();
     eprintln!("{tag}: counters {c}");
-    assert!(c["drop_new_budget"].as_u64().unwrap() > 10_000, "flood must die in admission: {c}");
+    assert!(
+        c["drop_new_budget"].as_u64().unwrap() > 10_000,
+        "flood must die in admission: {c}"
+    );
     drop(flood);
 
     // No flood MAC holds a lease: every lease in the file is the holder's.
-    let out = Command::new(isodhcp_bin().unwrap()).args(["--socket", daemon_socket(&lab).to_str().unwrap(), "--dump=leases", "--json"]).output().expect("dump");
+    let out = Command::new(isodhcp_bin().unwrap())
+        .args([
+            "--socket",
+            daemon_socket(&lab).to_str().unwrap(),
+            "--dump=leases",
+            "--json",
+        ])
+        .output()
+        .expect("dump");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("dump JSON");
     let leases = v["leases"].as_array().expect("leases");
-    assert_eq!(leases.len(), 1, "only the holder may have a lease: {leases:?}");
+    assert_eq!(
+        leases.len(),
+        1,
+        "only the holder may have a lease: {leases:?}"
+    );
     assert_eq!(leases[0]["mac"], holder.mac.to_lowercase());
     drop(daemon);
 }

@@ -35,18 +35,6 @@ fn in_pool(ip: Ipv4Addr) -> bool {
     o[0] == 198 && o[1] == 18 && o[2] == 0 && o[3] != 0 && o[3] != 255 && ip != SERVER_IP
 }
 
-fn daemon_log(lab: &Lab) -> String {
-    // All logs of this lab's daemon starts, for failure messages.
-    let mut s = String::new();
-    for n in 0..10 {
-        let p = lab.dir().join(format!("isodhcp-{n}.log"));
-        if let Ok(t) = std::fs::read_to_string(&p) {
-            s.push_str(&format!("--- {} ---\n{t}\n", p.display()));
-        }
-    }
-    s
-}
-
 /// Acquire with `kind`, then assert the isolated-mode outcome on both ends:
 /// client has `ip/32` from the pool, a default route via 198.18.0.1, TCP to
 /// the server address and to an address behind the default route works with
@@ -55,7 +43,7 @@ fn daemon_log(lab: &Lab) -> String {
 fn lease_and_check(lab: &Lab, c: &Client, kind: ClientKind) -> Lease {
     let lease = c
         .acquire(kind)
-        .unwrap_or_else(|e| panic!("{kind} got no lease: {e:#}\n{}", daemon_log(lab)));
+        .unwrap_or_else(|e| panic!("{kind} got no lease: {e:#}\n{}", lab.daemon_logs()));
     eprintln!("{kind}: {}\n{}", lease.addr, c.describe());
     assert!(
         in_pool(lease.ip()),
@@ -178,7 +166,7 @@ fn dhclient_release_removes_server_route() {
     let lease = lease_and_check(&lab, c, ClientKind::Dhclient);
     c.dhclient_release().expect("dhclient -r");
     lab.wait_no_server_route(lease.ip(), Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_log(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert!(
         c.addrs().unwrap().is_empty(),
         "dhclient -r left the address on the client"
@@ -209,7 +197,7 @@ fn restart_restores_route_and_address() {
     assert!(
         st.success(),
         "SIGTERM must end in exit status 0, got {st}\n{}",
-        daemon_log(&lab)
+        lab.daemon_logs()
     );
     drop(daemon);
 
@@ -258,7 +246,7 @@ fn restart_restores_route_and_address() {
             panic!(
                 "route to {} not restored at start; routes {routes:?}\n{}",
                 lease.ip(),
-                daemon_log(&lab)
+                lab.daemon_logs()
             )
         });
     check_server_route(r, lease.ip());
@@ -320,7 +308,7 @@ fn xdp_auto_counts_dhcp_frames() {
     assert!(
         link[0].get("xdp").is_some(),
         "--xdp auto on a veth must attach an XDP program to srv0; link: {link}\n{}",
-        daemon_log(&lab)
+        lab.daemon_logs()
     );
     lease_and_check(&lab, lab.client(0), ClientKind::Dhclient);
 
@@ -329,7 +317,7 @@ fn xdp_auto_counts_dhcp_frames() {
         counters.exists(),
         "{} not pinned\n{}",
         counters.display(),
-        daemon_log(&lab)
+        lab.daemon_logs()
     );
     let dump = bpftool_json(&["map", "dump", "pinned", counters.to_str().unwrap()])
         .expect("bpftool map dump");

@@ -20,17 +20,6 @@ fn lab(tag: &str, clients: usize) -> Lab {
     Lab::new(tag, clients).expect("building the lab")
 }
 
-fn daemon_log(lab: &Lab) -> String {
-    let mut s = String::new();
-    for n in 0..10 {
-        let p = lab.dir().join(format!("isodhcp-{n}.log"));
-        if let Ok(t) = std::fs::read_to_string(&p) {
-            s.push_str(&format!("--- {} ---\n{t}\n", p.display()));
-        }
-    }
-    s
-}
-
 /// An executable `<labdir>/hook.sh` that appends to `<labdir>/hook.out`, per
 /// run: `start ARGS`, then (after `delay`, if any) `run ARGS`, every
 /// `ISODHCP_*` variable sorted, `end ARGS`. Arguments are printed one per
@@ -109,7 +98,7 @@ fn wait_run(lab: &Lab, out: &Path, action: &str, mac: &str, ip: &str) -> Run {
         panic!(
             "{e:#}\nhook output:\n{}\n{}",
             std::fs::read_to_string(out).unwrap_or_default(),
-            daemon_log(lab)
+            lab.daemon_logs()
         )
     })
 }
@@ -144,7 +133,7 @@ fn hook_add_and_del_for_dhclient() {
     let t0 = now_secs();
     let lease = c
         .acquire(ClientKind::Dhclient)
-        .unwrap_or_else(|e| panic!("dhclient got no lease: {e:#}\n{}", daemon_log(&lab)));
+        .unwrap_or_else(|e| panic!("dhclient got no lease: {e:#}\n{}", lab.daemon_logs()));
     let ip = lease.ip().to_string();
 
     let add = wait_run(&lab, &out, "add", &c.mac, &ip);
@@ -249,14 +238,14 @@ fn slow_hook_does_not_delay_the_ack() {
     let t0 = Instant::now();
     let lease = c
         .acquire(ClientKind::Dhclient)
-        .unwrap_or_else(|e| panic!("dhclient got no lease: {e:#}\n{}", daemon_log(&lab)));
+        .unwrap_or_else(|e| panic!("dhclient got no lease: {e:#}\n{}", lab.daemon_logs()));
     let took = t0.elapsed();
     let at_bound = std::fs::read_to_string(&out).unwrap_or_default();
     eprintln!("dhclient bound {} in {took:?}", lease.addr);
     assert!(
         took < Duration::from_secs(3),
         "dhclient needed {took:?} with a 5 s hook: the hook delays DHCP\n{}",
-        daemon_log(&lab)
+        lab.daemon_logs()
     );
     assert!(
         !at_bound.contains("run add"),

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use isodhcp::wire::options::MessageType;
-use isodhcp_tests::crafted::{self, Dhcp, To, daemon_logs, mac, request};
+use isodhcp_tests::crafted::{self, Dhcp, To, mac, request};
 use isodhcp_tests::util::{self, CmdOutput};
 use isodhcp_tests::{Lab, XdpMode, isodhcp_bin, preflight, wait_until};
 use serde_json::Value;
@@ -50,7 +50,7 @@ fn http_get(lab: &Lab, path: &str) -> (String, String, String) {
             s.take(4 << 20).read_to_end(&mut buf)?;
             Ok(String::from_utf8(buf)?)
         })
-        .unwrap_or_else(|e| panic!("GET {path}: {e:#}\n{}", daemon_logs(lab)));
+        .unwrap_or_else(|e| panic!("GET {path}: {e:#}\n{}", lab.daemon_logs()));
     let (head, body) = raw
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("GET {path}: no header/body separator: {raw:?}"));
@@ -261,7 +261,7 @@ fn metrics_endpoint_reports_what_happened() {
     let port = Dhcp::open(lab.client(0)).unwrap();
     for i in 1..=3 {
         port.dora(mac(0xd0, i), &[])
-            .unwrap_or_else(|e| panic!("DORA {i}: {e:#}\n{}", daemon_logs(&lab)));
+            .unwrap_or_else(|e| panic!("DORA {i}: {e:#}\n{}", lab.daemon_logs()));
     }
     port.dora(mac(0xd0, 9), &[]).expect("compat DORA");
     let blocked = mac(0xd0, 0x66);

@@ -36,17 +36,6 @@ fn config(lab: &Lab, extra: Vec<String>) -> DaemonConfig {
     c
 }
 
-fn daemon_log(lab: &Lab) -> String {
-    let mut s = String::new();
-    for n in 0..10 {
-        let p = lab.dir().join(format!("isodhcp-{n}.log"));
-        if let Ok(t) = std::fs::read_to_string(&p) {
-            s.push_str(&format!("--- {} ---\n{t}\n", p.display()));
-        }
-    }
-    s
-}
-
 fn ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, n)
 }
@@ -101,10 +90,10 @@ fn sigusr1_restores_lease_state_and_leaves_foreign_state() {
     let mut probe = DhcpProbe::open(&c.ns, &c.ifname).expect("raw socket");
     let iso = probe
         .dora(m_iso, 3)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_log(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let compat = probe
         .dora(m_compat, 3)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_log(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let base = u32::from(compat) & !3;
     let gw = Ipv4Addr::from(base + 1);
     let sub = format!("{}/30", Ipv4Addr::from(base));
@@ -275,7 +264,7 @@ fn sigusr1_restores_lease_state_and_leaves_foreign_state() {
             netinfo::addrs(&lab.server, SERVER_IF),
             sets.snapshot(&lab.server),
             nftutil::nat_rules(&lab.server),
-            daemon_log(&lab)
+            lab.daemon_logs()
         );
     }
     let r = route_to(&lab, iso).unwrap();
@@ -341,7 +330,7 @@ fn sigusr1_restores_lease_state_and_leaves_foreign_state() {
         panic!(
             "{e:#}\ntable: {:?}\n{}",
             nft(&lab.server, &["list", "table", "ip", &table]),
-            daemon_log(&lab)
+            lab.daemon_logs()
         );
     }
     assert!(d.is_running(), "daemon died");
@@ -422,7 +411,7 @@ fn start_removes_stale_proto108_routes_only() {
             route_to(&lab, ip(h)).is_none(),
             "stale proto-108 route to {} survived the start: {routes:?}\n{}",
             ip(h),
-            daemon_log(&lab)
+            lab.daemon_logs()
         );
     }
     for h in [202, 203, 204] {
@@ -436,7 +425,7 @@ fn start_removes_stale_proto108_routes_only() {
     let r = route_to(&lab, ip(150)).unwrap_or_else(|| {
         panic!(
             "route of the stored lease missing: {routes:?}\n{}",
-            daemon_log(&lab)
+            lab.daemon_logs()
         )
     });
     assert_eq!(r.protocol.as_deref(), Some("108"), "{r}");

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use isodhcp::wire::options::{self, MessageType};
 use isodhcp_tests::crafted::{
-    self, Dhcp, SERVER_MAC, To, daemon_logs, has_route, lease_entry, lease_files_text, mac,
-    request, wait_lease_entry, with_broadcast,
+    self, Dhcp, SERVER_MAC, To, has_route, lease_entry, lease_files_text, mac, request,
+    wait_lease_entry, with_broadcast,
 };
 use isodhcp_tests::{Daemon, Lab, SERVER_IP, preflight};
 
@@ -57,7 +57,7 @@ fn discover_commits_nothing() {
     let b = mac(1, 2);
     let offer = dhcp
         .discover(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let x = offer.msg.yiaddr;
     assert_eq!(offer.opt_ip(options::SERVER_ID), Some(SERVER_IP));
     assert_eq!(
@@ -75,7 +75,7 @@ fn discover_commits_nothing() {
     let (_, ack) = dhcp.dora(b, &[]).expect("control DORA");
     let y = ack.msg.yiaddr;
     lab.wait_server_route(y, WAIT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let lf = lab.dir().join("leases.json");
     wait_lease_entry(&lf, b, y, WAIT).expect("control lease on disk");
 
@@ -94,7 +94,7 @@ fn discover_commits_nothing() {
         let t = std::fs::read_to_string(&hook_log).unwrap_or_default();
         Ok(t.contains(&format!("add {b} {y}")).then_some(t))
     })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert!(
         !hooks.to_lowercase().contains(&a.to_string()),
         "a DISCOVER alone ran a hook:\n{hooks}"
@@ -117,7 +117,7 @@ fn discover_holds_the_offer() {
     let b = mac(2, 2);
     let x = dhcp
         .discover(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()))
         .msg
         .yiaddr;
     let y = dhcp.discover(b, &[]).expect("second client").msg.yiaddr;
@@ -137,7 +137,7 @@ fn offer_addressing() {
     let a = mac(3, 1);
     let uni = dhcp
         .expect_reply(&request(MessageType::Discover, a))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert_eq!(uni.kind(), Some(MessageType::Offer));
     assert_eq!(
         uni.dst_mac, a,
@@ -183,7 +183,7 @@ fn giaddr_set_is_dropped() {
         .unwrap_or_else(|e| panic!("relayed DISCOVER: {e:#}"));
     let ok = dhcp
         .discover(a, &[])
-        .unwrap_or_else(|e| panic!("control DISCOVER: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("control DISCOVER: {e:#}\n{}", lab.daemon_logs()));
     assert_eq!(ok.msg.giaddr, Ipv4Addr::UNSPECIFIED);
 }
 
@@ -206,7 +206,7 @@ fn chaddr_not_ethernet_source_is_dropped() {
         "spoofed REQUEST committed 198.18.0.100"
     );
     dhcp.discover(a, &[])
-        .unwrap_or_else(|e| panic!("control DISCOVER: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("control DISCOVER: {e:#}\n{}", lab.daemon_logs()));
 }
 
 /// SPEC §5: anything but BOOTREQUEST / htype 1 / hlen 6 is dropped, never a
@@ -224,7 +224,7 @@ fn non_bootrequest_is_dropped() {
     let mut m = request(MessageType::Discover, a);
     m.hlen = 16;
     dhcp.expect_silence(&m, To::Broadcast).expect("hlen 16");
-    assert!(d.is_running(), "daemon died:\n{}", daemon_logs(&lab));
+    assert!(d.is_running(), "daemon died:\n{}", lab.daemon_logs());
     dhcp.discover(a, &[])
-        .unwrap_or_else(|e| panic!("control DISCOVER: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("control DISCOVER: {e:#}\n{}", lab.daemon_logs()));
 }

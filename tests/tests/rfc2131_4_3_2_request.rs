@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use isodhcp::wire::options::{self, MessageType};
 use isodhcp_tests::crafted::{
-    self, Captured, Dhcp, To, daemon_logs, has_route, lease_entry, lease_files_text, mac, request,
+    self, Captured, Dhcp, To, has_route, lease_entry, lease_files_text, mac, request,
     wait_lease_entry,
 };
 use isodhcp_tests::{Daemon, Lab, SERVER_IP, preflight};
@@ -68,7 +68,7 @@ fn selecting_commits_and_acks() {
     let a = mac(1, 1);
     let (offer, ack) = dhcp
         .dora(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let x = offer.msg.yiaddr;
     // Commit happens before the ACK: no polling for route and record.
     assert!(
@@ -100,7 +100,7 @@ fn selecting_other_server_is_silent_and_frees_offer() {
     let a = mac(2, 1);
     let x = dhcp
         .discover(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()))
         .msg
         .yiaddr;
     let mut r = request(MessageType::Request, a);
@@ -128,7 +128,7 @@ fn selecting_wrong_address_naks() {
     let a = mac(3, 1);
     let x = dhcp
         .discover(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()))
         .msg
         .yiaddr;
     let wrong = ip(100);
@@ -153,7 +153,7 @@ fn init_reboot_rules() {
     let a = mac(4, 1);
     let (_, ack) = dhcp
         .dora(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let x = ack.msg.yiaddr;
 
     let reboot = |m, want: Ipv4Addr| {
@@ -212,7 +212,7 @@ fn renewing_unicast_and_nak() {
     let a = mac(5, 1);
     let (_, ack) = dhcp
         .dora(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let x = ack.msg.yiaddr;
     let r = dhcp.renew(a, x).expect("RENEWING reply");
     assert_eq!(r.kind(), Some(MessageType::Ack));
@@ -259,7 +259,7 @@ fn request_without_address_is_dropped() {
     // Also with an outstanding offer.
     let x = dhcp
         .discover(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()))
         .msg
         .yiaddr;
     let r = request(MessageType::Request, a);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use isodhcp::wire::options::MessageType;
 use isodhcp_tests::crafted::{
-    self, Dhcp, daemon_logs, has_route, lease_entry, lease_files_text, mac, wait_lease_entry,
+    self, Dhcp, has_route, lease_entry, lease_files_text, mac, wait_lease_entry,
 };
 use isodhcp_tests::{Lab, preflight};
 
@@ -31,7 +31,7 @@ fn release_only_from_owner() {
     let b = mac(1, 2);
     let (_, ack) = dhcp
         .dora(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let x = ack.msg.yiaddr;
     let (_, ack_b) = dhcp.dora(b, &[]).expect("second client");
     let y = ack_b.msg.yiaddr;
@@ -67,7 +67,7 @@ fn release_only_from_owner() {
     // Owner releases its own address.
     dhcp.release(a, x).unwrap();
     lab.wait_no_server_route(x, WAIT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     isodhcp_tests::wait_until("release on disk", WAIT, || {
         Ok(lease_entry(&lf, a).is_none().then_some(()))
     })

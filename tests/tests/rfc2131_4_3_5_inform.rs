@@ -8,7 +8,7 @@
 use std::net::Ipv4Addr;
 
 use isodhcp::wire::options::{self, MessageType};
-use isodhcp_tests::crafted::{self, Dhcp, To, daemon_logs, has_route, mac, request};
+use isodhcp_tests::crafted::{self, Dhcp, To, has_route, mac, request};
 use isodhcp_tests::{DNS_IP, Lab, SERVER_IP, preflight};
 
 #[test]
@@ -29,7 +29,7 @@ fn inform_acks_configuration_only() {
         .set(options::PARAM_REQUEST_LIST, vec![1, 3, 6, 42]);
     let r = dhcp
         .expect_reply_to(&m, To::Server { src: ci })
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert_eq!(
         r.kind(),
         Some(MessageType::Ack),

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use isodhcp::wire::options::{self, ClasslessRoute, MessageType, decode_classless_routes};
 use isodhcp_tests::crafted::{
-    self, Dhcp, daemon_logs, has_route, lease_entry, lease_files_text, mac, parse_mac, request,
-    server_addrs,
+    self, Dhcp, has_route, lease_entry, lease_files_text, mac, parse_mac, request, server_addrs,
 };
 use isodhcp_tests::{Addr, Lab, SERVER_IP, UPSTREAM_IP, preflight, wait_until};
 
@@ -40,7 +39,7 @@ fn wait_alias(lab: &Lab, a: Addr, present: bool) {
         panic!(
             "{e:#}; srv0 has {:?}\n{}",
             server_addrs(lab),
-            daemon_logs(lab)
+            lab.daemon_logs()
         )
     });
 }
@@ -58,7 +57,7 @@ fn compat_mac_udhcpc_gets_30() {
 
     let lease = c
         .udhcpc()
-        .unwrap_or_else(|e| panic!("udhcpc: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("udhcpc: {e:#}\n{}", lab.daemon_logs()));
     eprintln!("{}", c.describe());
     assert_eq!(
         lease.addr,
@@ -132,7 +131,7 @@ fn compat_lowest_free_block() {
     r.options.set_ip(options::REQUESTED_IP, ip(13));
     let ack = dhcp
         .expect_reply(&r)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert_eq!(
         (ack.kind(), ack.msg.yiaddr),
         (Some(MessageType::Ack), ip(13))
@@ -143,7 +142,7 @@ fn compat_lowest_free_block() {
         let m = mac(1, i);
         let (offer, ack) = dhcp
             .dora(m, &[])
-            .unwrap_or_else(|e| panic!("compat {m}: {e:#}\n{}", daemon_logs(&lab)));
+            .unwrap_or_else(|e| panic!("compat {m}: {e:#}\n{}", lab.daemon_logs()));
         let y = ack.msg.yiaddr;
         let gw = Ipv4Addr::from(u32::from(y) & !3 | 1);
         for (what, r) in [("OFFER", &offer), ("ACK", &ack)] {

@@ -9,7 +9,7 @@
 use std::net::Ipv4Addr;
 
 use isodhcp::wire::options::{self, ClasslessRoute, decode_classless_routes};
-use isodhcp_tests::crafted::{self, Dhcp, To, daemon_logs, mac, request, server_addrs};
+use isodhcp_tests::crafted::{self, Dhcp, To, mac, request, server_addrs};
 use isodhcp_tests::{Addr, Lab, UPSTREAM_IP, preflight};
 
 const PORT: u16 = 7043;
@@ -48,16 +48,16 @@ fn playground_clients_share_block() {
         server_addrs(&lab).contains(&gw),
         "playground gateway alias {gw} must be on srv0 at start; has {:?}\n{}",
         server_addrs(&lab),
-        daemon_logs(&lab)
+        lab.daemon_logs()
     );
     let _tcp = lab.server_listen(PORT).expect("listener");
 
     let la = a
         .udhcpc()
-        .unwrap_or_else(|e| panic!("A: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("A: {e:#}\n{}", lab.daemon_logs()));
     let lb = b
         .udhcpc()
-        .unwrap_or_else(|e| panic!("B: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("B: {e:#}\n{}", lab.daemon_logs()));
     eprintln!("{}\n{}", a.describe(), b.describe());
     for (n, l, cl) in [("A", la, a), ("B", lb, b)] {
         assert!(
@@ -96,7 +96,7 @@ fn playground_clients_share_block() {
     // An isolated client: /32 outside the block (highest free below it).
     let lc = c
         .udhcpc()
-        .unwrap_or_else(|e| panic!("C: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("C: {e:#}\n{}", lab.daemon_logs()));
     assert_eq!(lc.addr.prefixlen, 32);
     assert!(
         !in_block(lc.ip()),
@@ -127,7 +127,7 @@ fn playground_block_limits() {
     for i in 1..=5u8 {
         let (offer, ack) = dhcp
             .dora(mac(1, i), &[])
-            .unwrap_or_else(|e| panic!("playground {i}: {e:#}\n{}", daemon_logs(&lab)));
+            .unwrap_or_else(|e| panic!("playground {i}: {e:#}\n{}", lab.daemon_logs()));
         assert_eq!(
             offer.opt_ip(options::SUBNET_MASK),
             Some(Ipv4Addr::new(255, 255, 255, 248))

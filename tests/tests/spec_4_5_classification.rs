@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use isodhcp::wire::Mac;
 use isodhcp::wire::options::{self, MessageType};
 use isodhcp_tests::crafted::{
-    self, Captured, Dhcp, To, daemon_logs, lease_entry, lease_files_text, mac, request,
+    self, Captured, Dhcp, To, lease_entry, lease_files_text, mac, request,
 };
 use isodhcp_tests::{Daemon, Lab, preflight};
 
@@ -46,7 +46,7 @@ fn vendor_class_selects_compat() {
     let a = mac(1, 1);
     let o = dhcp
         .discover(a, &vendor("android-dhcp-14"))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert_eq!(
         (o.msg.yiaddr, mask(&o)),
         (ip(6), Some(COMPAT_MASK)),
@@ -142,7 +142,7 @@ fn classification_precedence() {
         let extra = if v.is_empty() { vec![] } else { vendor(v) };
         let o = dhcp
             .discover(m, &extra)
-            .unwrap_or_else(|e| panic!("{m}: {e:#}\n{}", daemon_logs(&lab)));
+            .unwrap_or_else(|e| panic!("{m}: {e:#}\n{}", lab.daemon_logs()));
         assert_eq!(
             mask(&o),
             Some(want),
@@ -161,7 +161,7 @@ fn vendor_remembered_without_option_60() {
     let a = mac(2, 1);
     let o = dhcp
         .discover(a, &vendor("android-dhcp-14"))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert_eq!((o.msg.yiaddr, mask(&o)), (ip(6), Some(COMPAT_MASK)));
     let ack = dhcp.select(a, ip(6), &[]).expect("SELECTING without 60");
     assert_eq!(
@@ -202,7 +202,7 @@ fn masquerade_flag_is_orthogonal() {
     let a = mac(3, 1);
     let (_, ack) = dhcp
         .dora(a, &vendor("android-dhcp-14"))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert_eq!(
         mask(&ack),
         Some(Ipv4Addr::BROADCAST),

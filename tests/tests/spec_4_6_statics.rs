@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use isodhcp::wire::options::{self, MessageType};
 use isodhcp_tests::crafted::{
-    self, Dhcp, To, daemon_logs, has_route, lease_entry, lease_files_text, mac, quarantine,
-    request, server_addrs,
+    self, Dhcp, To, has_route, lease_entry, lease_files_text, mac, quarantine, request,
+    server_addrs,
 };
 use isodhcp_tests::util::{self, TempDir};
 use isodhcp_tests::{
@@ -45,7 +45,7 @@ fn static_route_before_client_speaks() {
         .unwrap_or_else(|| {
             panic!(
                 "static route missing at ready: {routes:?}\n{}",
-                daemon_logs(&lab)
+                lab.daemon_logs()
             )
         });
     assert_eq!(r.dev.as_deref(), Some(SERVER_IF));
@@ -65,7 +65,7 @@ fn static_route_before_client_speaks() {
     let _tcp = lab.server_listen(PORT).expect("listener");
     let lease = c
         .acquire(ClientKind::Dhclient)
-        .unwrap_or_else(|e| panic!("dhclient: {e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("dhclient: {e:#}\n{}", lab.daemon_logs()));
     assert_eq!(
         lease.addr,
         Addr {
@@ -109,7 +109,7 @@ fn static_never_returns_to_pool() {
     let dhcp = Dhcp::open(lab.client(0)).expect("raw socket");
     let (offer, _) = dhcp
         .dora(s, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert_eq!(offer.msg.yiaddr, ip(20));
 
     dhcp.release(s, ip(20)).unwrap();
@@ -167,7 +167,7 @@ fn static_compat_reserved_at_start() {
         server_addrs(&lab).contains(&gw),
         "compat static alias {gw} missing at ready; srv0 {:?}\n{}",
         server_addrs(&lab),
-        daemon_logs(&lab)
+        lab.daemon_logs()
     );
     assert!(!has_route(&lab, ip(6)));
     let dhcp = Dhcp::open(lab.client(0)).expect("raw socket");

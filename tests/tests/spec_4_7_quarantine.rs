@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use isodhcp::wire::options::MessageType;
 use isodhcp_tests::crafted::{
-    self, Dhcp, daemon_logs, has_route, lease_entry, lease_files_text, mac, quarantine,
+    self, Dhcp, has_route, lease_entry, lease_files_text, mac, quarantine,
 };
 use isodhcp_tests::{Lab, SERVER_IF, preflight, wait_until};
 
@@ -40,7 +40,7 @@ fn decline_from_owner_quarantines() {
     let a = mac(1, 1);
     let (_, ack) = dhcp
         .dora(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let x = ack.msg.yiaddr;
     assert_eq!(x, ip(254));
     lab.wait_server_route(x, WAIT).unwrap();
@@ -49,7 +49,7 @@ fn decline_from_owner_quarantines() {
     lab.wait_no_server_route(x, WAIT).unwrap_or_else(|e| {
         panic!(
             "DECLINE did not end the lease: {e:#}\n{}",
-            daemon_logs(&lab)
+            lab.daemon_logs()
         )
     });
     let q = wait_until("quarantine entry on disk", WAIT, || {
@@ -110,7 +110,7 @@ fn decline_from_non_owner_is_ignored() {
     let b = mac(2, 2);
     let (_, ack) = dhcp
         .dora(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let x = ack.msg.yiaddr;
     lab.wait_server_route(x, WAIT).unwrap();
 
@@ -167,7 +167,7 @@ fn neighbour_table_conflict_skips_address() {
     let a = mac(3, 1);
     let offer = dhcp
         .discover(a, &[])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert_eq!(
         offer.msg.yiaddr,
         ip(253),

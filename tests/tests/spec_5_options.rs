@@ -8,7 +8,7 @@
 use std::net::Ipv4Addr;
 
 use isodhcp::wire::options::{self, ClasslessRoute, MessageType, decode_classless_routes};
-use isodhcp_tests::crafted::{self, Captured, Dhcp, daemon_logs, mac, relay_agent_info, request};
+use isodhcp_tests::crafted::{self, Captured, Dhcp, mac, relay_agent_info, request};
 use isodhcp_tests::{DNS_IP, Daemon, Lab, SERVER_IP, preflight};
 
 fn setup(tag: &str, extra: &[&str]) -> (Lab, Daemon, Dhcp) {
@@ -110,7 +110,7 @@ fn offer_and_ack_options() {
     ];
     let (offer, ack) = dhcp
         .dora(a, &extra)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     check_reply(&offer, "OFFER");
     check_reply(&ack, "ACK");
     // Renewal (hostname omitted): same rules.
@@ -139,7 +139,7 @@ fn prl_order_follows_the_client() {
     let prl = vec![121u8, 59, 58, 6, 1, 3];
     let offer = dhcp
         .discover(a, &[(options::PARAM_REQUEST_LIST, prl.clone())])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     let codes = offer.wire_codes();
     let mut want = vec![53u8, 54];
     want.extend(&prl);
@@ -162,7 +162,7 @@ fn max_message_size_honoured() {
     let a = mac(3, 1);
     let full = dhcp
         .discover(a, &[(options::PARAM_REQUEST_LIST, prl.clone())])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert!(
         full.payload.len() > 548,
         "test premise: reply without option 57 should exceed 548 bytes, is {}",
@@ -221,7 +221,7 @@ fn option_82_echoed_unchanged() {
     let ri = relay_agent_info();
     let (offer, ack) = dhcp
         .dora(a, &[(options::RELAY_AGENT_INFO, ri.clone())])
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert_eq!(
         offer.opt(options::RELAY_AGENT_INFO),
         Some(&ri[..]),
