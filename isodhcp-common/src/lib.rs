@@ -29,7 +29,16 @@ pub const KNOWN_MAP: &str = "known";
 pub const FRESH_MAP: &str = "fresh";
 pub const XSKS_MAP: &str = "xsks";
 /// Every map, in pin order.
-pub const MAPS: [&str; 8] = [COUNTERS_MAP, LIMITS_MAP, BUCKETS_MAP, DENY_MAP, TRUST_MAP, KNOWN_MAP, FRESH_MAP, XSKS_MAP];
+pub const MAPS: [&str; 8] = [
+    COUNTERS_MAP,
+    LIMITS_MAP,
+    BUCKETS_MAP,
+    DENY_MAP,
+    TRUST_MAP,
+    KNOWN_MAP,
+    FRESH_MAP,
+    XSKS_MAP,
+];
 
 pub const GLOBAL_BUCKET: u32 = 0;
 pub const NEW_CLIENT_BUCKET: u32 = 1;
@@ -46,7 +55,12 @@ pub const ABI_VERSION: u32 = 2;
 /// Map key of a MAC address: the six bytes big-endian in the low 48 bits.
 #[inline(always)]
 pub fn mac_key(m: [u8; 6]) -> u64 {
-    ((m[0] as u64) << 40) | ((m[1] as u64) << 32) | ((m[2] as u64) << 24) | ((m[3] as u64) << 16) | ((m[4] as u64) << 8) | (m[5] as u64)
+    ((m[0] as u64) << 40)
+        | ((m[1] as u64) << 32)
+        | ((m[2] as u64) << 24)
+        | ((m[3] as u64) << 16)
+        | ((m[4] as u64) << 8)
+        | (m[5] as u64)
 }
 
 /// Per-CPU verdict counters. One entry (key 0) of a per-CPU array.
@@ -303,8 +317,16 @@ mod tests {
 
     #[test]
     fn counters_add_and_names_line_up() {
-        let mut a = Counters { dhcp: 1, pass_stack: 2, ..Default::default() };
-        a.add(&Counters { dhcp: 3, drop_global: 4, ..Default::default() });
+        let mut a = Counters {
+            dhcp: 1,
+            pass_stack: 2,
+            ..Default::default()
+        };
+        a.add(&Counters {
+            dhcp: 3,
+            drop_global: 4,
+            ..Default::default()
+        });
         let named = a.named();
         assert_eq!(named[1], ("dhcp", 4));
         assert_eq!(named[12], ("drop_global", 4));

@@ -70,9 +70,14 @@ pub fn build_ebpf() -> Result<PathBuf> {
 /// build-ebpf, then the release daemon with the object embedded.
 pub fn build() -> Result<PathBuf> {
     let obj = build_ebpf()?;
-    sh(cargo()
-        .env("ISODHCP_EBPF_OBJ", &obj)
-        .args(["build", "--release", "-p", "isodhcp", "-p", "isodhcp-loadgen"]))?;
+    sh(cargo().env("ISODHCP_EBPF_OBJ", &obj).args([
+        "build",
+        "--release",
+        "-p",
+        "isodhcp",
+        "-p",
+        "isodhcp-loadgen",
+    ]))?;
     Ok(daemon_bin())
 }
 

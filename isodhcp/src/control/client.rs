@@ -38,7 +38,9 @@ pub fn call(path: &Path, req: &Request) -> Result<Response, CallError> {
         )),
     })?;
     let t = Some(Duration::from_secs(10));
-    s.set_read_timeout(t).and_then(|()| s.set_write_timeout(t)).map_err(|e| CallError::Failed(e.to_string()))?;
+    s.set_read_timeout(t)
+        .and_then(|()| s.set_write_timeout(t))
+        .map_err(|e| CallError::Failed(e.to_string()))?;
     let mut line = serde_json::to_vec(req).map_err(|e| CallError::Failed(e.to_string()))?;
     line.push(b'\n');
     // A daemon that refuses us answers and closes without reading: our write
@@ -53,7 +55,8 @@ pub fn call(path: &Path, req: &Request) -> Result<Response, CallError> {
             _ => CallError::Failed("the daemon closed the connection without an answer".into()),
         });
     }
-    serde_json::from_str(&answer).map_err(|e| CallError::Failed(format!("unreadable answer from the daemon: {e}")))
+    serde_json::from_str(&answer)
+        .map_err(|e| CallError::Failed(format!("unreadable answer from the daemon: {e}")))
 }
 
 /// Runs a diagnostics command and prints the answer; returns the exit status.
