@@ -1,7 +1,8 @@
 //! SPEC §4.3 playground block: `--playground-size 6` reserves the highest
 //! aligned /29 of the pool (198.18.0.248/29), gateway = its first host as an
 //! alias /29 on srv0; playground clients get mask /29 and router = gateway
-//! and reach each other; isolated clients stay outside the block.
+//! and reach each other even with `--isolation on`; isolated clients stay
+//! outside the block and, with isolation on, cannot reach into it.
 //!
 //! Run as root, single-threaded:
 //! `cargo test -p isodhcp-tests --release --test spec_4_3_playground -- --test-threads=1`
@@ -10,6 +11,7 @@ use std::net::Ipv4Addr;
 
 use isodhcp::wire::options::{self, ClasslessRoute, decode_classless_routes};
 use isodhcp_tests::crafted::{self, Dhcp, To, mac, request, server_addrs};
+use isodhcp_tests::nftutil::set_sysctl;
 use isodhcp_tests::{Addr, Lab, UPSTREAM_IP, preflight};
 
 const PORT: u16 = 7043;
@@ -36,9 +38,13 @@ fn playground_clients_share_block() {
             &a.mac,
             "--playground-mac",
             &b.mac,
+            "--isolation",
+            "on",
         ]
         .map(String::from),
     );
+    // The router forwards between clients (isolated ones only talk via it).
+    set_sysctl(&lab.server, "net.ipv4.ip_forward", "1").expect("ip_forward");
     let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
     let gw = Addr {
         ip: ip(249),
@@ -108,6 +114,18 @@ fn playground_clients_share_block() {
         ip(247),
         "isolated addresses come from the top of the free pool"
     );
+    // --isolation on: the isolated client cannot reach a playground client
+    // through the router (the playground accept rule covers the block only),
+    // while A still reaches B.
+    assert!(
+        c.tcp_check(lb.ip(), PORT + 1).is_err(),
+        "isolated C reached playground B despite --isolation on\n{}",
+        c.describe()
+    );
+    let seen = a
+        .tcp_check(lb.ip(), PORT + 1)
+        .unwrap_or_else(|e| panic!("TCP A→B with isolation on: {e:#}"));
+    assert_eq!(seen, la.ip());
     lab.check_host_untouched().expect("host state");
 }
 
