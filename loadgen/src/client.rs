@@ -8,7 +8,9 @@
 //! - [`Plan::New`]: every `interval` a fresh random MAC starts a full DORA;
 //!   attempts overlap (at most `max_inflight`).
 //! - [`Plan::Dora`]: `clients` fresh MACs, `inflight` at a time, as fast as
-//!   the server answers (leases/s).
+//!   the server answers (leases/s); with `renew` = R > 0, then every client
+//!   that got a lease renews it (unicast REQUEST with ciaddr), R rounds,
+//!   again `inflight` at a time (renewals/s, reported separately).
 //!
 //! Every message is retransmitted after `timeout` up to `max_tries` sends
 //! per phase (DISCOVER phase, REQUEST phase); the xid stays the same. An
@@ -44,9 +46,26 @@ pub enum Repeat {
 
 #[derive(Debug, Clone)]
 pub enum Plan {
-    Known { mac: Mac, interval: Duration, repeat: Repeat },
-    New { interval: Duration, max_inflight: usize, release: bool, mac_prefix: u8 },
-    Dora { clients: u64, inflight: usize, release: bool, mac_prefix: u8 },
+    Known {
+        mac: Mac,
+        interval: Duration,
+        repeat: Repeat,
+    },
+    New {
+        interval: Duration,
+        max_inflight: usize,
+        release: bool,
+        mac_prefix: u8,
+    },
+    Dora {
+        clients: u64,
+        inflight: usize,
+        release: bool,
+        mac_prefix: u8,
+        /// Rounds of renewals after the DORA phase (0 = none); each round
+        /// renews every lease once.
+        renew: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +98,17 @@ struct Lease {
     server_mac: Mac,
 }
 
+/// Which statistics an attempt counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bucket {
+    /// The known client's initial DORA (reported, not counted).
+    Initial,
+    /// The plan's main attempts.
+    Main,
+    /// The `dora` plan's renewal phase.
+    Renew,
+}
+
 struct Attempt {
     mac: Mac,
     phase: Phase,
@@ -87,22 +117,25 @@ struct Attempt {
     retries: u32,
     first_send: Instant,
     next_timeout: Instant,
-    /// Counted in the main statistics (false for the known client's
-    /// initial DORA).
-    counted: bool,
+    bucket: Bucket,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct ClientResult {
     pub initial: Option<AttemptStats>,
     pub stats: AttemptStats,
+    /// `dora` with `renew`: the renewal phase.
+    pub renew: Option<AttemptStats>,
+    /// Duration of the renewal phase.
+    pub renew_elapsed: Duration,
     pub tx_frames: u64,
     pub rx_frames: u64,
     /// Replies not for one of our open attempts (other xids, late duplicates).
     pub rx_ignored: u64,
     /// New-client ticks skipped because `max_inflight` attempts were open.
     pub skipped_ticks: u64,
-    /// From the first counted attempt to the end of the loop.
+    /// From the first counted attempt to the end of the loop (for `dora`:
+    /// of the DORA phase).
     pub elapsed: Duration,
 }
 
@@ -112,16 +145,19 @@ struct Engine<'a> {
     rng: Rng,
     open: HashMap<u32, Attempt>,
     known_lease: Option<Lease>,
+    /// `dora` with `renew`: the leases the DORA phase got, in ACK order.
+    leases: Vec<(Mac, Lease)>,
     res: ClientResult,
     initial: AttemptStats,
+    renew: AttemptStats,
 }
 
 impl Engine<'_> {
-    fn stats(&mut self, counted: bool) -> &mut AttemptStats {
-        if counted {
-            &mut self.res.stats
-        } else {
-            &mut self.initial
+    fn stats(&mut self, b: Bucket) -> &mut AttemptStats {
+        match b {
+            Bucket::Initial => &mut self.initial,
+            Bucket::Main => &mut self.res.stats,
+            Bucket::Renew => &mut self.renew,
         }
     }
 
@@ -132,7 +168,7 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn start(&mut self, mac: Mac, req: Req, counted: bool, now: Instant) -> Result<()> {
+    fn start(&mut self, mac: Mac, req: Req, bucket: Bucket, now: Instant) -> Result<()> {
         let mut xid = self.rng.next_u32();
         while self.open.contains_key(&xid) {
             xid = self.rng.next_u32();
@@ -143,7 +179,7 @@ impl Engine<'_> {
         };
         let frame = client_frame(mac, xid, 0, req)?;
         self.send(&frame)?;
-        self.stats(counted).attempts += 1;
+        self.stats(bucket).attempts += 1;
         self.open.insert(
             xid,
             Attempt {
@@ -154,14 +190,20 @@ impl Engine<'_> {
                 retries: 0,
                 first_send: now,
                 next_timeout: now + self.cfg.timeout,
-                counted,
+                bucket,
             },
         );
         Ok(())
     }
 
     /// Starts the known client's next attempt (renewal if it holds a lease).
-    fn start_known(&mut self, mac: Mac, repeat: Repeat, counted: bool, now: Instant) -> Result<()> {
+    fn start_known(
+        &mut self,
+        mac: Mac,
+        repeat: Repeat,
+        bucket: Bucket,
+        now: Instant,
+    ) -> Result<()> {
         let req = match (self.known_lease, repeat) {
             (Some(l), Repeat::Renew) => Req::Renew {
                 ciaddr: l.ip,
@@ -171,12 +213,12 @@ impl Engine<'_> {
             (Some(l), Repeat::Rebind) => Req::Rebind { ciaddr: l.ip },
             _ => Req::Discover,
         };
-        self.start(mac, req, counted, now)
+        self.start(mac, req, bucket, now)
     }
 
     fn finish(&mut self, xid: u32, ok: bool, nak: bool, now: Instant) -> Option<Attempt> {
         let a = self.open.remove(&xid)?;
-        let st = self.stats(a.counted);
+        let st = self.stats(a.bucket);
         st.retries += u64::from(a.retries);
         if ok {
             st.successes += 1;
@@ -231,22 +273,35 @@ impl Engine<'_> {
                     server_ip: r.server_id.unwrap_or(r.src_ip),
                     server_mac: r.src_mac,
                 };
-                match self.cfg.plan {
-                    Plan::Known { .. } => self.known_lease = Some(lease),
-                    Plan::New { release, .. } | Plan::Dora { release, .. } if release => {
-                        let f = client_frame(
-                            a.mac,
-                            self.rng.next_u32(),
-                            0,
-                            Req::Release {
-                                ciaddr: lease.ip,
-                                server_ip: lease.server_ip,
-                                server_mac: lease.server_mac,
-                            },
-                        )?;
-                        self.send(&f)?;
+                // RELEASE after the client's last ACK: the DORA one, or the
+                // renewal when the `dora` plan renews.
+                let release = match self.cfg.plan {
+                    Plan::Known { .. } => {
+                        self.known_lease = Some(lease);
+                        false
                     }
-                    _ => {}
+                    Plan::New { release, .. } => release,
+                    Plan::Dora { release, renew, .. } => {
+                        if renew > 0 && a.bucket == Bucket::Main {
+                            self.leases.push((a.mac, lease));
+                            false
+                        } else {
+                            release
+                        }
+                    }
+                };
+                if release {
+                    let f = client_frame(
+                        a.mac,
+                        self.rng.next_u32(),
+                        0,
+                        Req::Release {
+                            ciaddr: lease.ip,
+                            server_ip: lease.server_ip,
+                            server_mac: lease.server_mac,
+                        },
+                    )?;
+                    self.send(&f)?;
                 }
             }
             (MessageType::Nak, Phase::Requesting | Phase::Renewing) => {
@@ -313,7 +368,7 @@ impl Engine<'_> {
     fn abandon_all(&mut self) {
         let open: Vec<Attempt> = self.open.drain().map(|(_, a)| a).collect();
         for a in open {
-            let st = self.stats(a.counted);
+            let st = self.stats(a.bucket);
             st.abandoned += 1;
             st.retries += u64::from(a.retries);
         }
@@ -334,15 +389,17 @@ pub fn run(
         rng,
         open: HashMap::new(),
         known_lease: None,
+        leases: Vec::new(),
         res: ClientResult::default(),
         initial: AttemptStats::default(),
+        renew: AttemptStats::default(),
     };
     let mut buf = vec![0u8; 4096];
 
     // The known client's initial DORA (bounded by one attempt's retry budget).
     if let Plan::Known { mac, .. } = cfg.plan {
         let now = Instant::now();
-        e.start(mac, Req::Discover, false, now)?;
+        e.start(mac, Req::Discover, Bucket::Initial, now)?;
         let hard = now + cfg.drain();
         while !e.open.is_empty() && Instant::now() < hard {
             let until = e.next_timeout().unwrap_or(hard).min(hard);
@@ -367,9 +424,13 @@ pub fn run(
         }
         let starting = now < stop_starting;
         match cfg.plan {
-            Plan::Known { mac, interval, repeat } => {
+            Plan::Known {
+                mac,
+                interval,
+                repeat,
+            } => {
                 if starting && e.open.is_empty() && now >= next_start {
-                    e.start_known(mac, repeat, true, now)?;
+                    e.start_known(mac, repeat, Bucket::Main, now)?;
                     next_start = (next_start + interval).max(now);
                 }
             }
@@ -386,7 +447,7 @@ pub fn run(
                     }
                     if e.open.len() < max_inflight {
                         let mac = e.rng.mac(mac_prefix);
-                        e.start(mac, Req::Discover, true, now)?;
+                        e.start(mac, Req::Discover, Bucket::Main, now)?;
                     } else {
                         e.res.skipped_ticks += 1;
                     }
@@ -401,7 +462,7 @@ pub fn run(
             } => {
                 while starting && started < clients && e.open.len() < inflight {
                     let mac = e.rng.mac(mac_prefix);
-                    e.start(mac, Req::Discover, true, now)?;
+                    e.start(mac, Req::Discover, Bucket::Main, now)?;
                     started += 1;
                 }
                 if started >= clients && e.open.is_empty() {
@@ -413,13 +474,66 @@ pub fn run(
             break;
         }
         let mut until = e.next_timeout().unwrap_or(hard_stop).min(hard_stop);
-        if starting {
+        // Paced plans also wake for their next start; `dora` starts only
+        // when a reply or a timeout frees a slot (no busy polling).
+        if starting && !matches!(cfg.plan, Plan::Dora { .. }) {
             until = until.min(next_start.max(now));
         }
         e.pump(until, &mut buf)?;
     }
     e.res.elapsed = start.elapsed();
+
+    if let Plan::Dora {
+        renew, inflight, ..
+    } = cfg.plan
+    {
+        if renew > 0 {
+            e.renew_phase(inflight, renew, &mut buf)?;
+        }
+    }
     Ok(e.res)
+}
+
+impl Engine<'_> {
+    /// Every lease of the DORA phase renewed `rounds` times (RENEWING:
+    /// unicast REQUEST to the server with ciaddr; round after round),
+    /// `inflight` at a time; starts only during `duration`, then the usual
+    /// drain.
+    fn renew_phase(&mut self, inflight: usize, rounds: u32, buf: &mut [u8]) -> Result<()> {
+        let leases = std::mem::take(&mut self.leases);
+        let total = leases.len() * rounds as usize;
+        let start = Instant::now();
+        let stop_starting = start + self.cfg.duration;
+        let hard_stop = stop_starting + self.cfg.drain();
+        let mut next = 0usize;
+        // Bounded by hard_stop: every pump waits at most 50 ms.
+        loop {
+            let now = Instant::now();
+            if now >= hard_stop {
+                self.abandon_all();
+                break;
+            }
+            let starting = now < stop_starting;
+            while starting && next < total && self.open.len() < inflight {
+                let (mac, l) = leases[next % leases.len()];
+                next += 1;
+                let req = Req::Renew {
+                    ciaddr: l.ip,
+                    server_ip: l.server_ip,
+                    server_mac: l.server_mac,
+                };
+                self.start(mac, req, Bucket::Renew, now)?;
+            }
+            if self.open.is_empty() && (!starting || next >= total) {
+                break;
+            }
+            let until = self.next_timeout().unwrap_or(hard_stop).min(hard_stop);
+            self.pump(until, buf)?;
+        }
+        self.res.renew_elapsed = start.elapsed();
+        self.res.renew = Some(std::mem::take(&mut self.renew));
+        Ok(())
+    }
 }
 
 pub fn to_json(cfg: &ClientConfig, r: &ClientResult) -> Value {
@@ -450,14 +564,23 @@ pub fn to_json(cfg: &ClientConfig, r: &ClientResult) -> Value {
             inflight,
             release,
             mac_prefix,
+            renew,
         } => (
             "dora",
             "dora",
             json!({"clients": clients, "inflight": inflight, "release": release,
-                   "mac_prefix": format!("{mac_prefix:02x}")}),
+                   "mac_prefix": format!("{mac_prefix:02x}"), "renew_rounds": renew}),
         ),
     };
     let secs = r.elapsed.as_secs_f64();
+    let rsecs = r.renew_elapsed.as_secs_f64();
+    let per_s = |n: u64, s: f64| {
+        if s > 0.0 {
+            ((n as f64 / s) * 10.0).round() / 10.0
+        } else {
+            0.0
+        }
+    };
     json!({
         "mode": mode,
         "kind": kind,
@@ -468,7 +591,12 @@ pub fn to_json(cfg: &ClientConfig, r: &ClientResult) -> Value {
         "elapsed_s": (secs * 1000.0).round() / 1000.0,
         "initial": r.initial.as_ref().map(AttemptStats::to_json),
         "stats": r.stats.to_json(),
-        "successes_per_s": if secs > 0.0 { ((r.stats.successes as f64 / secs) * 10.0).round() / 10.0 } else { 0.0 },
+        "successes_per_s": per_s(r.stats.successes, secs),
+        "renew": r.renew.as_ref().map(|s| json!({
+            "stats": s.to_json(),
+            "elapsed_s": (rsecs * 1000.0).round() / 1000.0,
+            "successes_per_s": per_s(s.successes, rsecs),
+        })),
         "tx_frames": r.tx_frames,
         "rx_frames": r.rx_frames,
         "rx_ignored": r.rx_ignored,

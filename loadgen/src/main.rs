@@ -5,7 +5,7 @@
 //! isodhcp-loadgen -i IF flood --rate 10000 --frames 100000 --seconds 10
 //! isodhcp-loadgen -i IF probe --kind known --interval 200 --seconds 10
 //! isodhcp-loadgen -i IF probe --kind new --interval 1000 --seconds 10
-//! isodhcp-loadgen -i IF dora --clients 1000 --inflight 64 --seconds 30
+//! isodhcp-loadgen -i IF dora --clients 1000 --inflight 64 --seconds 30 [--renew 10]
 //! ```
 
 use std::process::ExitCode;
@@ -24,7 +24,10 @@ const MAX_SECONDS: u64 = 600;
 const MAX_FRAMES: u64 = 200_000_000;
 
 #[derive(Parser)]
-#[command(name = "isodhcp-loadgen", about = "DHCPv4 load generator (AF_PACKET; run inside a network namespace)")]
+#[command(
+    name = "isodhcp-loadgen",
+    about = "DHCPv4 load generator (AF_PACKET; run inside a network namespace)"
+)]
 struct Cli {
     /// Interface to send on (and receive replies from).
     #[arg(short, long)]
@@ -97,7 +100,8 @@ enum Mode {
         #[arg(long, default_value = "06")]
         mac_prefix: String,
     },
-    /// N fresh clients, M in flight, full DORA (leases/s).
+    /// N fresh clients, M in flight, full DORA (leases/s); with --renew R,
+    /// then each renews R times (unicast REQUEST with ciaddr), M in flight.
     Dora {
         #[arg(long, default_value_t = 1000)]
         clients: u64,
@@ -109,15 +113,22 @@ enum Mode {
         timeout: u64,
         #[arg(long, default_value_t = 4)]
         max_tries: u32,
+        /// Send a RELEASE after each client's last ACK.
         #[arg(long)]
         release: bool,
         #[arg(long, default_value = "0e")]
         mac_prefix: String,
+        /// After the DORA phase, renew every lease this many times, round
+        /// after round (renewals/s); 0 = no renewal phase. The phase gets
+        /// its own --seconds window.
+        #[arg(long, default_value_t = 0)]
+        renew: u32,
     },
 }
 
 fn prefix(s: &str) -> Result<u8> {
-    let p = u8::from_str_radix(s, 16).with_context(|| format!("MAC prefix {s:?} is not a hex octet"))?;
+    let p = u8::from_str_radix(s, 16)
+        .with_context(|| format!("MAC prefix {s:?} is not a hex octet"))?;
     if !is_local_unicast(p) {
         bail!("MAC prefix {p:02x} is not a locally administered unicast octet (x2, x6, xa, xe)");
     }
@@ -154,7 +165,11 @@ fn run(cli: Cli) -> Result<()> {
                 "loadgen: flood on {} ({}): rate {}, at most {} frames / {} s",
                 cli.iface,
                 sock.mac,
-                if rate == 0 { "max".to_string() } else { format!("{rate}/s") },
+                if rate == 0 {
+                    "max".to_string()
+                } else {
+                    format!("{rate}/s")
+                },
                 frames,
                 s
             );
@@ -214,6 +229,7 @@ fn run(cli: Cli) -> Result<()> {
             max_tries,
             release,
             mac_prefix,
+            renew,
         } => {
             let sock = PacketSocket::open(&cli.iface, true)?;
             let plan = Plan::Dora {
@@ -221,6 +237,7 @@ fn run(cli: Cli) -> Result<()> {
                 inflight: inflight.clamp(1, 4096),
                 release,
                 mac_prefix: prefix(&mac_prefix)?,
+                renew: renew.min(1000),
             };
             run_clients(&sock, plan, seconds(s)?, timeout, max_tries, rng)?;
         }
@@ -250,6 +267,9 @@ fn run_clients(
         eprintln!("loadgen: initial DORA: {}", i.summary());
     }
     eprintln!("loadgen: {}", r.stats.summary());
+    if let Some(s) = &r.renew {
+        eprintln!("loadgen: renewals: {}", s.summary());
+    }
     println!("{}", client::to_json(&cfg, &r));
     Ok(())
 }

@@ -54,7 +54,11 @@ mod tests {
         assert_eq!(due_frames(1_000_000, 1000, 0), 2);
         assert_eq!(due_frames(1_000_000_000, 1000, 0), 1001);
         assert_eq!(due_frames(1_000_000_000, 1000, 1001), 0);
-        assert_eq!(due_frames(1_000_000_000, 1000, 5000), 0, "ahead: nothing due");
+        assert_eq!(
+            due_frames(1_000_000_000, 1000, 5000),
+            0,
+            "ahead: nothing due"
+        );
         assert_eq!(due_at_ns(1000, 1), 1_000_000);
         assert_eq!(due_at_ns(1000, 1000), 1_000_000_000);
         // 3 pps: frame 1 at ceil(333_333_333.3) ns.

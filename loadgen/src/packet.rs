@@ -5,10 +5,10 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
+use isodhcp::wire::Mac;
 use isodhcp::wire::dhcp::{BOOTREPLY, BOOTREQUEST, HTYPE_ETHERNET, Message};
 use isodhcp::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
 use isodhcp::wire::options::{self, MessageType};
-use isodhcp::wire::Mac;
 
 /// Offsets in an untagged Ethernet/IPv4(20)/UDP frame.
 pub const ETH_SRC: usize = 6;
@@ -33,13 +33,26 @@ pub const PRL: &[u8] = &[
 pub enum Req {
     Discover,
     /// SELECTING: broadcast REQUEST with options 50 and 54.
-    Select { requested: Ipv4Addr, server_id: Ipv4Addr },
+    Select {
+        requested: Ipv4Addr,
+        server_id: Ipv4Addr,
+    },
     /// RENEWING: unicast REQUEST, ciaddr set, no 50/54 (RFC 2131 §4.3.2).
-    Renew { ciaddr: Ipv4Addr, server_ip: Ipv4Addr, server_mac: Mac },
+    Renew {
+        ciaddr: Ipv4Addr,
+        server_ip: Ipv4Addr,
+        server_mac: Mac,
+    },
     /// REBINDING: broadcast REQUEST with ciaddr set, no 50/54.
-    Rebind { ciaddr: Ipv4Addr },
+    Rebind {
+        ciaddr: Ipv4Addr,
+    },
     /// RELEASE, unicast to the server.
-    Release { ciaddr: Ipv4Addr, server_ip: Ipv4Addr, server_mac: Mac },
+    Release {
+        ciaddr: Ipv4Addr,
+        server_ip: Ipv4Addr,
+        server_mac: Mac,
+    },
 }
 
 /// The DHCP payload of a client message.
@@ -80,7 +93,8 @@ pub fn client_message(mac: Mac, xid: u32, secs: u16, req: Req) -> Message {
         }
     }
     if !matches!(req, Req::Release { .. }) {
-        m.options.set(options::MAX_MESSAGE_SIZE, 1500u16.to_be_bytes().to_vec());
+        m.options
+            .set(options::MAX_MESSAGE_SIZE, 1500u16.to_be_bytes().to_vec());
         m.options.set(options::PARAM_REQUEST_LIST, PRL.to_vec());
     }
     m
@@ -343,8 +357,10 @@ mod tests {
             ..Message::default()
         };
         m.chaddr[..6].copy_from_slice(&mac.0);
-        m.options.set(options::MESSAGE_TYPE, vec![MessageType::Offer as u8]);
-        m.options.set_ip(options::SERVER_ID, Ipv4Addr::new(198, 18, 0, 1));
+        m.options
+            .set(options::MESSAGE_TYPE, vec![MessageType::Offer as u8]);
+        m.options
+            .set_ip(options::SERVER_ID, Ipv4Addr::new(198, 18, 0, 1));
         let smac = Mac([2, 0x1d, 0, 0, 0, 1]);
         let f = frame::build(
             &Addressing {

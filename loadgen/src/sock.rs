@@ -47,7 +47,13 @@ fn check(rc: libc::c_int, what: &str) -> Result<libc::c_int> {
     }
 }
 
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, v: &T, what: &str) -> Result<()> {
+fn setsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: &T,
+    what: &str,
+) -> Result<()> {
     // SAFETY: `v` points to a valid T of the given size for the call.
     let rc = unsafe {
         libc::setsockopt(
@@ -82,18 +88,48 @@ impl PacketSocket {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let one: libc::c_int = 1;
         // Best effort: bypass the qdisc layer (veth has none anyway).
-        let _ = setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one, "PACKET_QDISC_BYPASS");
+        let _ = setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_QDISC_BYPASS,
+            &one,
+            "PACKET_QDISC_BYPASS",
+        );
         let sndbuf: libc::c_int = 4 << 20;
-        let _ = setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, &sndbuf, "SO_SNDBUF");
+        let _ = setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &sndbuf,
+            "SO_SNDBUF",
+        );
         let proto = if receive {
             let prog = libc::sock_fprog {
                 len: FILTER_UDP_DST_68.len() as u16,
                 filter: FILTER_UDP_DST_68.as_ptr() as *mut _,
             };
-            setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog, "SO_ATTACH_FILTER")?;
-            let _ = setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, "PACKET_IGNORE_OUTGOING");
+            setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                &prog,
+                "SO_ATTACH_FILTER",
+            )?;
+            let _ = setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_IGNORE_OUTGOING,
+                &one,
+                "PACKET_IGNORE_OUTGOING",
+            );
             let rcvbuf: libc::c_int = 4 << 20;
-            let _ = setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf, "SO_RCVBUF");
+            let _ = setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &rcvbuf,
+                "SO_RCVBUF",
+            );
             ETH_P_IP
         } else {
             0
@@ -174,7 +210,12 @@ impl PacketSocket {
             .collect();
         // SAFETY: msgs/iovs are valid for the duration of the call.
         let rc = unsafe {
-            libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, 0)
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                msgs.len() as libc::c_uint,
+                0,
+            )
         };
         if rc < 0 {
             let e = io::Error::last_os_error();
@@ -210,7 +251,12 @@ impl PacketSocket {
     pub fn try_recv<'a>(&self, buf: &'a mut [u8]) -> Result<Option<&'a [u8]>> {
         // SAFETY: valid buffer.
         let rc = unsafe {
-            libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
         };
         if rc < 0 {
             let e = io::Error::last_os_error();

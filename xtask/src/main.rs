@@ -48,9 +48,10 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         secs: u64,
     },
-    /// Benchmarks in a namespace lab (`flood`, the default: random-MAC
-    /// DISCOVER flood vs isodhcp with/without XDP and kea-dhcp4, with DORA
-    /// probes). Builds first; prints a table. Needs root.
+    /// Benchmarks in a namespace lab, against kea-dhcp4 (and dnsmasq):
+    /// `flood` (default; random-MAC DISCOVER flood with DORA probes),
+    /// `dora` (leases/s, renewals/s, 1k→10k scale, start-up with 10k
+    /// leases), `all`. Builds first; prints tables. Needs root.
     Bench(bench::BenchOpts),
 }
 

@@ -1,0 +1,659 @@
+//! `cargo xtask bench flood`: random-MAC DISCOVER flood against isodhcp
+//! (XDP on, XDP off) and kea-dhcp4, with two DORA probes measuring what the
+//! flood does to a client that holds a lease and to brand-new clients.
+//!
+//! One namespace lab per server (`isodhcp-tests`: server `srv0`, a bridge in
+//! a switch namespace, client namespaces `c0` = flood, `c1` = known probe,
+//! `c2` = new-client probe). For each flood rate a fresh server is started,
+//! the probes start, then the flood; the server's CPU time, the XDP counters
+//! and the lease file are read around the flood window. Every process is
+//! bounded in time (and the flood in frames too) and stops by itself; the
+//! lab's RAII guards remove namespaces, processes and files, also on error.
+//!
+//! Bridge set-up (switch namespace): the flood port does not learn source
+//! MACs (a random-MAC flood would fill the forwarding database), so the
+//! server's unicast replies to flood MACs are flooded to ports that accept
+//! unknown unicast; the probe ports accept neither unknown unicast nor
+//! broadcast (their own MACs are learned, so the server's unicast replies
+//! reach them; broadcast replies such as NAK do not). TSO is off on every
+//! veth so veth takes the NAPI path (and native XDP on `srv0` sees frames).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use isodhcp_tests::daemon::{Daemon, bpftool_json};
+use isodhcp_tests::util::tail;
+use isodhcp_tests::{DaemonConfig, Lab, SERVER_IF, XdpMode};
+use serde_json::{Value, json};
+
+use super::{Bins, KEA_BIN, Loadgen, POOL, cpu_seconds, render_cells, save_results, start_kea};
+
+/// Known probe: one REQUEST (renewal) every 200 ms = 5/s.
+const KNOWN_INTERVAL_MS: u64 = 200;
+/// New-client probe: a fresh MAC every 250 ms.
+const NEW_INTERVAL_MS: u64 = 250;
+const PROBE_TIMEOUT_MS: u64 = 1000;
+const PROBE_TRIES: u32 = 4;
+/// First MAC octets: flood, new-client probe.
+const FLOOD_PREFIX: &str = "0a";
+const NEW_PREFIX: &str = "06";
+/// Ceiling for an unpaced flood, frames.
+const MAX_FLOOD_FRAMES: u64 = 50_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    IsodhcpXdp,
+    Isodhcp,
+    Kea,
+}
+
+impl Server {
+    fn parse(s: &str) -> Result<Server> {
+        Ok(match s.trim() {
+            "isodhcp-xdp" => Server::IsodhcpXdp,
+            "isodhcp" | "isodhcp-noxdp" => Server::Isodhcp,
+            "kea" => Server::Kea,
+            o => bail!("unknown server {o:?} (isodhcp-xdp, isodhcp, kea)"),
+        })
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Server::IsodhcpXdp => "isodhcp xdp",
+            Server::Isodhcp => "isodhcp no-xdp",
+            Server::Kea => "kea-dhcp4",
+        }
+    }
+}
+
+/// Flood rate: `None` = no flood, `Some(0)` = unpaced.
+fn parse_rates(s: &str) -> Result<Vec<Option<u64>>> {
+    s.split(',')
+        .map(|r| {
+            let r = r.trim();
+            match r {
+                "none" | "off" => Ok(None),
+                "max" => Ok(Some(0)),
+                n => {
+                    let v: u64 = n
+                        .trim_end_matches(['k', 'K'])
+                        .parse()
+                        .map_err(|_| anyhow!("bad rate {r:?}"))?;
+                    let v = if n.ends_with(['k', 'K']) { v * 1000 } else { v };
+                    if v == 0 {
+                        bail!("rate 0: use `none` (no flood) or `max` (unpaced)");
+                    }
+                    Ok(Some(v))
+                }
+            }
+        })
+        .collect()
+}
+
+fn rate_label(r: Option<u64>) -> String {
+    match r {
+        None => "none".into(),
+        Some(0) => "max".into(),
+        Some(v) if v % 1000 == 0 => format!("{}k", v / 1000),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// Runs the flood bench with `opts` (servers `--servers`, rates `--rates`).
+pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
+    if opts.seconds == 0 || opts.seconds > 60 {
+        bail!("--seconds must be 1..=60");
+    }
+    let rates = parse_rates(&opts.rates)?;
+    let servers: Vec<Server> = opts
+        .servers
+        .split(',')
+        .map(Server::parse)
+        .collect::<Result<_>>()?;
+    if servers.contains(&Server::Kea) && !Path::new(KEA_BIN).exists() {
+        bail!("{KEA_BIN} missing (Debian package kea-dhcp4-server; cargo xtask setup)");
+    }
+    let (daemon, loadgen) = (&bins.daemon, &bins.loadgen);
+    let mut rows = Vec::new();
+    for &server in &servers {
+        let lab = Lab::new("bflood", 3).context("building the lab")?;
+        prepare_lab(&lab)?;
+        eprintln!(
+            "\nbench: {} (lab {}, server ns {})",
+            server.label(),
+            lab.id,
+            lab.server.name()
+        );
+        for (i, &rate) in rates.iter().enumerate() {
+            let row = run_row(&lab, server, rate, i, opts.seconds, daemon, loadgen).with_context(
+                || format!("{} at flood rate {}", server.label(), rate_label(rate)),
+            )?;
+            eprintln!("bench: {}", one_line(&row));
+            rows.push(row);
+        }
+        drop(lab);
+    }
+
+    let table = render_table(&rows);
+    println!("\n{table}");
+    let doc = json!({
+        "bench": "flood",
+        "seconds": opts.seconds,
+        "pool": POOL,
+        "known_interval_ms": KNOWN_INTERVAL_MS,
+        "new_interval_ms": NEW_INTERVAL_MS,
+        "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+    });
+    let out = save_results("flood", &doc, &table)?;
+    println!("raw results: {}", out.display());
+    Ok(())
+}
+
+/// TSO off on every veth end; bridge port flags (see the module comment).
+fn prepare_lab(lab: &Lab) -> Result<()> {
+    for c in &lab.clients {
+        c.ns.run_ok("ethtool", &["-K", &c.ifname, "tso", "off"])?;
+    }
+    lab.server
+        .run_ok("ethtool", &["-K", SERVER_IF, "tso", "off"])?;
+    for port in ["psrv", "p0", "p1", "p2"] {
+        lab.switch.run_ok("ethtool", &["-K", port, "tso", "off"])?;
+    }
+    lab.switch.ip(&[
+        "link",
+        "set",
+        "dev",
+        "p0",
+        "type",
+        "bridge_slave",
+        "learning",
+        "off",
+    ])?;
+    for port in ["p1", "p2"] {
+        lab.switch.ip(&[
+            "link",
+            "set",
+            "dev",
+            port,
+            "type",
+            "bridge_slave",
+            "flood",
+            "off",
+            "bcast_flood",
+            "off",
+        ])?;
+    }
+    Ok(())
+}
+
+/// One measured (server, rate) combination.
+#[derive(Debug, Clone)]
+struct Row {
+    server: Server,
+    rate: Option<u64>,
+    flood: Option<Value>,
+    known: Value,
+    new: Value,
+    flood_leases: u64,
+    total_leases: u64,
+    cpu_pct: f64,
+    window_s: f64,
+    /// XDP counter deltas over the row (isodhcp with XDP), by field name.
+    xdp: Option<BTreeMap<String, u64>>,
+    xdp_attached: Option<bool>,
+}
+
+impl Row {
+    fn to_json(&self) -> Value {
+        json!({
+            "server": self.server.label(),
+            "flood_rate": rate_label(self.rate),
+            "flood": self.flood,
+            "known_probe": self.known,
+            "new_probe": self.new,
+            "flood_leases": self.flood_leases,
+            "total_leases": self.total_leases,
+            "cpu_pct": (self.cpu_pct * 10.0).round() / 10.0,
+            "cpu_window_s": self.window_s,
+            "xdp_counters": self.xdp,
+            "xdp_attached": self.xdp_attached,
+        })
+    }
+}
+
+/// The XDP `counters` map summed over CPUs, by field name.
+fn xdp_counters(pin_dir: &Path) -> Option<BTreeMap<String, u64>> {
+    let p = pin_dir.join("counters");
+    if !p.exists() {
+        return None;
+    }
+    let v = bpftool_json(&["map", "dump", "pinned", p.to_str()?]).ok()?;
+    let mut m = BTreeMap::new();
+    sum_fields(&v, &mut m, 0);
+    Some(m)
+}
+
+/// Sums every numeric field by name; where bpftool gives a BTF-formatted
+/// copy next to raw hex, only the formatted copy counts.
+fn sum_fields(v: &Value, acc: &mut BTreeMap<String, u64>, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    match v {
+        Value::Object(o) => {
+            if let Some(f) = o.get("formatted") {
+                return sum_fields(f, acc, depth + 1);
+            }
+            for (k, x) in o {
+                match x {
+                    Value::Number(n) if k != "key" && k != "cpu" => {
+                        if let Some(n) = n.as_u64() {
+                            *acc.entry(k.clone()).or_default() += n;
+                        }
+                    }
+                    _ => sum_fields(x, acc, depth + 1),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| sum_fields(x, acc, depth + 1)),
+        _ => {}
+    }
+}
+
+fn delta(
+    before: &Option<BTreeMap<String, u64>>,
+    after: &Option<BTreeMap<String, u64>>,
+) -> Option<BTreeMap<String, u64>> {
+    let after = after.as_ref()?;
+    Some(
+        after
+            .iter()
+            .map(|(k, v)| {
+                let b = before.as_ref().and_then(|b| b.get(k)).copied().unwrap_or(0);
+                (k.clone(), v.saturating_sub(b))
+            })
+            .collect(),
+    )
+}
+
+/// Is an XDP program attached to srv0?
+fn xdp_attached(lab: &Lab) -> Option<bool> {
+    let v = lab
+        .server
+        .ip_json(&["link", "show", "dev", SERVER_IF])
+        .ok()?;
+    let l = v.as_array()?.first()?;
+    Some(l.get("xdp").is_some())
+}
+
+/// (flood MACs, all MACs) in isodhcp's JSON lease file.
+fn isodhcp_leases(file: &Path) -> Result<(u64, u64)> {
+    if !file.exists() {
+        return Ok((0, 0));
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(file)?)
+        .with_context(|| format!("parsing {}", file.display()))?;
+    let leases = v.get("leases").and_then(Value::as_object);
+    let all = leases.map_or(0, |m| m.len() as u64);
+    let flood = leases.map_or(0, |m| {
+        m.keys()
+            .filter(|k| {
+                k.to_ascii_lowercase()
+                    .starts_with(&format!("{FLOOD_PREFIX}:"))
+            })
+            .count() as u64
+    });
+    Ok((flood, all))
+}
+
+/// (flood MACs, all MACs) in Kea's memfile CSV (distinct hwaddr values).
+fn kea_leases(file: &Path) -> Result<(u64, u64)> {
+    let mut all = std::collections::BTreeSet::new();
+    // Kea may move the file aside during LFC (disabled here): read both.
+    for f in [file.to_path_buf(), file.with_extension("csv.2")] {
+        let Ok(s) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for l in s.lines().skip(1) {
+            if let Some(hw) = l.split(',').nth(1) {
+                all.insert(hw.to_ascii_lowercase());
+            }
+        }
+    }
+    let flood = all
+        .iter()
+        .filter(|h| h.starts_with(&format!("{FLOOD_PREFIX}:")))
+        .count() as u64;
+    Ok((flood, all.len() as u64))
+}
+
+/// Starts the server for row `n`; returns it with its lease file.
+fn start_server(lab: &Lab, server: Server, n: usize, daemon: &Path) -> Result<(Daemon, PathBuf)> {
+    match server {
+        Server::IsodhcpXdp | Server::Isodhcp => {
+            let mut cfg = DaemonConfig::for_lab_with_bin(lab, daemon);
+            cfg.pool = Some(POOL.into());
+            cfg.lease_file = lab.dir().join(format!("leases-{n}.json"));
+            // -v would log per packet: not under a flood.
+            cfg.verbose = 0;
+            cfg.xdp = match server {
+                Server::IsodhcpXdp => XdpMode::Auto,
+                _ => XdpMode::Off,
+            };
+            // The known probe renews 5/s: within its per-MAC limit (the
+            // same limits apply in userspace with --xdp off).
+            cfg.extra = ["--rate-limit", "10", "--rate-burst", "10"]
+                .map(String::from)
+                .to_vec();
+            let d = lab.start_isodhcp(&cfg)?;
+            Ok((d, cfg.lease_file))
+        }
+        Server::Kea => start_kea(lab, n),
+    }
+}
+
+fn run_row(
+    lab: &Lab,
+    server: Server,
+    rate: Option<u64>,
+    n: usize,
+    seconds: u64,
+    daemon_bin: &Path,
+    loadgen: &Path,
+) -> Result<Row> {
+    let (mut daemon, lease_file) = start_server(lab, server, n, daemon_bin)?;
+    let pid = daemon.pid().context("server pid")?;
+    let dir = lab.dir();
+    let pins = lab.pin_dir();
+    let xdp_before = xdp_counters(&pins);
+    let attached = matches!(server, Server::IsodhcpXdp | Server::Isodhcp)
+        .then(|| xdp_attached(lab))
+        .flatten();
+
+    let secs = seconds.to_string();
+    let probe_common = |kind: &str, interval: u64| -> Vec<String> {
+        [
+            "-i",
+            "",
+            "probe",
+            "--kind",
+            kind,
+            "--interval",
+            &interval.to_string(),
+            "--seconds",
+            &secs,
+            "--timeout",
+            &PROBE_TIMEOUT_MS.to_string(),
+            "--max-tries",
+            &PROBE_TRIES.to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut known_args = probe_common("known", KNOWN_INTERVAL_MS);
+    known_args[1] = lab.client(1).ifname.clone();
+    known_args.extend(["--repeat", "renew"].map(String::from));
+    let mut new_args = probe_common("new", NEW_INTERVAL_MS);
+    new_args[1] = lab.client(2).ifname.clone();
+    new_args.extend(["--mac-prefix", NEW_PREFIX, "--release"].map(String::from));
+
+    let mut known = Loadgen::spawn(
+        &lab.client(1).ns,
+        loadgen,
+        dir,
+        &format!("known-{n}"),
+        &known_args,
+    )?;
+    // Ready after its initial DORA (at most 2 phases x tries x timeout).
+    known.wait_ready(Duration::from_secs(15))?;
+    let mut newp = Loadgen::spawn(
+        &lab.client(2).ns,
+        loadgen,
+        dir,
+        &format!("new-{n}"),
+        &new_args,
+    )?;
+    newp.wait_ready(Duration::from_secs(5))?;
+
+    let flood_secs = seconds + 4;
+    let cpu0 = cpu_seconds(pid)?;
+    let t0 = Instant::now();
+    let flood = match rate {
+        Some(r) => {
+            let frames = if r == 0 {
+                MAX_FLOOD_FRAMES
+            } else {
+                r.saturating_mul(flood_secs).min(MAX_FLOOD_FRAMES)
+            };
+            let args: Vec<String> = vec![
+                "-i".into(),
+                lab.client(0).ifname.clone(),
+                "flood".into(),
+                "--rate".into(),
+                r.to_string(),
+                "--frames".into(),
+                frames.to_string(),
+                "--seconds".into(),
+                flood_secs.to_string(),
+                "--mac-prefix".into(),
+                FLOOD_PREFIX.into(),
+            ];
+            let mut f = Loadgen::spawn(
+                &lab.client(0).ns,
+                loadgen,
+                dir,
+                &format!("flood-{n}"),
+                &args,
+            )?;
+            Some(f.finish(Duration::from_secs(flood_secs + 15))?)
+        }
+        None => {
+            // Baseline: the same window, no flood. Bounded sleep by design
+            // (this IS the measurement window, not a readiness wait).
+            std::thread::sleep(Duration::from_secs(flood_secs));
+            None
+        }
+    };
+    let window = t0.elapsed().as_secs_f64();
+    let cpu1 = cpu_seconds(pid)?;
+    let drain = Duration::from_millis(PROBE_TIMEOUT_MS * u64::from(PROBE_TRIES) * 2 + 500);
+    let limit = Duration::from_secs(seconds) + drain + Duration::from_secs(10);
+    let known_v = known.finish(limit)?;
+    let new_v = newp.finish(limit)?;
+    let xdp_after = xdp_counters(&pins);
+    if !daemon.is_running() {
+        bail!(
+            "server exited during the run; log:\n{}",
+            tail(&daemon.log, 30)
+        );
+    }
+    drop(daemon);
+    let (flood_leases, total_leases) = match server {
+        Server::Kea => kea_leases(&lease_file)?,
+        _ => isodhcp_leases(&lease_file)?,
+    };
+    Ok(Row {
+        server,
+        rate,
+        flood,
+        known: known_v,
+        new: new_v,
+        flood_leases,
+        total_leases,
+        cpu_pct: 100.0 * (cpu1 - cpu0) / window.max(1e-3),
+        window_s: (window * 100.0).round() / 100.0,
+        xdp: match server {
+            Server::IsodhcpXdp => delta(&xdp_before, &xdp_after),
+            _ => None,
+        },
+        xdp_attached: attached,
+    })
+}
+
+fn probe_cells(v: &Value) -> (String, String, String) {
+    let s = &v["stats"];
+    let pct = s["success_pct"]
+        .as_f64()
+        .map_or("-".into(), |p| format!("{p:.1}"));
+    let ms = |k: &str| {
+        s[k].as_f64().map_or("-".to_string(), |x| {
+            if x >= 100.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.1}")
+            }
+        })
+    };
+    let att = s["attempts"].as_u64().unwrap_or(0);
+    (format!("{pct} ({att})"), ms("p50_ms"), ms("p99_ms"))
+}
+
+fn xdp_cell(r: &Row) -> String {
+    match (&r.xdp, r.server) {
+        (Some(m), _) => {
+            let drops: Vec<String> = m
+                .iter()
+                .filter(|(k, v)| k.starts_with("drop") && **v > 0)
+                .map(|(k, v)| format!("{}={}", k.trim_start_matches("drop_"), v))
+                .collect();
+            let pass: u64 = m
+                .iter()
+                .filter(|(k, _)| k.as_str() == "redirect" || k.as_str() == "pass_stack")
+                .map(|(_, v)| *v)
+                .sum();
+            format!(
+                "{} (passed {pass})",
+                if drops.is_empty() {
+                    "none".into()
+                } else {
+                    drops.join(" ")
+                }
+            )
+        }
+        (None, Server::IsodhcpXdp) => match r.xdp_attached {
+            Some(false) => "not attached".into(),
+            _ => "no counters".into(),
+        },
+        _ => "-".into(),
+    }
+}
+
+fn one_line(r: &Row) -> String {
+    let (kp, k50, k99) = probe_cells(&r.known);
+    let (np, n50, n99) = probe_cells(&r.new);
+    let ach = r
+        .flood
+        .as_ref()
+        .and_then(|f| f["achieved_rate"].as_f64())
+        .map_or("-".into(), |x| format!("{x:.0}/s"));
+    format!(
+        "{} flood {} (achieved {ach}): known {kp}% p50 {k50} p99 {k99} ms; new {np}% p50 {n50} p99 {n99} ms; flood leases {}; CPU {:.1} %; XDP {}",
+        r.server.label(),
+        rate_label(r.rate),
+        r.flood_leases,
+        r.cpu_pct,
+        xdp_cell(r)
+    )
+}
+
+fn render_table(rows: &[Row]) -> String {
+    let header = [
+        "server",
+        "flood target",
+        "achieved/s",
+        "known ok % (n)",
+        "p50 ms",
+        "p99 ms",
+        "new ok % (n)",
+        "p50 ms",
+        "p99 ms",
+        "flood leases",
+        "CPU %",
+        "XDP drops by reason",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in rows {
+        let (kp, k50, k99) = probe_cells(&r.known);
+        let (np, n50, n99) = probe_cells(&r.new);
+        let ach = r
+            .flood
+            .as_ref()
+            .and_then(|f| f["achieved_rate"].as_f64())
+            .map_or("-".into(), |x| format!("{x:.0}"));
+        cells.push(vec![
+            r.server.label().into(),
+            rate_label(r.rate),
+            ach,
+            kp,
+            k50,
+            k99,
+            np,
+            n50,
+            n99,
+            r.flood_leases.to_string(),
+            format!("{:.1}", r.cpu_pct),
+            xdp_cell(r),
+        ]);
+    }
+    render_cells(&cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(
+            parse_rates("none,1000,10k,max").unwrap(),
+            vec![None, Some(1000), Some(10_000), Some(0)]
+        );
+        assert!(parse_rates("0").is_err());
+        assert!(parse_rates("fast").is_err());
+        assert_eq!(rate_label(Some(10_000)), "10k");
+        assert_eq!(rate_label(Some(1500)), "1500");
+        assert_eq!(rate_label(Some(0)), "max");
+    }
+
+    #[test]
+    fn per_cpu_counters_are_summed_by_name() {
+        let v = json!([{"key": 0, "values": [
+            {"cpu": 0, "value": {"dhcp": 5, "drop_new_client": 3, "redirect": 1}},
+            {"cpu": 1, "value": {"dhcp": 7, "drop_new_client": 4, "redirect": 0}}
+        ]}]);
+        let mut m = BTreeMap::new();
+        sum_fields(&v, &mut m, 0);
+        assert_eq!(m["dhcp"], 12);
+        assert_eq!(m["drop_new_client"], 7);
+        assert!(!m.contains_key("cpu") && !m.contains_key("key"));
+        // A formatted copy next to raw bytes: only the formatted one counts.
+        let v = json!([{"key": ["0x00"], "formatted": {"values": [{"cpu": 0, "value": {"dhcp": 2}}]},
+                        "values": [{"cpu": 0, "value": ["0x02"]}]}]);
+        let mut m = BTreeMap::new();
+        sum_fields(&v, &mut m, 0);
+        assert_eq!(m["dhcp"], 2);
+    }
+
+    #[test]
+    fn lease_files_are_counted() {
+        let d = std::env::temp_dir().join(format!("xtask-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let j = d.join("l.json");
+        std::fs::write(
+            &j,
+            r#"{"version":1,"leases":{"0a:01:02:03:04:05":{"ip":"198.18.1.2"},"02:1d:00:00:00:10":{"ip":"198.18.1.3"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(isodhcp_leases(&j).unwrap(), (1, 2));
+        let k = d.join("k.csv");
+        std::fs::write(
+            &k,
+            "address,hwaddr,client_id\n198.18.1.2,0a:01:02:03:04:05,\n198.18.1.2,0a:01:02:03:04:05,\n198.18.1.3,06:aa:bb:cc:dd:ee,\n",
+        )
+        .unwrap();
+        assert_eq!(kea_leases(&k).unwrap(), (1, 2));
+        assert_eq!(isodhcp_leases(&d.join("missing")).unwrap(), (0, 0));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
