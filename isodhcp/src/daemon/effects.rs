@@ -10,7 +10,7 @@ use super::{Daemon, now_ms};
 use crate::datapath::{FrameIo, Origin};
 use crate::engine::{Binding, Effect, Mode, Reply};
 use crate::system::hooks::{HookAction, HookEvent};
-use crate::system::netlink::NetlinkError;
+use crate::system::netlink::{Netlink, NetlinkError};
 use crate::system::nft::Snat;
 use crate::system::reconcile::{self, Fix, KernelState};
 use crate::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
@@ -25,18 +25,19 @@ impl Daemon {
         let mut down: Vec<Binding> = Vec::new();
         let mut hooks: Vec<(HookAction, Binding)> = Vec::new();
         let mut sends: Vec<(Origin, Reply, bool)> = Vec::new();
+        let mut fixes: Vec<Fix> = Vec::new();
         let mut persist = false;
         for (origin, effects) in batch {
             let mut frame_persists = false;
             for fx in effects {
                 match fx {
                     Effect::Bind(b) => {
-                        self.kernel(&b, true).await;
+                        fixes.extend(kernel_fix(&b, true));
                         hooks.push((HookAction::Add, b.clone()));
                         up.push(b);
                     }
                     Effect::Unbind(b) => {
-                        self.kernel(&b, false).await;
+                        fixes.extend(kernel_fix(&b, false));
                         hooks.push((HookAction::Del, b.clone()));
                         // Bound and unbound within one batch: nothing to tell nft.
                         match up.iter().position(|u| u.mac == b.mac && u.ip == b.ip) {
@@ -58,6 +59,7 @@ impl Daemon {
                 }
             }
         }
+        self.apply_fixes(fixes).await;
         if !up.is_empty() || !down.is_empty() {
             if let Err(e) = self.nft.apply(&up, &down).await {
                 warn!(error = %e, "firewall update failed; will retry at the next reconcile");
@@ -150,29 +152,26 @@ impl Daemon {
         }
     }
 
-    /// Brings a lease's kernel resources up or down (SPEC §6.1, §6.2).
-    async fn kernel(&mut self, b: &Binding, up: bool) {
-        let fix = match (b.mode, up) {
-            (Mode::Isolated, true) => Fix::AddRoute(b.ip),
-            (Mode::Isolated, false) => Fix::RemoveRoute(b.ip),
-            (Mode::Compat, true) => Fix::AddAlias(b.gateway, 30),
-            (Mode::Compat, false) => Fix::RemoveAlias(b.gateway, 30),
-            (Mode::Playground, _) => return,
+    /// Carries out kernel changes. Changes to distinct routes and aliases
+    /// are independent and go to netlink together; if one target appears
+    /// twice (down then up in one batch), they run one by one, in order.
+    async fn apply_fixes(&mut self, fixes: Vec<Fix>) {
+        let (nl, ifindex, src) = (self.nl.clone(), self.ifindex, self.server_ip);
+        let distinct = fixes.iter().map(Fix::target).collect::<BTreeSet<_>>().len() == fixes.len();
+        let results = if distinct {
+            futures::future::join_all(fixes.iter().map(|f| run_fix(&nl, f, ifindex, src))).await
+        } else {
+            let mut r = Vec::with_capacity(fixes.len());
+            for f in &fixes {
+                r.push(run_fix(&nl, f, ifindex, src).await);
+            }
+            r
         };
-        self.fix(fix).await;
-    }
-
-    async fn fix(&mut self, fix: Fix) {
-        let (ifindex, src) = (self.ifindex, self.server_ip);
-        let r = match &fix {
-            Fix::AddRoute(ip) => self.nl.route_add(*ip, ifindex, src).await,
-            Fix::RemoveRoute(ip) => self.nl.route_del(*ip, ifindex, src).await,
-            Fix::AddAlias(ip, p) => self.nl.alias_add(*ip, *p, ifindex).await,
-            Fix::RemoveAlias(ip, p) => self.nl.alias_del(*ip, *p, ifindex).await,
-        };
-        if let Err(e) = r {
-            warn!(?fix, error = %e, "kernel change failed; will retry");
-            self.needs_reconcile = true;
+        for (fix, r) in fixes.iter().zip(results) {
+            if let Err(e) = r {
+                warn!(?fix, error = %e, "kernel change failed; will retry");
+                self.needs_reconcile = true;
+            }
         }
     }
 
@@ -198,9 +197,7 @@ impl Daemon {
                 if !fixes.is_empty() {
                     info!(count = fixes.len(), "reconcile: fixing kernel state");
                 }
-                for f in fixes {
-                    self.fix(f).await;
-                }
+                self.apply_fixes(fixes).await;
             }
             Err(e) => {
                 warn!(error = %e, "cannot read kernel state; reconcile postponed");
@@ -249,5 +246,31 @@ impl Daemon {
             info!(count = cmds.len(), "reconcile: fixing firewall state");
         }
         self.nft.run_batch(&cmds).await
+    }
+}
+
+/// The kernel change a binding needs (SPEC §6.1, §6.2); playground clients
+/// use the block's connected route and need none.
+fn kernel_fix(b: &Binding, up: bool) -> Option<Fix> {
+    match (b.mode, up) {
+        (Mode::Isolated, true) => Some(Fix::AddRoute(b.ip)),
+        (Mode::Isolated, false) => Some(Fix::RemoveRoute(b.ip)),
+        (Mode::Compat, true) => Some(Fix::AddAlias(b.gateway, 30)),
+        (Mode::Compat, false) => Some(Fix::RemoveAlias(b.gateway, 30)),
+        (Mode::Playground, _) => None,
+    }
+}
+
+async fn run_fix(
+    nl: &Netlink,
+    fix: &Fix,
+    ifindex: u32,
+    src: std::net::Ipv4Addr,
+) -> Result<(), NetlinkError> {
+    match fix {
+        Fix::AddRoute(ip) => nl.route_add(*ip, ifindex, src).await,
+        Fix::RemoveRoute(ip) => nl.route_del(*ip, ifindex, src).await,
+        Fix::AddAlias(ip, p) => nl.alias_add(*ip, *p, ifindex).await,
+        Fix::RemoveAlias(ip, p) => nl.alias_del(*ip, *p, ifindex).await,
     }
 }

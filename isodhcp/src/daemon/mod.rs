@@ -81,6 +81,8 @@ struct Daemon {
     needs_reconcile: bool,
     /// Drop counters last logged, and when.
     drops_logged: (u64, Millis),
+    /// Alive neighbour entries, read at most once per batch of frames.
+    neighbours: Option<Vec<(Ipv4Addr, Option<Mac>)>>,
     /// Durations of durable lease writes (metrics).
     commit_latency: prometheus_client::metrics::histogram::Histogram,
 }
@@ -91,16 +93,28 @@ impl Daemon {
         let Some((src_mac, msg)) = self.admission.check(bytes) else {
             return Vec::new();
         };
-        // Conflict detection (SPEC §4.7): only for DISCOVERs that need a new address.
+        // Conflict detection (SPEC §4.7): only for DISCOVERs that need a new
+        // address; the neighbour table is read once per batch. An entry of
+        // the asking client itself is no conflict.
         let candidates = self.engine.candidates(&msg);
-        let in_use = if candidates.is_empty() {
-            Vec::new()
-        } else {
-            self.nl.neighbours_alive(self.ifindex, &candidates, src_mac).await.unwrap_or_else(|e| {
-                warn!(error = %e, "neighbour table unreadable; offering without conflict check");
-                Vec::new()
-            })
-        };
+        let mut in_use = Vec::new();
+        if !candidates.is_empty() {
+            if self.neighbours.is_none() {
+                self.neighbours = Some(self.nl.neighbours_alive(self.ifindex).await.unwrap_or_else(|e| {
+                    warn!(error = %e, "neighbour table unreadable; offering without conflict check");
+                    Vec::new()
+                }));
+            }
+            let alive = self.neighbours.as_deref().unwrap_or_default();
+            in_use = candidates
+                .into_iter()
+                .filter(|c| {
+                    alive
+                        .iter()
+                        .any(|(ip, mac)| ip == c && *mac != Some(src_mac))
+                })
+                .collect();
+        }
         self.engine.handle(
             now_ms(),
             Input::Dhcp {
@@ -113,6 +127,7 @@ impl Daemon {
 
     /// The first frame, then whatever is queued behind it, as one batch.
     async fn on_frames(&mut self, first: (usize, Origin), buf: &mut [u8]) {
+        self.neighbours = None;
         let mut batch = Vec::new();
         let (n, origin) = first;
         let frame = buf[..n].to_vec();

@@ -193,6 +193,7 @@ pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
         last_snapshot: 0,
         needs_reconcile: false,
         drops_logged: (0, 0),
+        neighbours: None,
         commit_latency: super::metrics::commit_histogram(),
     };
     // The private table first (SNAT rules for restored leases included), then

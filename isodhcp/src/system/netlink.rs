@@ -197,16 +197,12 @@ impl Netlink {
         }
     }
 
-    /// Those of `candidates` that the neighbour table on `ifindex` shows
-    /// alive (REACHABLE, STALE, DELAY or PROBE; SPEC §4.7) at a MAC other
-    /// than `asking` (a client coming back for its own old address is no
-    /// conflict).
+    /// The entries of the neighbour table on `ifindex` that are alive
+    /// (REACHABLE, STALE, DELAY or PROBE; SPEC §4.7), with their MAC.
     pub async fn neighbours_alive(
         &self,
         ifindex: u32,
-        candidates: &[Ipv4Addr],
-        asking: Mac,
-    ) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+    ) -> Result<Vec<(Ipv4Addr, Option<Mac>)>, NetlinkError> {
         let mut out = Vec::new();
         let mut s = self
             .handle
@@ -232,14 +228,9 @@ impl Netlink {
                 }
                 _ => None,
             });
-            if lladdr == Some(asking) {
-                continue;
-            }
             for a in &n.attributes {
                 if let NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) = a {
-                    if candidates.contains(ip) {
-                        out.push(*ip);
-                    }
+                    out.push((*ip, lladdr));
                 }
             }
         }

@@ -68,6 +68,18 @@ pub enum Fix {
     RemoveAlias(Ipv4Addr, u8),
 }
 
+impl Fix {
+    /// What the fix changes: the address (route or alias).
+    pub fn target(&self) -> std::net::Ipv4Addr {
+        match self {
+            Fix::AddRoute(ip)
+            | Fix::RemoveRoute(ip)
+            | Fix::AddAlias(ip, _)
+            | Fix::RemoveAlias(ip, _) => *ip,
+        }
+    }
+}
+
 /// The fixes that make `observed` equal `desired`, additions first (a
 /// client never loses something it needs because of the order).
 pub fn diff(desired: &KernelState, observed: &KernelState) -> Vec<Fix> {

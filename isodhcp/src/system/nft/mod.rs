@@ -29,6 +29,9 @@ use crate::cli::Isolation;
 use crate::engine::cidr::Cidr;
 use crate::engine::{Binding, Mode};
 use crate::wire::Mac;
+use netlink::ElementOp;
+
+mod netlink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -271,6 +274,8 @@ impl NftConfig {
 #[derive(Debug)]
 pub struct Nft {
     pub cfg: NftConfig,
+    /// Netlink socket for element changes (opened on first use).
+    sock: Option<netlink::NftSocket>,
     /// Configured sets found missing (warned once until they appear).
     missing: BTreeSet<SetRef>,
     nft_missing_warned: bool,
@@ -316,6 +321,7 @@ impl Nft {
     pub fn new(cfg: NftConfig) -> Nft {
         Nft {
             cfg,
+            sock: None,
             missing: BTreeSet::new(),
             nft_missing_warned: false,
         }
@@ -361,12 +367,22 @@ impl Nft {
     /// Applies the changes of one batch of effects: additions and removals
     /// of set elements and SNAT rules, in one transaction when possible.
     pub async fn apply(&mut self, up: &[Binding], down: &[Binding]) -> Result<(), NftError> {
-        let mut cmds = Vec::new();
         let missing = self.missing.clone();
         let keep = |(s, _): &(SetRef, Element)| !missing.contains(s);
+        // Plain addresses go over netlink in one transaction; prefixes
+        // (interval sets) and SNAT rules through `nft -f`.
+        let mut ops = Vec::new();
+        let mut cmds = Vec::new();
         for b in down {
             for (s, e) in elements(&self.cfg.sets, b).into_iter().filter(keep) {
-                cmds.push(format!("delete element {s} {{ {e} }}"));
+                match e {
+                    Element::Addr(addr) => ops.push(ElementOp {
+                        add: false,
+                        set: s,
+                        addr,
+                    }),
+                    Element::Prefix(..) => cmds.push(format!("delete element {s} {{ {e} }}")),
+                }
             }
         }
         let down_snat: Vec<Ipv4Addr> = down.iter().filter(|b| b.masq).map(|b| b.ip).collect();
@@ -381,11 +397,21 @@ impl Nft {
                 }
             }
         }
-        let adds: Vec<(SetRef, Element)> = up
+        let mut prefixes = Vec::new();
+        for (s, e) in up
             .iter()
             .flat_map(|b| elements(&self.cfg.sets, b))
             .filter(keep)
-            .collect();
+        {
+            match e {
+                Element::Addr(addr) => ops.push(ElementOp {
+                    add: true,
+                    set: s,
+                    addr,
+                }),
+                Element::Prefix(..) => prefixes.push((s, e)),
+            }
+        }
         let snat: Vec<Snat> = up
             .iter()
             .filter(|b| b.masq)
@@ -395,8 +421,60 @@ impl Nft {
                 mac: b.mac,
             })
             .collect();
-        cmds.extend(self.cfg.add_commands(&adds, &snat));
+        cmds.extend(self.cfg.add_commands(&prefixes, &snat));
+        let slow = self.apply_elements(ops);
+        cmds.extend(slow);
         self.run_batch(&cmds).await
+    }
+
+    /// Applies element changes over netlink; returns those that must go
+    /// through `nft -f` instead (no netlink socket, or it failed).
+    fn apply_elements(&mut self, ops: Vec<ElementOp>) -> Vec<String> {
+        let as_cmd = |op: &ElementOp| {
+            format!(
+                "{} element {} {{ {} }}",
+                if op.add { "add" } else { "delete" },
+                op.set,
+                op.addr
+            )
+        };
+        if ops.is_empty() {
+            return Vec::new();
+        }
+        if self.sock.is_none() {
+            self.sock = netlink::NftSocket::open().ok();
+        }
+        let Some(sock) = self.sock.as_mut() else {
+            return ops.iter().map(as_cmd).collect();
+        };
+        match sock.apply(&ops) {
+            Ok(Ok(())) => Vec::new(),
+            Ok(Err(errno)) => {
+                // Refused as a whole (typically: an element to delete was
+                // already gone). Apply one by one; "already gone" is fine.
+                debug!(
+                    errno,
+                    "nf_tables refused the element batch; applying one by one"
+                );
+                let mut slow = Vec::new();
+                for op in ops {
+                    match sock.apply(std::slice::from_ref(&op)) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) if !op.add && e == libc::ENOENT => {}
+                        Ok(Err(e)) => {
+                            warn!(set = %op.set, addr = %op.addr, error = %std::io::Error::from_raw_os_error(e), "nft element change refused")
+                        }
+                        Err(_) => slow.push(as_cmd(&op)),
+                    }
+                }
+                slow
+            }
+            Err(e) => {
+                debug!(error = %e, "nf_tables netlink failed; using nft");
+                self.sock = None;
+                ops.iter().map(as_cmd).collect()
+            }
+        }
     }
 
     /// One transaction; on failure, each command alone ("already gone" is fine).
