@@ -23,12 +23,14 @@
 //! clear error (tests call `.expect()` on it, so they fail, never pass silently).
 
 pub mod clients;
+pub mod control_world;
 pub mod crafted;
 pub mod daemon;
 pub mod lab;
 pub mod netinfo;
 pub mod netns;
 pub mod nftutil;
+pub mod probe;
 pub mod util;
 pub mod xdp_run;
 
