@@ -327,6 +327,50 @@ fn xdp_auto_counts_dhcp_frames() {
     lab.check_host_untouched().expect("host state");
 }
 
+/// A program a previous `--xdp auto` run left pinned must not keep filtering
+/// (with stale limits and known clients) after a restart with `--xdp off`.
+#[test]
+fn xdp_off_detaches_a_leftover_program() {
+    let lab = lab("fxdpoff", 1);
+    ensure_bpffs();
+    let mut cfg = config(&lab);
+    cfg.xdp = XdpMode::Auto;
+    let mut d = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let xdp_attached = || {
+        lab.server
+            .ip_json(&["link", "show", "dev", SERVER_IF])
+            .unwrap()[0]
+            .get("xdp")
+            .is_some()
+    };
+    assert!(
+        xdp_attached(),
+        "--xdp auto must attach\n{}",
+        lab.daemon_logs()
+    );
+    d.signal(libc::SIGTERM).expect("SIGTERM");
+    d.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert!(
+        xdp_attached(),
+        "the pinned program stays attached across a restart (SPEC §9)"
+    );
+    drop(d);
+    cfg.xdp = XdpMode::Off;
+    let _d = lab
+        .start_isodhcp(&cfg)
+        .expect("isodhcp restart with --xdp off");
+    assert!(
+        !xdp_attached(),
+        "--xdp off must detach the old program\n{}",
+        lab.daemon_logs()
+    );
+    assert!(
+        !lab.pin_dir().join("link_native").exists() && !lab.pin_dir().join("link_generic").exists()
+    );
+    let _tcp = lab.server_listen(PORT).expect("listener");
+    lease_and_check(&lab, lab.client(0), ClientKind::Dhclient);
+}
+
 /// bpffs must be mounted on /sys/fs/bpf (in the host mount namespace) for pins
 /// to be visible to bpftool; mount it if missing (`cargo xtask setup` does the same).
 fn ensure_bpffs() {

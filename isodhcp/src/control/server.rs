@@ -65,10 +65,6 @@ impl ControlSocket {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Serves connections forever, passing requests to `tx`.
     pub fn serve(&mut self, tx: mpsc::Sender<Pending>) {
         let Some(listener) = self.listener.take() else {

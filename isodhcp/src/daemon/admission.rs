@@ -191,6 +191,17 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
             Err(e) => return Err(e).context("--xdp"),
         },
     };
+    if cfg.xdp == XdpMode::Off {
+        match xdp::remove_pins(&cfg.bpf_pin_dir) {
+            Ok(true) => {
+                info!(pin_dir = %cfg.bpf_pin_dir.display(), "--xdp off: detached the XDP program a previous run left pinned")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(error = %e, "--xdp off: cannot remove old XDP pins; a stale program may still filter DHCP")
+            }
+        }
+    }
     let Some(x) = attached else {
         let mut l = Limiter::new(cfg.limits);
         cfg.deny_macs.iter().for_each(|m| l.deny(*m, 0));

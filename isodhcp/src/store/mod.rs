@@ -305,10 +305,6 @@ impl LeaseStore {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends the changes to the journal and fsyncs it (group commit: one
     /// call for a whole batch). Empty changes cost nothing.
     pub fn commit(&mut self, changes: &Dirty) -> Result<(), StoreError> {

@@ -234,10 +234,6 @@ impl Hooks {
         }
     }
 
-    pub fn path(&self) -> &std::path::Path {
-        &self.shared.cfg.path
-    }
-
     /// Queue `ev`; never blocks, never awaits. Must be called from within a
     /// tokio runtime (the hook runs as a task of the current runtime);
     /// otherwise the event is dropped with a warning.

@@ -157,6 +157,20 @@ pub fn attach(
     })
 }
 
+/// Removes the program link and map pins a previous run left under
+/// `pin_dir`, which detaches that program (the pin held the last
+/// reference). Used with `--xdp off`, so no stale program keeps applying
+/// old limits in front of the packet socket.
+pub fn remove_pins(pin_dir: &Path) -> Result<bool, XdpError> {
+    let had = [LINK_PIN_NATIVE, LINK_PIN_GENERIC]
+        .iter()
+        .any(|n| pin_dir.join(n).exists());
+    for name in [LINK_PIN_NATIVE, LINK_PIN_GENERIC].into_iter().chain(MAPS) {
+        remove_pin(pin_dir, name)?;
+    }
+    Ok(had)
+}
+
 impl XdpAttachment {
     /// The counters of the program, summed over all CPUs.
     pub fn counters(&self) -> Result<Counters, XdpError> {
@@ -174,18 +188,6 @@ impl XdpAttachment {
             sum.add(c);
         }
         Ok(sum)
-    }
-
-    /// Removes the pins and detaches the program (for a clean `--xdp off`
-    /// hand-over or tests). Plain drop keeps a pinned program attached.
-    pub fn detach(self) -> Result<(), XdpError> {
-        if let Some(dir) = &self.pin_dir {
-            for name in [LINK_PIN_NATIVE, LINK_PIN_GENERIC].into_iter().chain(MAPS) {
-                remove_pin(dir, name)?;
-            }
-        }
-        drop(self.ebpf);
-        Ok(())
     }
 }
 
