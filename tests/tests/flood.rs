@@ -2,10 +2,11 @@
 //! real dhclient that already holds a lease renews (unicast REQUEST with
 //! ciaddr, as dhclient sends at T1) and rebinds (broadcast REQUEST with
 //! ciaddr, as at T2) with its own MAC, and re-runs dhclient (INIT-REBOOT).
-//! Every exchange must be answered without a retransmission, no flood MAC
-//! may get a lease, and the named drop counters must show the flood died
-//! in admission. Once with XDP (counters read with bpftool), once with
-//! `--xdp off` (counters read from `--status --json`).
+//! With XDP every exchange must be answered without a retransmission; with
+//! `--xdp off` the client must still be served within a client's
+//! retransmissions. No flood MAC may get a lease, and the named drop
+//! counters must show the flood died in admission (XDP: read with bpftool;
+//! off: from `--status --json`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -28,6 +28,9 @@ const FILTER: [libc::sock_filter; 11] = [
     bpf(0x06, 0, 0, 0),
 ];
 
+/// Receive buffer asked for the packet socket (bytes).
+const RCVBUF: libc::c_int = 4 << 20;
+
 const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
@@ -73,6 +76,25 @@ impl AfPacket {
                 mem::size_of::<libc::sock_fprog>() as u32,
             )
         })?;
+        // A deep receive queue: without XDP a flood shares this socket with
+        // real clients. SO_RCVBUFFORCE (CAP_NET_ADMIN) may exceed rmem_max;
+        // without the capability the plain request is capped by the kernel.
+        let size: libc::c_int = RCVBUF;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: `size` is a valid c_int for the call.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const libc::c_int).cast(),
+                    mem::size_of::<libc::c_int>() as u32,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
         // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
