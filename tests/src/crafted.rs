@@ -48,6 +48,16 @@ pub fn parse_mac(s: &str) -> Mac {
 /// Daemon configuration for crafted-frame tests: the lab defaults with the
 /// per-MAC rate limit raised (tests send many frames per MAC on purpose) and
 /// `--xdp off` unless `ISODHCP_XDP` says otherwise.
+/// A one-client lab with the daemon started (see [`config`]) and a raw
+/// port in the client namespace: the fixture of the RFC 2131 suites.
+pub fn setup(tag: &str) -> (Lab, crate::Daemon, Dhcp) {
+    crate::preflight().expect("preflight");
+    let lab = Lab::new(tag, 1).expect("building the lab");
+    let d = lab.start_isodhcp(&config(&lab)).expect("isodhcp start");
+    let dhcp = Dhcp::open(lab.client(0)).expect("raw socket in the client namespace");
+    (lab, d, dhcp)
+}
+
 pub fn config(lab: &Lab) -> DaemonConfig {
     let mut c = DaemonConfig::for_lab(lab).expect("daemon configuration");
     c.extra.extend(

@@ -8,23 +8,12 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use isodhcp::wire::options::{self, MessageType};
+use isodhcp_tests::SERVER_IP;
 use isodhcp_tests::crafted::{
-    self, Captured, Dhcp, To, has_route, lease_entry, lease_files_text, mac, request,
-    wait_lease_entry,
+    Captured, To, has_route, lease_entry, lease_files_text, mac, request, setup, wait_lease_entry,
 };
-use isodhcp_tests::{Daemon, Lab, SERVER_IP, preflight};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-fn setup(tag: &str) -> (Lab, Daemon, Dhcp) {
-    preflight().expect("preflight");
-    let lab = Lab::new(tag, 1).expect("building the lab");
-    let d = lab
-        .start_isodhcp(&crafted::config(&lab))
-        .expect("isodhcp start");
-    let dhcp = Dhcp::open(lab.client(0)).expect("raw socket in the client namespace");
-    (lab, d, dhcp)
-}
 
 fn ip(h: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, h)

@@ -130,14 +130,12 @@ impl Daemon {
         self.neighbours = None;
         let mut batch = Vec::new();
         let (n, origin) = first;
-        let frame = buf[..n].to_vec();
-        let fx = self.on_frame(&frame).await;
+        let fx = self.on_frame(&buf[..n]).await;
         batch.push((origin, fx));
         while batch.len() < BATCH {
             match self.io.try_recv(buf) {
                 Ok(Some((n, origin))) => {
-                    let frame = buf[..n].to_vec();
-                    let fx = self.on_frame(&frame).await;
+                    let fx = self.on_frame(&buf[..n]).await;
                     batch.push((origin, fx));
                 }
                 Ok(None) => break,

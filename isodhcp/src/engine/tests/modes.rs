@@ -178,9 +178,9 @@ fn masquerade_is_orthogonal_and_vendor_is_remembered() {
     assert!(unbound(&fx).is_empty());
 }
 
-#[test]
-fn profile_change_releases_and_naks_old_address() {
-    // Leases from a run where mac(1) was isolated; now it is compat.
+/// An engine restored from a run where mac(1) held 198.18.0.200 as an
+/// isolated client, configured now to make it compat.
+fn was_isolated_now_compat() -> Engine {
     let mut e = Engine::new(compat_cfg(), &[]).unwrap();
     let rec = LeaseRecord {
         mac: mac(1),
@@ -192,6 +192,12 @@ fn profile_change_releases_and_naks_old_address() {
         vendor: None,
     };
     e.start(T0, vec![rec], vec![]);
+    e
+}
+
+#[test]
+fn profile_change_releases_and_naks_old_address() {
+    let mut e = was_isolated_now_compat();
     let fx = run(&mut e, T0, &reboot(mac(1), ip(200)));
     assert_eq!(unbound(&fx)[0].ip, ip(200));
     assert!(fx.contains(&Effect::PersistNow));
@@ -202,17 +208,7 @@ fn profile_change_releases_and_naks_old_address() {
 
 #[test]
 fn profile_change_at_discover_reallocates() {
-    let mut e = Engine::new(compat_cfg(), &[]).unwrap();
-    let rec = LeaseRecord {
-        mac: mac(1),
-        ip: ip(200),
-        expires: Some(T0 + 100_000),
-        mode: Mode::Isolated,
-        masq: false,
-        hostname: None,
-        vendor: None,
-    };
-    e.start(T0, vec![rec], vec![]);
+    let mut e = was_isolated_now_compat();
     let fx = run(&mut e, T0, &discover(mac(1)));
     assert_eq!(unbound(&fx)[0].ip, ip(200));
     assert_eq!(replies(&fx)[0].1.yiaddr, ip(6));
