@@ -50,7 +50,7 @@ pub const XSKS_MAX: u32 = 64;
 
 /// Bumped whenever a map layout changes, so stale pins from another build are
 /// replaced; also stored in [`Limits::abi`] so a pinned map can be checked.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Map key of a MAC address: the six bytes big-endian in the low 48 bits.
 #[inline(always)]
@@ -63,130 +63,114 @@ pub fn mac_key(m: [u8; 6]) -> u64 {
         | (m[5] as u64)
 }
 
-/// Per-CPU verdict counters. One entry (key 0) of a per-CPU array.
-///
-/// Every frame lands in exactly one of `non_dhcp` or `dhcp`; every `dhcp`
-/// frame lands in exactly one `drop_*`, `redirect` or `pass_stack` field.
-/// `pass_trusted` additionally counts trusted frames that skipped the limits.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
+/// Declares [`Counters`], [`COUNTER_NAMES`] and [`COUNTER_COUNT`] from one
+/// list, so a counter is named in exactly one place.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// Per-CPU verdict counters. One entry (key 0) of a per-CPU array.
+        ///
+        /// In the kernel, every frame lands in exactly one of `non_dhcp`,
+        /// `pass_vlan`, `drop_vlan_depth` or `dhcp`; every `dhcp` frame lands
+        /// in exactly one `drop_*`, `redirect` or `pass_stack` field.
+        /// `pass_trusted` additionally counts trusted frames that skipped the
+        /// limits. `packet_path` is the daemon's own (see there).
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        /// Field names of [`Counters`], in declaration order.
+        pub const COUNTER_NAMES: [&str; COUNTER_COUNT] = [$(stringify!($name),)*];
+
+        impl Counters {
+            /// Every field's value, in declaration order.
+            pub fn values(&self) -> [u64; COUNTER_COUNT] {
+                [$(self.$name,)*]
+            }
+
+            /// Counters from values in declaration order.
+            pub fn from_values(v: [u64; COUNTER_COUNT]) -> Counters {
+                let [$($name,)*] = v;
+                Counters { $($name,)* }
+            }
+
+            fn fields_mut(&mut self) -> [&mut u64; COUNTER_COUNT] {
+                [$(&mut self.$name,)*]
+            }
+        }
+    };
+}
+
+/// Number of fields of [`Counters`].
+pub const COUNTER_COUNT: usize = 19;
+
+counters! {
     /// Not IPv4/UDP to port 67: passed untouched.
-    pub non_dhcp: u64,
+    non_dhcp,
     /// IPv4/UDP to port 67.
-    pub dhcp: u64,
+    dhcp,
     /// IPv4 header length below 20 or beyond the frame.
-    pub drop_ihl: u64,
+    drop_ihl,
     /// IPv4 fragment.
-    pub drop_fragment: u64,
+    drop_fragment,
     /// UDP length below 8 or beyond the IP payload.
-    pub drop_udp_len: u64,
+    drop_udp_len,
     /// BOOTP fixed part (236 bytes) missing.
-    pub drop_bootp_short: u64,
+    drop_bootp_short,
     /// Not op 1 / htype 1 / hlen 6.
-    pub drop_not_request: u64,
+    drop_not_request,
     /// chaddr differs from the Ethernet source.
-    pub drop_chaddr_spoof: u64,
+    drop_chaddr_spoof,
     /// MAC in the deny map.
-    pub drop_denied: u64,
+    drop_denied,
     /// Known client over its per-MAC rate.
-    pub drop_known_rate: u64,
+    drop_known_rate,
     /// Unknown MAC that found the new-client budget empty.
-    pub drop_new_budget: u64,
+    drop_new_budget,
     /// Recently admitted unknown MAC over its per-MAC rate.
-    pub drop_fresh_rate: u64,
+    drop_fresh_rate,
     /// Over the global budget.
-    pub drop_global: u64,
+    drop_global,
     /// Trusted MAC: per-MAC and new-client limits skipped.
-    pub pass_trusted: u64,
+    pass_trusted,
     /// Redirected to the daemon's AF_XDP socket.
-    pub redirect: u64,
+    redirect,
     /// Passed to the kernel stack (no AF_XDP socket on this queue).
-    pub pass_stack: u64,
+    pass_stack,
+    /// Priority-tagged (VLAN id 0) frame whose tag stack is deeper than the
+    /// program reads: the kernel would strip the tags and deliver whatever
+    /// is inside to this interface, so it is dropped unseen.
+    drop_vlan_depth,
+    /// DHCP tagged for a VLAN (id ≠ 0): not this interface's; passed to the
+    /// kernel, which hands it to that VLAN's interface or discards it.
+    pass_vlan,
+    /// In XDP mode, a DHCP frame that reached the daemon's packet socket
+    /// instead of its AF_XDP socket (userspace count; the frame then went
+    /// through the same checks and limits as `--xdp off`).
+    packet_path,
 }
 
 impl Counters {
     /// Adds `o` field by field (summing per-CPU values).
     pub fn add(&mut self, o: &Counters) {
-        for (a, b) in self.fields_mut().into_iter().zip(o.fields()) {
+        for (a, b) in self.fields_mut().into_iter().zip(o.values()) {
             *a += b;
         }
     }
 
     /// (name, value) of every field, in declaration order.
-    pub fn named(&self) -> [(&'static str, u64); 16] {
-        let v = self.fields();
-        let mut out = [("", 0u64); 16];
+    pub fn named(&self) -> [(&'static str, u64); COUNTER_COUNT] {
+        let v = self.values();
+        let mut out = [("", 0u64); COUNTER_COUNT];
         let mut i = 0;
-        while i < 16 {
+        while i < COUNTER_COUNT {
             out[i] = (COUNTER_NAMES[i], v[i]);
             i += 1;
         }
         out
     }
-
-    fn fields(&self) -> [u64; 16] {
-        [
-            self.non_dhcp,
-            self.dhcp,
-            self.drop_ihl,
-            self.drop_fragment,
-            self.drop_udp_len,
-            self.drop_bootp_short,
-            self.drop_not_request,
-            self.drop_chaddr_spoof,
-            self.drop_denied,
-            self.drop_known_rate,
-            self.drop_new_budget,
-            self.drop_fresh_rate,
-            self.drop_global,
-            self.pass_trusted,
-            self.redirect,
-            self.pass_stack,
-        ]
-    }
-
-    fn fields_mut(&mut self) -> [&mut u64; 16] {
-        [
-            &mut self.non_dhcp,
-            &mut self.dhcp,
-            &mut self.drop_ihl,
-            &mut self.drop_fragment,
-            &mut self.drop_udp_len,
-            &mut self.drop_bootp_short,
-            &mut self.drop_not_request,
-            &mut self.drop_chaddr_spoof,
-            &mut self.drop_denied,
-            &mut self.drop_known_rate,
-            &mut self.drop_new_budget,
-            &mut self.drop_fresh_rate,
-            &mut self.drop_global,
-            &mut self.pass_trusted,
-            &mut self.redirect,
-            &mut self.pass_stack,
-        ]
-    }
 }
-
-/// Field names of [`Counters`], in declaration order.
-pub const COUNTER_NAMES: [&str; 16] = [
-    "non_dhcp",
-    "dhcp",
-    "drop_ihl",
-    "drop_fragment",
-    "drop_udp_len",
-    "drop_bootp_short",
-    "drop_not_request",
-    "drop_chaddr_spoof",
-    "drop_denied",
-    "drop_known_rate",
-    "drop_new_budget",
-    "drop_fresh_rate",
-    "drop_global",
-    "pass_trusted",
-    "redirect",
-    "pass_stack",
-];
 
 /// Rates (tokens per second) and bursts (tokens) of the admission limits.
 #[repr(C)]
@@ -226,14 +210,27 @@ impl Bucket {
     /// the remainder carries over to the next call, so a bucket hit every
     /// few microseconds (a flood) still refills at exactly `rate` instead of
     /// losing every call's fraction to integer division.
+    ///
+    /// A `now_ns` behind `last_ns` counts as no time at all. That happens
+    /// when several CPUs share a bucket: one reads the clock, another reads
+    /// a later clock and writes `last_ns` first. Treating it as "the clock
+    /// went back, start over full" (as this once did) handed a multi-CPU
+    /// flood a full burst on every such race.
+    ///
+    /// Bound: the bucket itself never grants more than `burst + rate·t`
+    /// tokens over `t` seconds. Buckets shared between CPUs are updated
+    /// without atomics (see the XDP program's admission), so each of `n`
+    /// CPUs that race inside one read-modify-write can spend the same token:
+    /// at worst `n · (burst + rate·t)`, and in practice a few extra frames
+    /// per collision, never a refill.
     #[inline(always)]
     pub fn take(&mut self, now_ns: u64, rate: u32, burst: u32) -> bool {
         let cap = (burst as u64) * 1000;
         let rate = rate as u64;
-        if self.last_ns == 0 || now_ns < self.last_ns {
+        if self.last_ns == 0 {
             self.tokens_milli = cap;
             self.last_ns = now_ns;
-        } else if rate > 0 {
+        } else if rate > 0 && now_ns > self.last_ns {
             let mut elapsed = now_ns - self.last_ns;
             if elapsed > MAX_ELAPSED_NS {
                 elapsed = MAX_ELAPSED_NS;
@@ -311,6 +308,47 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_behind_the_bucket_refills_nothing() {
+        // Two CPUs share one bucket. CPU B reads a later clock and writes
+        // first; CPU A then arrives with its earlier reading. A must see an
+        // empty bucket, not a refilled one.
+        let mut b = Bucket::default();
+        let t0 = 1_000_000_000;
+        for _ in 0..3 {
+            assert!(b.take(t0, 1, 3));
+        }
+        assert!(!b.take(t0 + 10, 1, 3), "CPU B: empty");
+        assert!(
+            !b.take(t0 + 5, 1, 3),
+            "CPU A, clock 5 ns behind B: still empty"
+        );
+        assert!(!b.take(t0, 1, 3), "CPU A again: still empty");
+    }
+
+    #[test]
+    fn two_racing_cpus_stay_within_the_rate() {
+        // Interleave two "CPUs" whose clocks disagree by up to 40 µs (each
+        // reads the clock, then takes), flooding for 2 s. The bucket must
+        // grant its burst plus 2 s of refill, not a burst per race.
+        let mut b = Bucket::default();
+        let (rate, burst) = (100u32, 10u32);
+        let t0 = 1_000_000_000u64;
+        let mut granted = 0u32;
+        let mut t = t0;
+        while t < t0 + 2_000_000_000 {
+            let cpu_a = t;
+            let cpu_b = t + 40_000;
+            granted += u32::from(b.take(cpu_b, rate, burst));
+            granted += u32::from(b.take(cpu_a, rate, burst));
+            t += 20_000;
+        }
+        assert!(
+            (200..=211).contains(&granted),
+            "granted {granted}, want burst 10 + 2 s × 100/s"
+        );
+    }
+
+    #[test]
     fn mac_key_is_big_endian_48_bits() {
         assert_eq!(mac_key([0x02, 0, 0, 0, 0x0d, 0x01]), 0x0200_0000_0d01);
     }
@@ -331,5 +369,7 @@ mod tests {
         assert_eq!(named[1], ("dhcp", 4));
         assert_eq!(named[12], ("drop_global", 4));
         assert_eq!(named[15], ("pass_stack", 2));
+        assert_eq!(Counters::from_values(a.values()), a);
+        assert_eq!(COUNTER_NAMES.len(), COUNTER_COUNT);
     }
 }

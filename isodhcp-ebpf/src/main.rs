@@ -1,7 +1,9 @@
 //! The isodhcp XDP program (SPEC §9).
 //!
 //! Every frame that is not IPv4/UDP to port 67 is passed untouched (counted
-//! `non_dhcp`). DHCP frames (`dhcp`) are validated ([`parse`]), admitted or
+//! `non_dhcp`); so is DHCP tagged for another VLAN (`pass_vlan`), while a
+//! stack of priority tags too deep to read is dropped (`drop_vlan_depth`).
+//! DHCP frames (`dhcp`) are validated ([`parse`]), admitted or
 //! dropped ([`admit`]), and survivors are redirected to the daemon's AF_XDP
 //! socket of this RX queue, or passed to the kernel stack when none is bound.
 //! Every DHCP frame lands in exactly one `drop_*`, `redirect` or `pass_stack`
@@ -47,6 +49,14 @@ pub fn isodhcp_xdp(ctx: XdpContext) -> u32 {
         Parsed::NotDhcp => {
             count(Slot::NonDhcp);
             return xdp_action::XDP_PASS;
+        }
+        Parsed::OtherVlan => {
+            count(Slot::PassVlan);
+            return xdp_action::XDP_PASS;
+        }
+        Parsed::Drop(Slot::DropVlanDepth) => {
+            count(Slot::DropVlanDepth);
+            return xdp_action::XDP_DROP;
         }
         Parsed::Drop(s) => {
             count(Slot::Dhcp);

@@ -4,8 +4,20 @@
 //! unit-tested) on the host with an ordinary byte buffer. Every packet read
 //! goes through [`byte`], [`be16`] or [`mac`], each of which compares
 //! `data + off + len` against `end` right before the load: the form the
-//! verifier understands. Offsets are bounded (at most one VLAN tag, IHL ≤ 60),
-//! so every variable packet offset has a small known maximum.
+//! verifier understands. Offsets are bounded (at most two VLAN tags, IHL ≤
+//! 60), so every variable packet offset has a small known maximum.
+//!
+//! # VLAN tags
+//! The kernel strips 802.1Q (0x8100) and 802.1ad (0x88a8) tags after XDP
+//! has run. A tag with VLAN id 0 (priority tag) is removed and what it
+//! carried is delivered to this interface; at the first tag with a non-zero
+//! id the frame belongs to that VLAN's interface (or is marked "other host"
+//! when there is none). So the program reads through up to two tags: DHCP
+//! behind priority tags only is ours and checked like an untagged frame;
+//! DHCP for another VLAN is passed (`pass_vlan`); a stack of more than two
+//! priority tags, which the program cannot see through, is dropped
+//! (`drop_vlan_depth`). Without this, tagging a flood walked it past every
+//! check and limit into the daemon's packet socket.
 
 use isodhcp_common::mac_key;
 
@@ -16,6 +28,8 @@ const VLAN_HLEN: usize = 4;
 const ETH_SRC: usize = 6;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const VLAN_VID_MASK: u16 = 0x0fff;
 const IPPROTO_UDP: u8 = 17;
 const IPV4_MIN_HLEN: usize = 20;
 const IP_MF: u16 = 0x2000;
@@ -33,7 +47,7 @@ const HTYPE_ETHERNET: u8 = 1;
 pub struct Request {
     /// [`mac_key`] of the client (Ethernet source == chaddr).
     pub mac: u64,
-    /// Offset of the IPv4 header (14, or 18 with an 802.1Q tag).
+    /// Offset of the IPv4 header (14, 18 or 22 behind priority tags).
     pub l3: usize,
     /// Offset of the UDP header; the BOOTP message starts 8 bytes later and
     /// at least its 236-byte fixed part is inside the frame.
@@ -48,8 +62,11 @@ pub struct Request {
 pub enum Parsed {
     /// Not IPv4/UDP to port 67, or too short/odd to tell: pass untouched.
     NotDhcp,
-    /// IPv4/UDP to port 67 that fails a check: drop, counted in this slot.
+    /// IPv4/UDP to port 67 that fails a check, or a frame the kernel would
+    /// deliver here but the program cannot read: drop, counted in this slot.
     Drop(Slot),
+    /// IPv4/UDP to port 67 tagged for another VLAN: pass, count `pass_vlan`.
+    OtherVlan,
     /// A well-formed BOOTREQUEST whose chaddr matches the Ethernet source.
     Request(Request),
 }
@@ -95,9 +112,13 @@ fn mac(data: usize, end: usize, off: usize) -> Option<u64> {
 /// Classifies and validates the frame in `[data, end)`.
 #[inline(always)]
 pub fn parse(data: usize, end: usize) -> Parsed {
-    let Some(c) = candidate(data, end) else {
-        return Parsed::NotDhcp;
+    let c = match candidate(data, end) {
+        Ok(c) => c,
+        Err(p) => return p,
     };
+    if c.other_vlan {
+        return Parsed::OtherVlan;
+    }
     match validate(data, end, &c) {
         Ok(r) => Parsed::Request(r),
         Err(s) => Parsed::Drop(s),
@@ -115,9 +136,48 @@ struct Candidate {
     l4: usize,
     tot_len: u16,
     frag: u16,
+    /// A tag with a non-zero VLAN id came first: another interface's frame.
+    other_vlan: bool,
 }
 
-/// Identifies IPv4/UDP to port 67; `None` means "not DHCP, pass untouched".
+#[inline(always)]
+fn is_vlan(proto: u16) -> bool {
+    proto == ETH_P_8021Q || proto == ETH_P_8021AD
+}
+
+/// Reads through at most two VLAN tags (see the module docs). Returns the
+/// IPv4 header offset, the ethertype there, and whether a non-zero VLAN id
+/// came first; `Err` is the verdict for a frame decided here.
+#[inline(always)]
+fn untag(data: usize, end: usize) -> Result<(usize, u16, bool), Parsed> {
+    let mut l3 = ETH_HLEN;
+    let mut proto = be16(data, end, 12).ok_or(Parsed::NotDhcp)?;
+    // Two rounds, unrolled by hand: a loop with a packet-dependent exit is
+    // harder on the verifier than two copies of four loads.
+    if is_vlan(proto) {
+        let tci = be16(data, end, l3).ok_or(Parsed::NotDhcp)?;
+        proto = be16(data, end, l3 + 2).ok_or(Parsed::NotDhcp)?;
+        l3 += VLAN_HLEN;
+        if tci & VLAN_VID_MASK != 0 {
+            return Ok((l3, proto, true));
+        }
+        if is_vlan(proto) {
+            let tci = be16(data, end, l3).ok_or(Parsed::NotDhcp)?;
+            proto = be16(data, end, l3 + 2).ok_or(Parsed::NotDhcp)?;
+            l3 += VLAN_HLEN;
+            if tci & VLAN_VID_MASK != 0 {
+                return Ok((l3, proto, true));
+            }
+            if is_vlan(proto) {
+                return Err(Parsed::Drop(Slot::DropVlanDepth));
+            }
+        }
+    }
+    Ok((l3, proto, false))
+}
+
+/// Identifies IPv4/UDP to port 67; `Err(NotDhcp)` means "not DHCP, pass
+/// untouched".
 ///
 /// The destination port is read where the header puts it (`l3 + IHL·4`) or,
 /// when the IHL is bogus, where a normal header would put it (`l3 + 20`), so
@@ -128,45 +188,41 @@ struct Candidate {
 /// The first fragment of a fragmented DHCP datagram is dropped, so its other
 /// fragments can never be reassembled.
 #[inline(always)]
-fn candidate(data: usize, end: usize) -> Option<Candidate> {
-    // Ethernet, with at most one 802.1Q tag.
-    let mut l3 = ETH_HLEN;
-    let mut proto = be16(data, end, 12)?;
-    if proto == ETH_P_8021Q {
-        proto = be16(data, end, ETH_HLEN + 2)?;
-        l3 += VLAN_HLEN;
-    }
+fn candidate(data: usize, end: usize) -> Result<Candidate, Parsed> {
+    const NOT: Parsed = Parsed::NotDhcp;
+    let (l3, proto, other_vlan) = untag(data, end)?;
     if proto != ETH_P_IP {
-        return None;
+        return Err(NOT);
     }
 
     // IPv4: version, protocol, fragment field (all in the first 20 bytes).
-    let vihl = byte(data, end, l3)?;
+    let vihl = byte(data, end, l3).ok_or(NOT)?;
     if vihl >> 4 != 4 {
-        return None;
+        return Err(NOT);
     }
-    if byte(data, end, l3 + 9)? != IPPROTO_UDP {
-        return None;
+    if byte(data, end, l3 + 9).ok_or(NOT)? != IPPROTO_UDP {
+        return Err(NOT);
     }
-    let tot_len = be16(data, end, l3 + 2)?;
-    let frag = be16(data, end, l3 + 6)?;
+    let tot_len = be16(data, end, l3 + 2).ok_or(NOT)?;
+    let frag = be16(data, end, l3 + 6).ok_or(NOT)?;
     if frag & IP_OFFSET != 0 {
-        return None;
+        return Err(NOT);
     }
 
     let ihl = ((vihl & 0x0f) as usize) * 4;
     let ihl_ok = ihl >= IPV4_MIN_HLEN && data + l3 + ihl <= end;
     let l4 = if ihl_ok { l3 + ihl } else { l3 + IPV4_MIN_HLEN };
-    if be16(data, end, l4 + 2)? != DHCP_SERVER_PORT {
-        return None;
+    if be16(data, end, l4 + 2).ok_or(NOT)? != DHCP_SERVER_PORT {
+        return Err(NOT);
     }
-    Some(Candidate {
+    Ok(Candidate {
         l3,
         ihl,
         ihl_ok,
         l4,
         tot_len,
         frag,
+        other_vlan,
     })
 }
 
@@ -289,7 +345,7 @@ mod tests {
         let mut f = vec![0xff; 6];
         f.extend_from_slice(&SRC);
         if vlan {
-            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x00]); // priority tag
         }
         f.extend_from_slice(&[0x08, 0x00]);
         let tot = (20 + 8 + 300u16).to_be_bytes();
@@ -331,10 +387,59 @@ mod tests {
         let mut v6 = frame(false, 17, 67);
         v6[14] = 0x65; // version 6 behind an IPv4 ethertype
         assert_eq!(run(&v6), Parsed::NotDhcp);
-        // Double tag: the inner ethertype is 802.1Q, not IPv4.
-        let mut qinq = frame(true, 17, 67);
-        qinq[16..18].copy_from_slice(&[0x81, 0x00]);
-        assert_eq!(run(&qinq), Parsed::NotDhcp);
+    }
+
+    /// `frame(false, ..)` with `tags` (TPID, TCI) inserted after the MACs.
+    fn tagged(tags: &[(u16, u16)]) -> Vec<u8> {
+        let mut f = frame(false, 17, 67);
+        let mut at = 12;
+        for (tpid, tci) in tags {
+            let mut t = tpid.to_be_bytes().to_vec();
+            t.extend_from_slice(&tci.to_be_bytes());
+            f.splice(at..at, t);
+            at += 4;
+        }
+        f
+    }
+
+    #[test]
+    fn priority_tags_are_read_through() {
+        // What the kernel would strip and deliver here is checked like an
+        // untagged request, whatever the TPIDs (802.1Q, 802.1ad, mixed).
+        for tpid in [0x8100, 0x88a8] {
+            assert_eq!(run(&tagged(&[(tpid, 0)])), request(18), "{tpid:#x}");
+            assert_eq!(run(&tagged(&[(tpid, 0x2000)])), request(18), "PCP only");
+            for inner in [0x8100, 0x88a8] {
+                assert_eq!(run(&tagged(&[(tpid, 0), (inner, 0)])), request(22));
+            }
+        }
+        // The checks apply behind the tags too.
+        let mut f = tagged(&[(0x88a8, 0), (0x8100, 0)]);
+        f[22 + 20 + 8 + 28] ^= 1; // chaddr
+        assert_eq!(run(&f), drop(Slot::DropChaddrSpoof));
+    }
+
+    #[test]
+    fn deeper_priority_stacks_drop_and_other_vlans_pass() {
+        let three = tagged(&[(0x88a8, 0), (0x8100, 0), (0x8100, 0)]);
+        assert_eq!(run(&three), drop(Slot::DropVlanDepth));
+        // A non-zero VLAN id first: another interface's frame.
+        assert_eq!(run(&tagged(&[(0x8100, 10)])), Parsed::OtherVlan);
+        assert_eq!(
+            run(&tagged(&[(0x88a8, 0), (0x8100, 10)])),
+            Parsed::OtherVlan
+        );
+        // Reading stops at the first real VLAN id, like the kernel's
+        // delivery: what lies behind it is another interface's business, so
+        // a deeper stack there passes (as not DHCP) instead of dropping.
+        assert_eq!(
+            run(&tagged(&[(0x88a8, 5), (0x8100, 0), (0x8100, 0)])),
+            Parsed::NotDhcp
+        );
+        // Tagged, but not DHCP: untouched.
+        let mut f = tagged(&[(0x8100, 10)]);
+        f[18 + 20 + 2..18 + 20 + 4].copy_from_slice(&53u16.to_be_bytes());
+        assert_eq!(run(&f), Parsed::NotDhcp);
     }
 
     #[test]

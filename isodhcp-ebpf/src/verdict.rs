@@ -28,6 +28,8 @@ pub enum Slot {
     PassTrusted = offset_of!(Counters, pass_trusted),
     Redirect = offset_of!(Counters, redirect),
     PassStack = offset_of!(Counters, pass_stack),
+    DropVlanDepth = offset_of!(Counters, drop_vlan_depth),
+    PassVlan = offset_of!(Counters, pass_vlan),
 }
 
 /// Adds one to the counter `s` of `c`.
@@ -50,7 +52,8 @@ mod tests {
     use super::*;
     use isodhcp_common::COUNTER_NAMES;
 
-    const ALL: [Slot; 16] = [
+    // `packet_path` is counted by the daemon only.
+    const ALL: [Slot; 18] = [
         Slot::NonDhcp,
         Slot::Dhcp,
         Slot::DropIhl,
@@ -67,6 +70,8 @@ mod tests {
         Slot::PassTrusted,
         Slot::Redirect,
         Slot::PassStack,
+        Slot::DropVlanDepth,
+        Slot::PassVlan,
     ];
 
     #[test]

@@ -14,13 +14,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::net::Ipv4Addr;
+
 use anyhow::{Context, Result, bail};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::Xdp;
 use aya::{Ebpf, EbpfLoader, TestRun, TestRunOptions};
+use isodhcp::wire::Mac;
+use isodhcp::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
+use isodhcp::wire::frame::{Addressing, build};
+use isodhcp::wire::options::MESSAGE_TYPE;
 use isodhcp_common::{
-    ABI_VERSION, BUCKETS_MAP, Bucket, COUNTER_NAMES, COUNTERS_MAP, Counters, DENY_MAP, FRESH_MAP,
-    KNOWN_MAP, LIMITS_MAP, Limits, TRUST_MAP, XDP_PROGRAM, mac_key,
+    ABI_VERSION, BUCKETS_MAP, Bucket, COUNTER_COUNT, COUNTER_NAMES, COUNTERS_MAP, Counters,
+    DENY_MAP, FRESH_MAP, KNOWN_MAP, LIMITS_MAP, Limits, TRUST_MAP, XDP_PROGRAM, mac_key,
 };
 
 /// XDP return codes (`enum xdp_action`).
@@ -73,20 +79,60 @@ pub fn counters_str(c: &Counters) -> String {
     format!("{{{}}}", v.join(", "))
 }
 
+/// A DHCPDISCOVER from `mac`, broadcast, as a client sends it.
+pub fn discover(mac: [u8; 6]) -> Vec<u8> {
+    let mut m = Message {
+        op: BOOTREQUEST,
+        htype: HTYPE_ETHERNET,
+        hlen: 6,
+        xid: 0x1234_5678,
+        ..Message::default()
+    };
+    m.chaddr[..6].copy_from_slice(&mac);
+    m.options.set(MESSAGE_TYPE, vec![1]);
+    let payload = m.emit(None, 0).expect("emit DISCOVER");
+    udp(mac, 68, 67, &payload)
+}
+
+/// A broadcast IPv4/UDP frame from `mac` (source address 0.0.0.0).
+pub fn udp(mac: [u8; 6], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    build(
+        &Addressing {
+            src_mac: Mac(mac),
+            dst_mac: Mac::BROADCAST,
+            src_ip: Ipv4Addr::UNSPECIFIED,
+            dst_ip: Ipv4Addr::BROADCAST,
+            src_port: sport,
+            dst_port: dport,
+        },
+        payload,
+    )
+    .expect("build frame")
+}
+
+/// Limits as (rate, burst) per MAC, global and for new clients.
+pub fn limits(mac: (u32, u32), global: (u32, u32), new: (u32, u32)) -> Limits {
+    Limits {
+        mac_rate: mac.0,
+        mac_burst: mac.1,
+        global_rate: global.0,
+        global_burst: global.1,
+        new_rate: new.0,
+        new_burst: new.1,
+        ..Limits::default()
+    }
+}
+
 /// `a - b` field by field (`a` taken after `b`).
 pub fn counters_sub(a: &Counters, b: &Counters) -> Counters {
-    let (an, bn) = (a.named(), b.named());
-    let mut out = [0u64; 16];
-    for i in 0..16 {
-        out[i] = an[i].1.wrapping_sub(bn[i].1);
-    }
-    counters_from(out)
+    let (av, bv) = (a.values(), b.values());
+    Counters::from_values(std::array::from_fn(|i| av[i].wrapping_sub(bv[i])))
 }
 
 /// Counters with the named fields set, e.g. `counters_with(&[("dhcp", 1)])`.
 /// Panics on an unknown name.
 pub fn counters_with(fields: &[(&str, u64)]) -> Counters {
-    let mut v = [0u64; 16];
+    let mut v = [0u64; COUNTER_COUNT];
     for (name, n) in fields {
         let i = COUNTER_NAMES
             .iter()
@@ -94,29 +140,7 @@ pub fn counters_with(fields: &[(&str, u64)]) -> Counters {
             .unwrap_or_else(|| panic!("no counter named {name}"));
         v[i] = *n;
     }
-    counters_from(v)
-}
-
-fn counters_from(v: [u64; 16]) -> Counters {
-    debug_assert_eq!(COUNTER_NAMES.len(), 16);
-    Counters {
-        non_dhcp: v[0],
-        dhcp: v[1],
-        drop_ihl: v[2],
-        drop_fragment: v[3],
-        drop_udp_len: v[4],
-        drop_bootp_short: v[5],
-        drop_not_request: v[6],
-        drop_chaddr_spoof: v[7],
-        drop_denied: v[8],
-        drop_known_rate: v[9],
-        drop_new_budget: v[10],
-        drop_fresh_rate: v[11],
-        drop_global: v[12],
-        pass_trusted: v[13],
-        redirect: v[14],
-        pass_stack: v[15],
-    }
+    Counters::from_values(v)
 }
 
 /// Path of the XDP object: `ISODHCP_EBPF_OBJ`, else the xtask build output.
@@ -248,6 +272,14 @@ impl XdpRun {
         let m: Array<&MapData, Bucket> =
             Array::try_from(self.ebpf.map(BUCKETS_MAP).context("buckets map")?)?;
         Ok(m.get(&idx, 0)?)
+    }
+
+    /// Overwrites entry `idx` of the shared `buckets` array (to stage what
+    /// another CPU would have written).
+    pub fn set_bucket(&mut self, idx: u32, b: Bucket) -> Result<()> {
+        let mut m: Array<&mut MapData, Bucket> =
+            Array::try_from(self.ebpf.map_mut(BUCKETS_MAP).context("buckets map")?)?;
+        m.set(idx, b, 0).context("writing buckets")
     }
 
     /// Counters summed over all CPUs.

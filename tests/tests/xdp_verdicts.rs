@@ -13,17 +13,14 @@
 //!
 //! `cargo test -p isodhcp-tests --release --test xdp_verdicts -- --test-threads=1`
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use isodhcp::wire::Mac;
-use isodhcp::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
-use isodhcp::wire::frame::{Addressing, build};
-use isodhcp::wire::options::MESSAGE_TYPE;
 use isodhcp_common::{Limits, NEW_CLIENT_BUCKET};
 use isodhcp_tests::daemon::{bpftool_json, sum_field};
 use isodhcp_tests::util::find_tool;
-use isodhcp_tests::xdp_run::{Outcome, XdpRun, action, counters_str, counters_with, monotonic_ns};
+use isodhcp_tests::xdp_run::{
+    Outcome, XdpRun, action, counters_str, counters_with, discover, limits, monotonic_ns, udp,
+};
 
 const CLIENT: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x01];
 /// Ethernet + IPv4 (no options) + UDP.
@@ -38,53 +35,11 @@ fn mac(n: u16) -> [u8; 6] {
     [0x02, 0x00, 0x5e, 0x10, b[0], b[1]]
 }
 
-/// A DHCPDISCOVER from `mac`, broadcast, as a client sends it.
-fn discover(mac: [u8; 6]) -> Vec<u8> {
-    let mut m = Message {
-        op: BOOTREQUEST,
-        htype: HTYPE_ETHERNET,
-        hlen: 6,
-        xid: 0x1234_5678,
-        ..Message::default()
-    };
-    m.chaddr[..6].copy_from_slice(&mac);
-    m.options.set(MESSAGE_TYPE, vec![1]);
-    let payload = m.emit(None, 0).expect("emit DISCOVER");
-    udp(mac, 68, 67, &payload)
-}
-
-fn udp(mac: [u8; 6], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    build(
-        &Addressing {
-            src_mac: Mac(mac),
-            dst_mac: Mac::BROADCAST,
-            src_ip: Ipv4Addr::UNSPECIFIED,
-            dst_ip: Ipv4Addr::BROADCAST,
-            src_port: sport,
-            dst_port: dport,
-        },
-        payload,
-    )
-    .expect("build frame")
-}
-
 /// Sets the IPv4 total length and UDP length after resizing the payload.
 fn fix_lengths(f: &mut [u8]) {
     let ip_len = (f.len() - 14) as u16;
     f[16..18].copy_from_slice(&ip_len.to_be_bytes());
     f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
-}
-
-fn limits(mac: (u32, u32), global: (u32, u32), new: (u32, u32)) -> Limits {
-    Limits {
-        mac_rate: mac.0,
-        mac_burst: mac.1,
-        global_rate: global.0,
-        global_burst: global.1,
-        new_rate: new.0,
-        new_burst: new.1,
-        ..Limits::default()
-    }
 }
 
 /// Generous limits: nothing in these tests comes close.
@@ -119,7 +74,11 @@ fn expect(o: &Outcome, act: u32, counters: &[(&str, u64)], what: &str) {
         + c.redirect
         + c.pass_stack;
     assert_eq!(c.dhcp, outcomes, "{what}: dhcp != sum of outcomes");
-    assert_eq!(c.dhcp + c.non_dhcp, 1, "{what}: one frame, one class");
+    assert_eq!(
+        c.dhcp + c.non_dhcp + c.pass_vlan + c.drop_vlan_depth,
+        1,
+        "{what}: one frame, one class"
+    );
 }
 
 #[track_caller]
@@ -220,10 +179,17 @@ fn conforming_frame_without_socket_passes_to_stack() {
     );
     assert_eq!(o.frame_out, f, "admitted frame modified");
 
-    // One 802.1Q tag.
-    let mut tagged = f.clone();
-    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
-    passes_to_stack(&x, &tagged, "tagged DISCOVER");
+    // Priority tags (VLAN id 0) that the kernel would strip: one 802.1Q,
+    // one 802.1ad, or both stacked, are read through.
+    for tags in [
+        &[0x81, 0x00, 0x00, 0x00][..],
+        &[0x88, 0xa8, 0x20, 0x00],
+        &[0x88, 0xa8, 0x00, 0x00, 0x81, 0x00, 0x00, 0x00],
+    ] {
+        let mut tagged = f.clone();
+        tagged.splice(12..12, tags.iter().copied());
+        passes_to_stack(&x, &tagged, &format!("DISCOVER behind tags {tags:02x?}"));
+    }
 
     // IP options (IHL 6), lengths consistent.
     let mut opts = f.clone();
@@ -306,9 +272,13 @@ fn malformed_requests_drop_with_their_counter() {
     f[6] = 0x0a; // Ethernet source differs
     cases.push(("Ethernet source differs", f, "drop_chaddr_spoof"));
     let mut f = good.clone();
-    f.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+    f.splice(12..12, [0x81, 0x00, 0x00, 0x00]);
     f[4 + BOOTP + 28] ^= 0x80;
     cases.push(("tagged spoof", f, "drop_chaddr_spoof"));
+    let mut f = good.clone();
+    f.splice(12..12, [0x88, 0xa8, 0x00, 0x00, 0x81, 0x00, 0x00, 0x00]);
+    f[8 + BOOTP + 28] ^= 0x80;
+    cases.push(("double-tagged spoof", f, "drop_chaddr_spoof"));
 
     for (what, f, counter) in &cases {
         drops(&x, f, counter, what);

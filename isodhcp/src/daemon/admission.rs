@@ -3,14 +3,14 @@
 //! same rules and counters. Also opens the matching datapath.
 
 use anyhow::{Context, Result};
-use isodhcp_common::Counters;
+use isodhcp_common::{COUNTER_COUNT, Counters};
 use tracing::{info, warn};
 
 use crate::cli::{Config, XdpMode};
 use crate::datapath::af_packet::AfPacket;
 use crate::datapath::af_xdp::{self, AfXdp, Queue};
 use crate::datapath::limiter::Limiter;
-use crate::datapath::{Datapath, Hybrid};
+use crate::datapath::{Datapath, Hybrid, Origin};
 use crate::engine::Engine;
 use crate::system::xdp::{self, XdpAttachment, XdpError, XdpMaps};
 use crate::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
@@ -29,46 +29,54 @@ pub fn monotonic_ns() -> u64 {
 }
 
 pub enum Admission {
-    /// The XDP program validated and rate-limited every frame we get.
-    Kernel(Box<XdpAttachment>),
+    /// The XDP program validated and rate-limited every frame that reaches
+    /// the AF_XDP sockets. Frames that arrive through the packet socket
+    /// instead went around it (a queue without a socket, or anything the
+    /// program passed that the kernel still delivered here): they go
+    /// through the userspace [`Limiter`] with the same rules and limits.
+    Kernel(Box<XdpAttachment>, Box<Limiter>),
     /// XDP is off: validate and limit here.
     User(Box<Limiter>),
 }
 
 impl Admission {
-    /// Keeps the known-clients set (kernel map or limiter) in step with the engine.
-    pub fn set_known(&mut self, mac: Mac, known: bool) {
+    /// The userspace limiter: the whole admission with XDP off, the packet
+    /// socket's with XDP on.
+    fn limiter(&mut self) -> &mut Limiter {
         match self {
-            Admission::Kernel(x) => x.maps.set_known(mac, known),
-            Admission::User(l) => l.set_known(mac, known),
+            Admission::Kernel(_, l) | Admission::User(l) => l,
         }
+    }
+
+    /// Keeps the known-clients set (kernel map and limiter) in step with the engine.
+    pub fn set_known(&mut self, mac: Mac, known: bool) {
+        if let Admission::Kernel(x, _) = self {
+            x.maps.set_known(mac, known);
+        }
+        self.limiter().set_known(mac, known);
     }
 
     /// Drops every frame from `mac` until `until_mono_ns` (0 = for ever).
     pub fn deny(&mut self, mac: Mac, until_mono_ns: u64) -> Result<(), String> {
-        match self {
-            Admission::Kernel(x) => x.maps.deny(mac, until_mono_ns).map_err(|e| e.to_string()),
-            Admission::User(l) => {
-                l.deny(mac, until_mono_ns);
-                Ok(())
-            }
+        if let Admission::Kernel(x, _) = self {
+            x.maps.deny(mac, until_mono_ns).map_err(|e| e.to_string())?;
         }
+        self.limiter().deny(mac, until_mono_ns);
+        Ok(())
     }
 
     pub fn undeny(&mut self, mac: Mac) -> Result<(), String> {
-        match self {
-            Admission::Kernel(x) => x.maps.undeny(mac).map_err(|e| e.to_string()),
-            Admission::User(l) => {
-                l.undeny(mac);
-                Ok(())
-            }
+        if let Admission::Kernel(x, _) = self {
+            x.maps.undeny(mac).map_err(|e| e.to_string())?;
         }
+        self.limiter().undeny(mac);
+        Ok(())
     }
 
     /// Whether the admission layer counts `mac` as a known client.
     pub fn is_known(&self, mac: Mac) -> bool {
         match self {
-            Admission::Kernel(x) => x.maps.is_known(mac),
+            Admission::Kernel(x, _) => x.maps.is_known(mac),
             Admission::User(l) => l.is_known(mac),
         }
     }
@@ -76,70 +84,105 @@ impl Admission {
     /// Where the XDP objects are pinned (kernel mode).
     pub fn pin_dir(&self) -> Option<&std::path::Path> {
         match self {
-            Admission::Kernel(x) => x.pin_dir.as_deref(),
+            Admission::Kernel(x, _) => x.pin_dir.as_deref(),
             Admission::User(_) => None,
         }
     }
 
-    /// Parses a frame and, in userspace mode, validates and admits it like
-    /// the XDP program would, counting the verdict.
-    pub fn check(&mut self, bytes: &[u8]) -> Option<(Mac, Message)> {
-        let parsed = frame::parse(bytes);
-        let Admission::User(l) = self else {
-            let f = parsed.ok()?;
-            return Message::parse(f.payload).ok().map(|m| (f.src_mac, m));
-        };
-        let c = &mut l.counters;
-        let f = match parsed {
-            Ok(f) if f.dst_port == DHCP_SERVER_PORT => f,
-            Ok(_) | Err(WireError::NotIpv4Udp) => {
-                c.non_dhcp += 1;
-                return None;
+    /// Parses a frame and decides whether it reaches the engine. Frames the
+    /// XDP program redirected were checked there; every other frame is
+    /// validated and admitted here like the XDP program would, counting the
+    /// verdict (in XDP mode also in `packet_path`).
+    pub fn check(&mut self, bytes: &[u8], origin: Origin) -> Option<(Mac, Message)> {
+        let l = match (self, origin) {
+            (Admission::Kernel(..), Origin::Xsk(_)) => {
+                let f = frame::parse(bytes).ok()?;
+                return Message::parse(f.payload).ok().map(|m| (f.src_mac, m));
             }
-            Err(e) => {
-                c.dhcp += 1;
-                match e {
-                    WireError::Fragment => c.drop_fragment += 1,
-                    WireError::BadUdpLength => c.drop_udp_len += 1,
-                    _ => c.drop_ihl += 1,
-                }
-                return None;
+            (Admission::Kernel(_, l), Origin::Packet) => {
+                l.counters.packet_path += 1;
+                l
             }
+            (Admission::User(l), _) => l,
         };
-        c.dhcp += 1;
-        let msg = match Message::parse(f.payload) {
-            Ok(m) => m,
-            Err(_) => {
-                c.drop_bootp_short += 1;
-                return None;
-            }
-        };
-        if msg.op != BOOTREQUEST || msg.htype != HTYPE_ETHERNET || msg.hlen != 6 {
-            c.drop_not_request += 1;
-            return None;
-        }
-        if msg.client_mac() != f.src_mac {
-            c.drop_chaddr_spoof += 1;
-            return None;
-        }
-        l.admit(monotonic_ns(), f.src_mac)
-            .then_some((f.src_mac, msg))
+        user_check(l, bytes)
     }
 
-    /// Verdict counters (kernel: summed over CPUs).
+    /// Verdict counters. In XDP mode: the kernel's (summed over CPUs) plus
+    /// what the packet-socket path counted (`packet_path` and its drops;
+    /// its other fields would count frames the kernel already counted).
     pub fn counters(&self) -> Counters {
         match self {
-            Admission::Kernel(x) => x.counters().unwrap_or_default(),
+            Admission::Kernel(x, l) => {
+                let mut c = x.counters().unwrap_or_default();
+                let mut extra = [0u64; COUNTER_COUNT];
+                for (i, (name, v)) in l.counters.named().into_iter().enumerate() {
+                    if name.starts_with("drop_") || name == "packet_path" {
+                        extra[i] = v;
+                    }
+                }
+                c.add(&Counters::from_values(extra));
+                c
+            }
             Admission::User(l) => l.counters,
         }
     }
 
     pub fn mode(&self) -> &'static str {
         match self {
-            Admission::Kernel(x) => x.mode_used,
+            Admission::Kernel(x, _) => x.mode_used,
             Admission::User(_) => "off",
         }
     }
+}
+
+/// The XDP program's checks and limits in userspace, for one frame from
+/// the packet socket (already IPv4/UDP to port 67, unfragmented, behind no
+/// tag with a VLAN id: the socket's filter and the kernel saw to that).
+fn user_check(l: &mut Limiter, bytes: &[u8]) -> Option<(Mac, Message)> {
+    let c = &mut l.counters;
+    let f = match frame::parse(bytes) {
+        Ok(f) if f.dst_port != DHCP_SERVER_PORT => {
+            c.non_dhcp += 1;
+            return None;
+        }
+        Ok(f) if f.vlan.is_some() => {
+            c.pass_vlan += 1;
+            return None;
+        }
+        Ok(f) => f,
+        Err(WireError::NotIpv4Udp) => {
+            c.non_dhcp += 1;
+            return None;
+        }
+        Err(e) => {
+            c.dhcp += 1;
+            match e {
+                WireError::Fragment => c.drop_fragment += 1,
+                WireError::BadUdpLength => c.drop_udp_len += 1,
+                _ => c.drop_ihl += 1,
+            }
+            return None;
+        }
+    };
+    c.dhcp += 1;
+    let msg = match Message::parse(f.payload) {
+        Ok(m) => m,
+        Err(_) => {
+            c.drop_bootp_short += 1;
+            return None;
+        }
+    };
+    if msg.op != BOOTREQUEST || msg.htype != HTYPE_ETHERNET || msg.hlen != 6 {
+        c.drop_not_request += 1;
+        return None;
+    }
+    if msg.client_mac() != f.src_mac {
+        c.drop_chaddr_spoof += 1;
+        return None;
+    }
+    l.admit(monotonic_ns(), f.src_mac)
+        .then_some((f.src_mac, msg))
 }
 
 /// Attaches XDP per `--xdp` (auto falls back to userspace with a warning),
@@ -202,11 +245,11 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
             }
         }
     }
+    let mut l = Limiter::new(cfg.limits);
+    cfg.deny_macs.iter().for_each(|m| l.deny(*m, 0));
+    cfg.trust_macs.iter().for_each(|m| l.trust(*m));
+    engine.known_macs().for_each(|m| l.set_known(m, true));
     let Some(x) = attached else {
-        let mut l = Limiter::new(cfg.limits);
-        cfg.deny_macs.iter().for_each(|m| l.deny(*m, 0));
-        cfg.trust_macs.iter().for_each(|m| l.trust(*m));
-        engine.known_macs().for_each(|m| l.set_known(m, true));
         info!("datapath: AF_PACKET with userspace rate limits");
         return Ok((Admission::User(Box::new(l)), Datapath::Packet(packet)));
     };
@@ -218,7 +261,7 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
         "datapath: XDP admission, AF_XDP delivery"
     );
     Ok((
-        Admission::Kernel(Box::new(x)),
+        Admission::Kernel(Box::new(x), Box::new(l)),
         Datapath::Hybrid(Hybrid::new(AfXdp::new(queues), packet)),
     ))
 }

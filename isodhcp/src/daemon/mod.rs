@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use crate::cli::Config;
 use crate::datapath::{Datapath, FrameIo, Origin};
-use crate::engine::{Effect, Engine, Input, Millis};
+use crate::engine::{Effect, Engine, Input, LogBudget, Millis};
 use crate::store::LeaseStore;
 use crate::system::hooks::Hooks;
 use crate::system::netlink::Netlink;
@@ -83,14 +83,16 @@ struct Daemon {
     drops_logged: (u64, Millis),
     /// Alive neighbour entries, read at most once per batch of frames.
     neighbours: Option<Vec<(Ipv4Addr, Option<Mac>)>>,
+    /// Log lines about replies that could not be sent.
+    reply_log: LogBudget,
     /// Durations of durable lease writes (metrics).
     commit_latency: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Daemon {
     /// Admission, conflict probe and engine for one frame.
-    async fn on_frame(&mut self, bytes: &[u8]) -> Vec<Effect> {
-        let Some((src_mac, msg)) = self.admission.check(bytes) else {
+    async fn on_frame(&mut self, bytes: &[u8], origin: Origin) -> Vec<Effect> {
+        let Some((src_mac, msg)) = self.admission.check(bytes, origin) else {
             return Vec::new();
         };
         // Conflict detection (SPEC §4.7): only for DISCOVERs that need a new
@@ -130,12 +132,12 @@ impl Daemon {
         self.neighbours = None;
         let mut batch = Vec::new();
         let (n, origin) = first;
-        let fx = self.on_frame(&buf[..n]).await;
+        let fx = self.on_frame(&buf[..n], origin).await;
         batch.push((origin, fx));
         while batch.len() < BATCH {
             match self.io.try_recv(buf) {
                 Ok(Some((n, origin))) => {
-                    let fx = self.on_frame(&buf[..n]).await;
+                    let fx = self.on_frame(&buf[..n], origin).await;
                     batch.push((origin, fx));
                 }
                 Ok(None) => break,

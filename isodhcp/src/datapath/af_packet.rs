@@ -11,10 +11,18 @@ use tokio::io::unix::AsyncFd;
 
 use super::{FrameIo, Origin};
 
-/// `tcpdump -dd 'ip and udp dst port 67'`: ldh [12]; jeq 0x800; ldb [23];
-/// jeq 17; ldh [20]; jset 0x1fff (fragment); ldxb 4*([14]&0xf); ldh [x+16];
-/// jeq 67; accept; drop.
-const FILTER: [libc::sock_filter; 11] = [
+/// `tcpdump -dd 'not pkt_type otherhost and ip and udp dst port 67'`:
+/// ld pkttype; jeq OTHERHOST → drop; ldh [12]; jeq 0x800; ldb [23]; jeq 17;
+/// ldh [20]; jset 0x1fff (fragment); ldxb 4*([14]&0xf); ldh [x+16]; jeq 67;
+/// accept; drop.
+///
+/// "Other host" frames are unicast to another MAC, or tagged for a VLAN
+/// this interface does not carry (the kernel strips the tag, then marks the
+/// frame so); the IP stack ignores them and so must we, or a tag walks a
+/// frame around the XDP program (which passes other VLANs' DHCP).
+const FILTER: [libc::sock_filter; 13] = [
+    bpf(0x20, 0, 0, SKF_AD_PKTTYPE),
+    bpf(0x15, 10, 0, libc::PACKET_OTHERHOST as u32),
     bpf(0x28, 0, 0, 12),
     bpf(0x15, 0, 8, 0x0800),
     bpf(0x30, 0, 0, 23),
@@ -27,6 +35,9 @@ const FILTER: [libc::sock_filter; 11] = [
     bpf(0x06, 0, 0, 0x0004_0000),
     bpf(0x06, 0, 0, 0),
 ];
+
+/// Classic BPF ancillary load of `skb->pkt_type` (SKF_AD_OFF + SKF_AD_PKTTYPE).
+const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
 
 /// Receive buffer asked for the packet socket (bytes).
 const RCVBUF: libc::c_int = 4 << 20;
@@ -115,7 +126,7 @@ impl AfPacket {
 }
 
 /// One non-blocking read: `Ok(Some(len))` for a frame we want, `Ok(None)`
-/// for one we skip (our own outgoing, or larger than `buf`), `Err` with
+/// for one we skip (our own outgoing, another host's, or larger than `buf`), `Err` with
 /// `WouldBlock` when the queue is empty.
 fn read_one(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
     // SAFETY: sockaddr_ll is plain data.
@@ -136,7 +147,11 @@ fn read_one(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
         return Err(io::Error::last_os_error());
     }
     let n = n as usize;
-    Ok((from.sll_pkttype != libc::PACKET_OUTGOING && n <= buf.len()).then_some(n))
+    let ours = !matches!(
+        from.sll_pkttype,
+        libc::PACKET_OUTGOING | libc::PACKET_OTHERHOST
+    );
+    Ok((ours && n <= buf.len()).then_some(n))
 }
 
 impl FrameIo for AfPacket {

@@ -1,6 +1,7 @@
 //! Ethernet II / 802.1Q / IPv4 / UDP framing (RFC 791, RFC 768, IEEE 802.1Q).
 //!
-//! [`parse`] accepts one optional VLAN tag and checks the IPv4 header length,
+//! [`parse`] reads through up to two VLAN tags (802.1Q or 802.1ad, the same
+//! depth as the XDP program) and checks the IPv4 header length,
 //! total length, fragment bits and the UDP length; it does not verify the UDP
 //! checksum, because frames seen on a packet socket may still carry a partial
 //! (offloaded) checksum. [`build`] computes both checksums.
@@ -11,6 +12,7 @@ use super::{Mac, WireError};
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
 pub const DHCP_SERVER_PORT: u16 = 67;
 pub const DHCP_CLIENT_PORT: u16 = 68;
 const ETH_LEN: usize = 14;
@@ -22,6 +24,8 @@ const UDP_LEN: usize = 8;
 pub struct UdpFrame<'a> {
     pub dst_mac: Mac,
     pub src_mac: Mac,
+    /// VLAN id of the first tag whose id is not 0, if any: such a frame
+    /// belongs to that VLAN's interface, not to this one.
     pub vlan: Option<u16>,
     pub src_ip: Ipv4Addr,
     pub dst_ip: Ipv4Addr,
@@ -46,11 +50,17 @@ pub fn parse(f: &[u8]) -> Result<UdpFrame<'_>, WireError> {
     let mut off = 12;
     let mut ethertype = be16(f, off);
     let mut vlan = None;
-    if ethertype == ETH_P_8021Q {
-        if f.len() < ETH_LEN + 4 {
-            return Err(WireError::Truncated("802.1Q tag"));
+    for _ in 0..2 {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
         }
-        vlan = Some(be16(f, off + 2) & 0x0fff);
+        if f.len() < off + 6 {
+            return Err(WireError::Truncated("VLAN tag"));
+        }
+        let vid = be16(f, off + 2) & 0x0fff;
+        if vid != 0 && vlan.is_none() {
+            vlan = Some(vid);
+        }
         off += 4;
         ethertype = be16(f, off);
     }
@@ -210,14 +220,26 @@ mod tests {
     }
 
     #[test]
-    fn parses_one_vlan_tag() {
+    fn parses_up_to_two_vlan_tags() {
         let f = build(&addressing(), b"x").unwrap();
-        let mut t = f[..12].to_vec();
-        t.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a]);
-        t.extend_from_slice(&f[12..]);
-        let p = parse(&t).unwrap();
+        let tagged = |tags: &[[u8; 4]]| {
+            let mut t = f[..12].to_vec();
+            tags.iter().for_each(|g| t.extend_from_slice(g));
+            t.extend_from_slice(&f[12..]);
+            t
+        };
+        let one = tagged(&[[0x81, 0x00, 0x00, 0x2a]]);
+        let p = parse(&one).unwrap();
         assert_eq!(p.vlan, Some(42));
         assert_eq!(p.payload, b"x");
+        let prio = tagged(&[[0x88, 0xa8, 0, 0], [0x81, 0x00, 0x20, 0]]);
+        let p = parse(&prio).unwrap();
+        assert_eq!(p.vlan, None, "priority tags only");
+        assert_eq!(p.payload, b"x");
+        let inner = tagged(&[[0x88, 0xa8, 0, 0], [0x81, 0x00, 0, 7]]);
+        assert_eq!(parse(&inner).unwrap().vlan, Some(7));
+        let three = tagged(&[[0x88, 0xa8, 0, 0], [0x81, 0, 0, 0], [0x81, 0, 0, 0]]);
+        assert_eq!(parse(&three), Err(WireError::NotIpv4Udp));
     }
 
     #[test]
