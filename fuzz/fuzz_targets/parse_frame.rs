@@ -1,6 +1,8 @@
 //! Feeds arbitrary bytes through everything that touches network input:
 //! frame parsing, DHCP parsing, the lease engine and reply encoding. Any
-//! panic is a bug (SPEC: no panic on anything from the network).
+//! panic is a bug (SPEC: no panic on anything from the network), and so is
+//! an engine whose bookkeeping disagrees with itself or loses an address
+//! after any input (checked after every call).
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -24,20 +26,48 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn run_engine(src: Mac, m: &Message) {
-    let mut cfg = EngineConfig::new(Ipv4Addr::new(198, 18, 0, 1), Mac([2, 0, 0, 0, 0, 1]), "198.18.0.0/27".parse().unwrap());
+    let mut cfg = EngineConfig::new(
+        Ipv4Addr::new(198, 18, 0, 1),
+        Mac([2, 0, 0, 0, 0, 1]),
+        "198.18.0.0/27".parse().unwrap(),
+    );
     cfg.dns = vec![Ipv4Addr::new(198, 18, 0, 53)];
     cfg.lease_time = 600;
     cfg.max_offers = 4;
     cfg.playground_size = Some(8);
     cfg.classifier.compat.vendors = vec!["c".into()];
     cfg.classifier.playground.vendors = vec!["p".into()];
-    let Ok(mut e) = Engine::new(cfg, &[]) else { return };
+    let Ok(mut e) = Engine::new(cfg, &[]) else {
+        return;
+    };
     let now = 1_800_000_000_000;
     e.start(now, vec![], vec![]);
     let in_use = e.candidates(m);
     for i in 0..3 {
-        let busy = if i == 0 { &in_use[..in_use.len().min(2)] } else { &[][..] };
-        let _ = e.handle(now + i, Input::Dhcp { src_mac: src, msg: m, in_use: busy });
+        let busy = if i == 0 {
+            &in_use[..in_use.len().min(2)]
+        } else {
+            &[][..]
+        };
+        let _ = e.handle(
+            now + i,
+            Input::Dhcp {
+                src_mac: src,
+                msg: m,
+                in_use: busy,
+            },
+        );
+        check(&e);
     }
     let _ = e.handle(now + 10_000_000, Input::Tick);
+    check(&e);
+}
+
+fn check(e: &Engine) {
+    let problems: Vec<String> = e
+        .check_consistency()
+        .into_iter()
+        .chain(e.check_conservation())
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
 }

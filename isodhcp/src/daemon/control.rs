@@ -345,6 +345,9 @@ impl Daemon {
         for problem in self.engine.check_consistency() {
             add(2, format!("bookkeeping: {problem}"));
         }
+        for problem in self.engine.check_conservation() {
+            add(1, format!("address conservation: {problem}"));
+        }
         if all {
             if self.engine.offers_outstanding() > 0 {
                 add(

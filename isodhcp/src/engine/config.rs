@@ -64,3 +64,16 @@ impl EngineConfig {
 pub const QUARANTINE_CONFLICT_MS: Millis = 300_000;
 pub const QUARANTINE_DECLINE_MS: Millis = 600_000;
 pub const CONFLICT_CANDIDATES: usize = 5;
+
+/// INIT-REBOOT adoptions (a client the engine has no record of keeps the
+/// address it asks for): at most this many at once, then this many a second.
+pub const ADOPT_BURST: u32 = 32;
+pub const ADOPT_RATE: u32 = 4;
+/// Length of an adopted client's first lease (capped by the lease time);
+/// its first renewal gets the full lease time.
+pub const ADOPTED_LEASE_S: u32 = 120;
+
+/// Quarantine entries from DECLINEs of offers (no ACK yet) at most: such a
+/// DECLINE comes from a client that holds nothing.
+pub const DECLINED_OFFER_CAP: usize = 4;
+pub const REASON_DECLINED_OFFER: &str = "declined offer";

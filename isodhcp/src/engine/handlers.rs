@@ -2,7 +2,10 @@
 
 use std::net::Ipv4Addr;
 
-use super::config::{CONFLICT_CANDIDATES, QUARANTINE_CONFLICT_MS, QUARANTINE_DECLINE_MS};
+use super::config::{
+    ADOPT_BURST, ADOPT_RATE, ADOPTED_LEASE_S, CONFLICT_CANDIDATES, DECLINED_OFFER_CAP,
+    QUARANTINE_CONFLICT_MS, QUARANTINE_DECLINE_MS, REASON_DECLINED_OFFER,
+};
 use super::lease::{RelayInfo, sanitise_hostname};
 use super::{Drop, Effect, Engine, Lease, Millis, Mode, Offer, Profile};
 use crate::wire::Mac;
@@ -64,7 +67,13 @@ impl Engine {
         let b = self.binding(l);
         tracing::info!(%mac, ip = %b.ip, "profile changed: lease released for re-allocation");
         self.remove_lease(mac);
-        vec![Effect::Unbind(b), Effect::PersistNow]
+        // The client is unknown again until it has a new offer: it must not
+        // keep a known client's admission budget (XDP `known` map).
+        vec![
+            Effect::Unbind(b),
+            Effect::Known(mac, false),
+            Effect::PersistNow,
+        ]
     }
 
     pub(super) fn on_discover(
@@ -107,7 +116,7 @@ impl Engine {
             };
             fx.extend(self.cancel_offer(oldest));
             evicted += 1;
-            ip = self.allocate(now, profile.mode, &[]);
+            ip = self.allocate(now, profile.mode, in_use);
         }
         let Some(ip) = ip else {
             if profile.mode == Mode::Compat {
@@ -146,28 +155,34 @@ impl Engine {
         }
     }
 
-    /// Highest free address that the neighbour table does not show alive;
-    /// live ones are quarantined and never retried in this round.
+    /// Highest free address that the neighbour table does not show alive.
+    /// Live ones are quarantined and never retried in this round; when the
+    /// quarantine is full they stay free but are still skipped, and the walk
+    /// goes on down the free set (past the probed candidates if it must), so
+    /// a squatter can neither block allocation nor be handed out.
     fn allocate_isolated(&mut self, now: Millis, in_use: &[Ipv4Addr]) -> Option<Ipv4Addr> {
-        for ip in self.pool.highest(CONFLICT_CANDIDATES) {
-            if in_use.contains(&ip) {
-                self.stats.conflicts += 1;
-                tracing::warn!(%ip, "address answers in the neighbour table: quarantined");
-                if self
-                    .quarantine
-                    .insert(ip, now + QUARANTINE_CONFLICT_MS, "conflict")
-                {
-                    self.quarantine_dirty = true;
-                    self.pool.take(ip);
-                }
+        for ip in in_use {
+            if !self.pool.is_free(*ip) {
                 continue;
             }
-            self.pool.take(ip);
-            return Some(ip);
+            self.stats.conflicts += 1;
+            tracing::warn!(%ip, "address answers in the neighbour table: quarantined");
+            if self
+                .quarantine
+                .insert(*ip, now + QUARANTINE_CONFLICT_MS, "conflict")
+            {
+                self.quarantine_dirty = true;
+                self.pool.take(*ip);
+            }
         }
-        None
+        let ip = self.pool.highest_except(in_use)?;
+        self.pool.take(ip);
+        Some(ip)
     }
 
+    /// Holds `ip` for `mac` for the offer time. An offer of another address
+    /// that this one replaces gives its address back: one client, one offer
+    /// (the INIT-REBOOT-after-DISCOVER path once leaked an address here).
     fn hold_offer(
         &mut self,
         now: Millis,
@@ -176,8 +191,23 @@ impl Engine {
         profile: Profile,
         vendor: Option<String>,
     ) {
+        self.hold_offer_as(now, mac, ip, profile, vendor, false);
+    }
+
+    fn hold_offer_as(
+        &mut self,
+        now: Millis,
+        mac: Mac,
+        ip: Ipv4Addr,
+        profile: Profile,
+        vendor: Option<String>,
+        adopted: bool,
+    ) {
         if let Some(old) = self.offers.remove(&mac) {
             self.offer_expiry.remove(&(old.until, mac));
+            if old.ip != ip {
+                self.return_offered(&old);
+            }
         }
         let until = now + self.cfg.offer_hold_ms;
         self.offers.insert(
@@ -187,9 +217,20 @@ impl Engine {
                 until,
                 profile,
                 vendor,
+                adopted,
             },
         );
         self.offer_expiry.insert((until, mac));
+    }
+
+    /// Gives an offer's address (or /30) back unless a lease owns it.
+    fn return_offered(&mut self, o: &Offer) {
+        if !self.owners.contains_key(&o.ip) {
+            match o.profile.mode {
+                Mode::Compat => self.pool.give_back_block(o.ip),
+                _ => self.pool.give_back(o.ip),
+            }
+        }
     }
 
     /// Drops an outstanding offer and returns its address to the pool.
@@ -198,12 +239,7 @@ impl Engine {
             return Vec::new();
         };
         self.offer_expiry.remove(&(o.until, mac));
-        if !self.owners.contains_key(&o.ip) {
-            match o.profile.mode {
-                Mode::Compat => self.pool.give_back_block(o.ip),
-                _ => self.pool.give_back(o.ip),
-            }
-        }
+        self.return_offered(&o);
         if self.leases.contains_key(&mac) {
             Vec::new()
         } else {
@@ -279,15 +315,36 @@ impl Engine {
         if held_by_other || !free {
             return self.nak(msg, "requested address belongs to another client");
         }
-        // The server lost its state: adopt the client's address.
-        self.hold_offer(now, mac, req, profile, vendor);
+        // The server lost its state: adopt the client's address, within a
+        // budget. Each adoption is a single frame that takes an address, so
+        // unbounded it would let one guest drain the pool; past the budget
+        // the client is told to DISCOVER (a full exchange per address), and
+        // an adopted lease is short until its first renewal.
+        if !self
+            .adopt_budget
+            .take(now.saturating_mul(1_000_000), ADOPT_RATE, ADOPT_BURST)
+        {
+            if profile.mode == Mode::Compat {
+                self.pool.give_back_block(req);
+            }
+            return self.nak(msg, "adoption budget exhausted: rediscover");
+        }
+        self.stats.adoptions += 1;
+        self.hold_offer_as(now, mac, req, profile, vendor, true);
         self.commit(now, msg, req)
     }
 
     /// Records or extends the lease and returns bind, persistence and ACK effects.
     fn commit(&mut self, now: Millis, msg: &Message, ip: Ipv4Addr) -> Vec<Effect> {
         let mac = msg.client_mac();
-        let expires = now + self.lease_ms();
+        let adopted =
+            !self.leases.contains_key(&mac) && self.offers.get(&mac).is_some_and(|o| o.adopted);
+        let lease_s = if adopted {
+            self.cfg.lease_time.min(ADOPTED_LEASE_S)
+        } else {
+            self.cfg.lease_time
+        };
+        let expires = now + Millis::from(lease_s) * 1000;
         let hostname = msg
             .options
             .get(options::HOSTNAME)
@@ -365,14 +422,16 @@ impl Engine {
             }
         }
         self.stats.acks += 1;
-        fx.extend(self.reply(msg, MessageType::Ack, ip, mode));
+        fx.extend(self.reply_for(msg, MessageType::Ack, ip, mode, lease_s));
         fx
     }
 
     fn nak(&mut self, msg: &Message, why: &'static str) -> Vec<Effect> {
         self.stats.naks += 1;
         *self.stats.nak_reasons.entry(why).or_default() += 1;
-        tracing::info!(mac = %msg.client_mac(), reason = why, "NAK");
+        if self.may_log() {
+            tracing::info!(mac = %msg.client_mac(), reason = why, "NAK");
+        }
         self.nak_reply(msg, why)
     }
 
@@ -428,8 +487,13 @@ impl Engine {
                 fx
             }
             (None, Some(ip)) => {
+                // A DECLINE before any ACK comes from a client that holds
+                // nothing: anyone can send it from any MAC, so these get a
+                // small quarantine share of their own and cannot fill it.
                 let fx = self.cancel_offer(mac);
-                self.quarantine_declined(now, ip);
+                if self.quarantine.count(REASON_DECLINED_OFFER) < DECLINED_OFFER_CAP {
+                    self.quarantine_as(now, ip, REASON_DECLINED_OFFER);
+                }
                 fx
             }
             _ => self.drop_msg(Drop::DeclineNotOwner),
@@ -439,10 +503,14 @@ impl Engine {
     /// Keeps a declined pool address out of allocation (a compat block went
     /// back whole; only the declined address stays out).
     fn quarantine_declined(&mut self, now: Millis, ip: Ipv4Addr) {
+        self.quarantine_as(now, ip, "decline");
+    }
+
+    fn quarantine_as(&mut self, now: Millis, ip: Ipv4Addr, reason: &str) {
         if self.pool.cidr().contains(ip)
             && self
                 .quarantine
-                .insert(ip, now + QUARANTINE_DECLINE_MS, "decline")
+                .insert(ip, now + QUARANTINE_DECLINE_MS, reason)
         {
             self.quarantine_dirty = true;
             self.pool.take(ip);

@@ -20,6 +20,7 @@ pub mod cidr;
 pub mod classify;
 pub mod config;
 mod handlers;
+mod invariant;
 mod lease;
 pub mod pool;
 mod quarantine;
@@ -31,6 +32,8 @@ use std::net::Ipv4Addr;
 pub use classify::{Mode, Profile};
 pub use config::{CustomOption, EngineConfig, StaticEntry};
 pub use lease::{Binding, Lease, LeaseRecord, QuarantineRecord, RelayInfo};
+
+use isodhcp_common::Bucket;
 
 use crate::wire::Mac;
 use crate::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
@@ -103,6 +106,45 @@ pub enum Drop {
     Encode,
 }
 
+/// A log-line budget: at most [`LogBudget::LINES`] lines per window of
+/// [`LogBudget::WINDOW_MS`], so a guest cannot fill the journal with lines
+/// about its own messages. The first line of a window after one that
+/// suppressed lines says how many.
+#[derive(Debug, Default, Clone)]
+pub struct LogBudget {
+    start: Millis,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    pub const LINES: u32 = 20;
+    pub const WINDOW_MS: Millis = 10_000;
+
+    /// Whether a line may be written at `now` (Unix ms).
+    pub fn allow(&mut self, now: Millis) -> bool {
+        if now.saturating_sub(self.start) >= Self::WINDOW_MS {
+            if self.suppressed > 0 {
+                tracing::info!(
+                    suppressed = self.suppressed,
+                    "log lines about client messages were left out (rate limit)"
+                );
+            }
+            *self = LogBudget {
+                start: now,
+                ..LogBudget::default()
+            };
+        }
+        if self.used < Self::LINES {
+            self.used += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
 /// Counters of the engine (messages by outcome).
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -119,6 +161,10 @@ pub struct Stats {
     pub informs: u64,
     pub expired: u64,
     pub conflicts: u64,
+    /// INIT-REBOOT clients without a record whose address was adopted.
+    pub adoptions: u64,
+    /// Lines of per-message logging (NAKs) left out by the rate limit.
+    pub logs_suppressed: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +173,9 @@ struct Offer {
     until: Millis,
     profile: Profile,
     vendor: Option<String>,
+    /// Made for an INIT-REBOOT client the engine had no record of: its
+    /// first lease is short (see [`config::ADOPTED_LEASE_S`]).
+    adopted: bool,
 }
 
 /// Changes to persist (see [`Engine::take_dirty`]).
@@ -167,6 +216,12 @@ pub struct Engine {
     quarantine_dirty: bool,
     /// Last "no free /30" warning per client (one a minute).
     block_warned: HashMap<Mac, Millis>,
+    /// Budget of INIT-REBOOT adoptions (time in ns of engine milliseconds).
+    adopt_budget: Bucket,
+    /// Per-message log lines (NAKs).
+    log_budget: LogBudget,
+    /// Time of the input being handled.
+    now: Millis,
     pub stats: Stats,
 }
 
@@ -232,6 +287,9 @@ impl Engine {
             dirty: BTreeSet::new(),
             quarantine_dirty: false,
             block_warned: HashMap::new(),
+            adopt_budget: Bucket::default(),
+            log_budget: LogBudget::default(),
+            now: 0,
             stats: Stats::default(),
         })
     }
@@ -427,34 +485,6 @@ impl Engine {
         self.owners.get(&ip).copied()
     }
 
-    /// Internal bookkeeping that disagrees with itself (for `--verify`);
-    /// empty when everything is consistent. O(leases).
-    pub fn check_consistency(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (mac, l) in &self.leases {
-            if self.owners.get(&l.ip) != Some(mac) {
-                out.push(format!(
-                    "lease {mac} → {} is missing from the owner index",
-                    l.ip
-                ));
-            }
-            if self.pool.is_free(l.ip) {
-                out.push(format!(
-                    "{} is leased to {mac} but also in the free pool",
-                    l.ip
-                ));
-            }
-        }
-        if self.owners.len() != self.leases.len() {
-            out.push(format!(
-                "{} owner entries for {} leases",
-                self.owners.len(),
-                self.leases.len()
-            ));
-        }
-        out
-    }
-
     /// Bindings that should exist now (SPEC §6.4): one per static and per
     /// lease that has not expired (leases in grace have none until the
     /// client returns).
@@ -533,12 +563,22 @@ impl Engine {
         self.leases.values().map(LeaseRecord::from).collect()
     }
 
+    /// Whether a per-message log line may be written now (see [`LogBudget`]).
+    fn may_log(&mut self) -> bool {
+        let ok = self.log_budget.allow(self.now);
+        if !ok {
+            self.stats.logs_suppressed += 1;
+        }
+        ok
+    }
+
     fn drop_msg(&mut self, why: Drop) -> Vec<Effect> {
         *self.stats.dropped.entry(why).or_default() += 1;
         Vec::new()
     }
 
     pub fn handle(&mut self, now: Millis, input: Input<'_>) -> Vec<Effect> {
+        self.now = now;
         match input {
             Input::Tick => self.tick(now),
             Input::Dhcp {

@@ -192,6 +192,15 @@ impl Pool {
             .collect()
     }
 
+    /// The highest free main-pool address not in `skip`.
+    pub fn highest_except(&self, skip: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+        self.free
+            .iter()
+            .rev()
+            .map(|a| Ipv4Addr::from(*a))
+            .find(|ip| !skip.contains(ip))
+    }
+
     /// Takes a specific free address (main or playground pool).
     pub fn take(&mut self, ip: Ipv4Addr) -> bool {
         let a = u32::from(ip);
@@ -250,6 +259,16 @@ impl Pool {
                 p.free.insert(u32::from(ip));
             }
         }
+    }
+
+    /// Every address a dynamic client may ever hold, main pool and
+    /// playground (what address conservation counts).
+    pub fn universe(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let lo = u32::from(self.cidr.network());
+        let hi = u32::from(self.cidr.broadcast());
+        (lo..=hi)
+            .map(Ipv4Addr::from)
+            .filter(|ip| self.main_assignable(*ip) || self.playground_assignable(*ip))
     }
 
     pub fn free_count(&self) -> usize {

@@ -63,6 +63,15 @@ impl Quarantine {
         out
     }
 
+    /// Quarantined addresses whose reason is `reason`.
+    pub fn count(&self, reason: &str) -> usize {
+        self.entries.values().filter(|(_, r)| r == reason).count()
+    }
+
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.entries.keys().copied()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

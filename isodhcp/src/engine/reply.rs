@@ -105,11 +105,23 @@ impl Engine {
         yiaddr: Ipv4Addr,
         mode: Mode,
     ) -> Vec<Effect> {
+        let lt = self.cfg.lease_time;
+        self.reply_for(req, kind, yiaddr, mode, lt)
+    }
+
+    /// [`Self::reply`] for a lease of `lt` seconds (T1 and T2 follow it).
+    pub(super) fn reply_for(
+        &mut self,
+        req: &Message,
+        kind: MessageType,
+        yiaddr: Ipv4Addr,
+        mode: Mode,
+        lt: u32,
+    ) -> Vec<Effect> {
         let mut m = self.base_reply(req, kind);
         m.yiaddr = yiaddr;
         m.ciaddr = req.ciaddr;
         if !yiaddr.is_unspecified() {
-            let lt = self.cfg.lease_time;
             m.options.set_u32(options::LEASE_TIME, lt);
             m.options.set_u32(options::RENEWAL_TIME, lt / 2);
             m.options

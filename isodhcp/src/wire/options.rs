@@ -142,6 +142,11 @@ impl OptionList {
         Some(u16::from_be_bytes(b))
     }
 
+    pub fn get_u32(&self, code: u8) -> Option<u32> {
+        let b: [u8; 4] = self.get(code)?.try_into().ok()?;
+        Some(u32::from_be_bytes(b))
+    }
+
     pub fn message_type(&self) -> Option<MessageType> {
         match self.get(MESSAGE_TYPE)? {
             [t] => MessageType::from_u8(*t),

@@ -2,7 +2,9 @@
 //! times and checks the effects, like a client and the kernel would see them.
 //! One file per area: RFC 2131 protocol rules, and SPEC §4 address modes.
 
+mod hostile;
 mod modes;
+mod properties;
 mod protocol;
 
 use super::*;

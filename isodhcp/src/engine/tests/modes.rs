@@ -201,6 +201,8 @@ fn profile_change_releases_and_naks_old_address() {
     let fx = run(&mut e, T0, &reboot(mac(1), ip(200)));
     assert_eq!(unbound(&fx)[0].ip, ip(200));
     assert!(fx.contains(&Effect::PersistNow));
+    // Unknown again: it must not keep a known client's admission budget.
+    assert!(fx.contains(&Effect::Known(mac(1), false)), "{fx:?}");
     assert_eq!(kind(&fx), MessageType::Nak);
     // The next DISCOVER allocates in the new mode.
     assert_eq!(offered(&mut e, T0, mac(1)), ip(6));
@@ -320,7 +322,8 @@ fn conflicting_addresses_are_quarantined_and_skipped() {
     assert_eq!(offered(&mut e, T0, mac(2)), ip(251));
     e.handle(T0 + 300_000, Input::Tick);
     assert!(e.pool().is_free(ip(254)));
-    // Every candidate alive: no offer, never the same address again.
+    // Every candidate alive: all five are quarantined and the walk goes
+    // on down the free set, so the client still gets an address at once.
     let c = e.candidates(&discover(mac(3)));
     assert_eq!(c.len(), 5);
     let fx = e.handle(
@@ -331,7 +334,9 @@ fn conflicting_addresses_are_quarantined_and_skipped() {
             in_use: &c,
         },
     );
-    assert!(replies(&fx).is_empty());
+    let got = replies(&fx)[0].1.yiaddr;
+    assert!(!c.contains(&got) && got < c[4], "{got} after {c:?}");
+    assert!(c.iter().all(|a| !e.pool().is_free(*a)));
 }
 
 #[test]
