@@ -294,6 +294,9 @@ impl Engine {
                 self.nak(msg, "requested address is not this client's lease")
             };
         }
+        // A client told to go back to INIT will DISCOVER afresh: an offer
+        // it still holds from an earlier DISCOVER is moot, so every NAK
+        // below returns it at once instead of after the offer hold.
         let profile = self.profile_for(mac, vendor.as_deref());
         let valid = match profile.mode {
             Mode::Isolated => self.pool.assignable(req),
@@ -301,7 +304,7 @@ impl Engine {
             Mode::Playground => self.pool.playground_assignable(req),
         };
         if !valid {
-            return self.nak(msg, "requested address is not valid for this client");
+            return self.forget_and_nak(msg, "requested address is not valid for this client");
         }
         if self.offers.get(&mac).is_some_and(|o| o.ip == req) {
             return self.commit(now, msg, req);
@@ -313,7 +316,7 @@ impl Engine {
             _ => self.pool.is_free(req),
         };
         if held_by_other || !free {
-            return self.nak(msg, "requested address belongs to another client");
+            return self.forget_and_nak(msg, "requested address belongs to another client");
         }
         // The server lost its state: adopt the client's address, within a
         // budget. Each adoption is a single frame that takes an address, so
@@ -327,7 +330,7 @@ impl Engine {
             if profile.mode == Mode::Compat {
                 self.pool.give_back_block(req);
             }
-            return self.nak(msg, "adoption budget exhausted: rediscover");
+            return self.forget_and_nak(msg, "adoption budget exhausted: rediscover");
         }
         self.stats.adoptions += 1;
         self.hold_offer_as(now, mac, req, profile, vendor, true);
@@ -423,6 +426,13 @@ impl Engine {
         }
         self.stats.acks += 1;
         fx.extend(self.reply_for(msg, MessageType::Ack, ip, mode, lease_s));
+        fx
+    }
+
+    /// Cancels the client's outstanding offer, then NAKs.
+    fn forget_and_nak(&mut self, msg: &Message, why: &'static str) -> Vec<Effect> {
+        let mut fx = self.cancel_offer(msg.client_mac());
+        fx.extend(self.nak(msg, why));
         fx
     }
 

@@ -159,6 +159,14 @@ fn adoptions_are_budgeted_and_short() {
         e.stats.nak_reasons["adoption budget exhausted: rediscover"],
         u64::from(40 - config::ADOPT_BURST)
     );
+    // A NAKed client loses the offer it held: it will DISCOVER afresh.
+    let m = attacker(77);
+    let a = offered(&mut e, T0, m);
+    assert!(!e.pool().is_free(a));
+    let fx = run(&mut e, T0, &reboot(m, ip(61)));
+    assert_eq!(kind(&fx), MessageType::Nak);
+    assert!(e.pool().is_free(a), "the offer's address came back");
+    assert!(fx.contains(&Effect::Known(m, false)));
     // The budget refills: one more a quarter second later.
     let fx = run(&mut e, T0 + 250, &reboot(attacker(99), ip(60)));
     assert_eq!(kind(&fx), MessageType::Ack);
