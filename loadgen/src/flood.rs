@@ -22,6 +22,8 @@ pub struct FloodConfig {
     pub duration: Duration,
     /// First octet of every flood MAC.
     pub mac_prefix: u8,
+    /// VLAN tags (TPID, TCI) every frame carries, outermost first.
+    pub tags: Vec<(u16, u16)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -39,7 +41,7 @@ impl FloodResult {
 }
 
 pub fn run(sock: &PacketSocket, cfg: &FloodConfig, rng: &mut Rng) -> Result<FloodResult> {
-    let tpl = FloodTemplate::new()?;
+    let tpl = FloodTemplate::tagged(&cfg.tags)?;
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(tpl.len())).collect();
     let mut res = FloodResult::default();
     let start = Instant::now();
@@ -88,6 +90,7 @@ pub fn to_json(cfg: &FloodConfig, r: &FloodResult) -> Value {
         "max_frames": cfg.max_frames,
         "max_seconds": cfg.duration.as_secs_f64(),
         "mac_prefix": format!("{:02x}", cfg.mac_prefix),
+        "tags": cfg.tags.iter().map(|(p, t)| format!("{p:04x}:{t}")).collect::<Vec<_>>(),
         "frames_sent": r.sent,
         "frames_refused": r.refused,
         "elapsed_s": (r.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,

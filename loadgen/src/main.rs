@@ -67,6 +67,10 @@ enum Mode {
         /// First MAC octet (hex, locally administered unicast).
         #[arg(long, default_value = "0a")]
         mac_prefix: String,
+        /// VLAN tags on every frame, outermost first: `TPID:TCI,...` with a
+        /// hex TPID, e.g. `88a8:0,8100:0` (stacked priority tags).
+        #[arg(long, default_value = "")]
+        tags: String,
     },
     /// DORA probe clients measuring success and latency.
     Probe {
@@ -150,6 +154,7 @@ fn run(cli: Cli) -> Result<()> {
             frames,
             seconds: s,
             mac_prefix,
+            tags,
         } => {
             if frames == 0 || frames > MAX_FRAMES {
                 bail!("--frames must be 1..={MAX_FRAMES}");
@@ -159,6 +164,7 @@ fn run(cli: Cli) -> Result<()> {
                 max_frames: frames,
                 duration: seconds(s)?,
                 mac_prefix: prefix(&mac_prefix)?,
+                tags: isodhcp_loadgen::packet::parse_tags(&tags)?,
             };
             let sock = PacketSocket::open(&cli.iface, false)?;
             eprintln!(

@@ -172,6 +172,8 @@ pub fn parse_reply(f: &[u8]) -> Option<Reply> {
 #[derive(Debug, Clone)]
 pub struct FloodTemplate {
     frame: Vec<u8>,
+    /// Bytes of VLAN tags inserted after the MAC addresses.
+    shift: usize,
     /// Ones' complement sum (unfolded) of the UDP pseudo header, header
     /// (checksum field zero) and payload with MAC and xid zero.
     base_sum: u32,
@@ -198,6 +200,12 @@ fn fold(mut s: u32) -> u16 {
 
 impl FloodTemplate {
     pub fn new() -> Result<FloodTemplate> {
+        FloodTemplate::tagged(&[])
+    }
+
+    /// A template with `tags` (TPID, TCI) after the MAC addresses, outermost
+    /// first: what a guest wraps a flood in to try and get it past XDP.
+    pub fn tagged(tags: &[(u16, u16)]) -> Result<FloodTemplate> {
         // No client id (it would repeat the MAC): only chaddr and the
         // Ethernet source carry the MAC.
         let mut m = client_message(Mac([0; 6]), 0, 0, Req::Discover);
@@ -223,7 +231,17 @@ impl FloodTemplate {
         udp[6] = 0;
         udp[7] = 0;
         let base_sum = sum_words(&pseudo) + sum_words(&udp);
-        Ok(FloodTemplate { frame, base_sum })
+        let mut frame = frame;
+        for (i, (tpid, tci)) in tags.iter().enumerate() {
+            let [a, b] = tpid.to_be_bytes();
+            let [c, d] = tci.to_be_bytes();
+            frame.splice(12 + 4 * i..12 + 4 * i, [a, b, c, d]);
+        }
+        Ok(FloodTemplate {
+            frame,
+            shift: 4 * tags.len(),
+            base_sum,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -240,17 +258,33 @@ impl FloodTemplate {
         out.clear();
         out.extend_from_slice(&self.frame);
         out[ETH_SRC..ETH_SRC + 6].copy_from_slice(&mac.0);
-        out[CHADDR_OFF..CHADDR_OFF + 6].copy_from_slice(&mac.0);
+        let k = self.shift;
+        out[k + CHADDR_OFF..k + CHADDR_OFF + 6].copy_from_slice(&mac.0);
         let x = xid.to_be_bytes();
-        out[XID_OFF..XID_OFF + 4].copy_from_slice(&x);
+        out[k + XID_OFF..k + XID_OFF + 4].copy_from_slice(&x);
         // chaddr and xid start at even offsets from the UDP header.
         let s = self.base_sum + sum_words(&mac.0) + sum_words(&x);
         let mut c = !fold(s);
         if c == 0 {
             c = 0xffff;
         }
-        out[UDP_CSUM..UDP_CSUM + 2].copy_from_slice(&c.to_be_bytes());
+        out[k + UDP_CSUM..k + UDP_CSUM + 2].copy_from_slice(&c.to_be_bytes());
     }
+}
+
+/// Parses `TPID:TCI[,TPID:TCI]` (hex TPID, decimal TCI), e.g. `88a8:0,8100:0`.
+pub fn parse_tags(s: &str) -> Result<Vec<(u16, u16)>> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|t| {
+            let (tpid, tci) = t
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("tag {t:?}: want TPID:TCI"))?;
+            Ok((u16::from_str_radix(tpid, 16)?, tci.parse()?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -381,5 +415,19 @@ mod tests {
         // A client message is not a reply.
         let d = client_frame(mac, 1, 0, Req::Discover).unwrap();
         assert_eq!(parse_reply(&d), None);
+    }
+
+    #[test]
+    fn tagged_template_matches_the_reference_behind_its_tags() {
+        let tags = parse_tags("88a8:0,8100:0").unwrap();
+        assert_eq!(tags, [(0x88a8, 0), (0x8100, 0)]);
+        let tpl = FloodTemplate::tagged(&tags).unwrap();
+        let mut out = Vec::new();
+        let mac = Mac([0x0a, 1, 2, 3, 4, 5]);
+        tpl.write(mac, 0xdead_beef, &mut out);
+        let want = reference(mac, 0xdead_beef);
+        assert_eq!(&out[..12], &want[..12]);
+        assert_eq!(&out[12..20], &[0x88, 0xa8, 0, 0, 0x81, 0x00, 0, 0]);
+        assert_eq!(&out[20..], &want[12..]);
     }
 }

@@ -69,6 +69,8 @@ fn init_reboot_cycles_from_new_macs_leave_the_pool_whole() {
         let reply = dhcp.expect_reply(&r).expect("INIT-REBOOT answered");
         if reply.kind() == Some(MessageType::Ack) {
             adopted += 1;
+            // An adopted lease is short until its first renewal.
+            assert_eq!(reply.opt_u32(options::LEASE_TIME), Some(120));
             dhcp.release(m, target).expect("release");
         }
     }
@@ -122,6 +124,23 @@ fn tagged_discover(mac: Mac, tags: &[(u16, u16)]) -> Vec<u8> {
 fn tagged_flood_dies_in_xdp_with_named_counters() {
     preflight().expect("preflight");
     let lab = Lab::new("hgvlan", 1).expect("lab");
+    // The bridge moves a frame's outer tag into packet metadata; with VLAN
+    // offload on its port towards the server, the tag would stay there and
+    // the server's XDP program would see an untagged frame. Put the tags
+    // back on the wire, as a switch does.
+    lab.switch
+        .run_ok(
+            "ethtool",
+            &[
+                "-K",
+                "psrv",
+                "txvlan",
+                "off",
+                "tx-vlan-stag-hw-insert",
+                "off",
+            ],
+        )
+        .expect("VLAN offload off on the server's bridge port");
     let mut cfg = crafted::config(&lab);
     cfg.xdp = XdpMode::Auto;
     cfg.extra
@@ -189,4 +208,60 @@ fn dhcp_tagged_for_another_vlan_is_not_answered() {
     }
     // The daemon is alive and answers the same client untagged.
     dhcp.discover(m, &[]).expect("untagged DISCOVER answered");
+}
+
+#[test]
+fn squatters_and_a_full_quarantine_do_not_block_allocation() {
+    preflight().expect("preflight");
+    let lab = Lab::new("hgsquat", 1).expect("lab");
+    let mut cfg = crafted::config(&lab);
+    cfg.pool = Some("198.18.0.0/26".into());
+    cfg.extra.extend(
+        [
+            "--new-client-rate",
+            "100000",
+            "--global-rate-limit",
+            "100000",
+        ]
+        .map(String::from),
+    );
+    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let dhcp = Dhcp::open(lab.client(0)).expect("raw port");
+    // Fill the quarantine (half of a /26): lease and DECLINE, 32 times.
+    // Isolated clients take the highest free address: .62 down to .31.
+    for n in 0..32 {
+        let m = attacker(1000 + n);
+        let (_, ack) = dhcp.dora(m, &[]).expect("dora");
+        assert_eq!(ack.msg.yiaddr, Ipv4Addr::new(198, 18, 0, 62 - n as u8));
+        dhcp.decline(m, ack.msg.yiaddr).expect("decline");
+    }
+    wait_until("quarantine full", WAIT, || {
+        Ok((status(&lab)["quarantine"].as_u64() == Some(32)).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {}", status(&lab)));
+    // Squat the five highest free addresses: answer for them from the
+    // guest side so the server's neighbour table shows them alive.
+    let c = lab.client(0);
+    c.ns.ip(&["route", "add", "198.18.0.1", "dev", &c.ifname])
+        .unwrap();
+    for h in 26..=30u8 {
+        let a = format!("198.18.0.{h}");
+        c.ns.ip(&["addr", "add", &format!("{a}/32"), "dev", &c.ifname])
+            .unwrap();
+        let st =
+            c.ns.exec_cmd("busybox")
+                .args(["ping", "-c", "1", "-W", "2", "-I", &a, "198.18.0.1"])
+                .output()
+                .expect("ping");
+        assert!(st.status.success(), "ping from {a}: {st:?}");
+    }
+    // A new client still gets an address at once, and not a squatted one.
+    let offer = dhcp
+        .discover(attacker(1), &[])
+        .expect("an OFFER despite the squatters");
+    let got = offer.msg.yiaddr;
+    assert!(
+        got < Ipv4Addr::new(198, 18, 0, 26),
+        "offered squatted {got}"
+    );
 }

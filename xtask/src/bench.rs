@@ -49,6 +49,10 @@ pub struct BenchOpts {
     /// (baseline), `max` = unpaced.
     #[arg(long, default_value = "none,1000,10000,max")]
     pub rates: String,
+    /// flood: VLAN tags on every flood frame, outermost first, e.g.
+    /// `88a8:0,8100:0` (stacked priority tags; see loadgen `--tags`).
+    #[arg(long, default_value = "")]
+    pub tags: String,
     /// flood: comma-separated servers: isodhcp-xdp, isodhcp, kea.
     #[arg(long, default_value = "isodhcp-xdp,isodhcp,kea")]
     pub servers: String,

@@ -28,7 +28,9 @@ use isodhcp_tests::util::tail;
 use isodhcp_tests::{DaemonConfig, Lab, SERVER_IF, XdpMode};
 use serde_json::{Value, json};
 
-use super::{Bins, KEA_BIN, Loadgen, POOL, cpu_seconds, render_cells, save_results, start_kea};
+use super::{
+    BenchOpts, Bins, KEA_BIN, Loadgen, POOL, cpu_seconds, render_cells, save_results, start_kea,
+};
 
 /// Known probe: one REQUEST (renewal) every 200 ms = 5/s.
 const KNOWN_INTERVAL_MS: u64 = 200;
@@ -119,6 +121,21 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
     for &server in &servers {
         let lab = Lab::new("bflood", 3).context("building the lab")?;
         prepare_lab(&lab)?;
+        if !opts.tags.is_empty() {
+            // The bridge keeps a frame's outer tag in metadata; with VLAN
+            // offload on the server's port the server would see it untagged.
+            lab.switch.run_ok(
+                "ethtool",
+                &[
+                    "-K",
+                    "psrv",
+                    "txvlan",
+                    "off",
+                    "tx-vlan-stag-hw-insert",
+                    "off",
+                ],
+            )?;
+        }
         eprintln!(
             "\nbench: {} (lab {}, server ns {})",
             server.label(),
@@ -126,9 +143,9 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
             lab.server.name()
         );
         for (i, &rate) in rates.iter().enumerate() {
-            let row = run_row(&lab, server, rate, i, opts.seconds, daemon, loadgen).with_context(
-                || format!("{} at flood rate {}", server.label(), rate_label(rate)),
-            )?;
+            let row = run_row(&lab, server, rate, i, opts, daemon, loadgen).with_context(|| {
+                format!("{} at flood rate {}", server.label(), rate_label(rate))
+            })?;
             eprintln!("bench: {}", one_line(&row));
             rows.push(row);
         }
@@ -140,6 +157,7 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
     let doc = json!({
         "bench": "flood",
         "seconds": opts.seconds,
+        "tags": opts.tags,
         "pool": POOL,
         "known_interval_ms": KNOWN_INTERVAL_MS,
         "new_interval_ms": NEW_INTERVAL_MS,
@@ -358,10 +376,11 @@ fn run_row(
     server: Server,
     rate: Option<u64>,
     n: usize,
-    seconds: u64,
+    opts: &BenchOpts,
     daemon_bin: &Path,
     loadgen: &Path,
 ) -> Result<Row> {
+    let seconds = opts.seconds;
     let (mut daemon, lease_file) = start_server(lab, server, n, daemon_bin)?;
     let pid = daemon.pid().context("server pid")?;
     let dir = lab.dir();
@@ -438,6 +457,8 @@ fn run_row(
                 flood_secs.to_string(),
                 "--mac-prefix".into(),
                 FLOOD_PREFIX.into(),
+                "--tags".into(),
+                opts.tags.clone(),
             ];
             let mut f = Loadgen::spawn(
                 &lab.client(0).ns,
