@@ -108,7 +108,7 @@ impl Daemon {
             "offers": {"outstanding": self.engine.offers_outstanding(), "cap": self.engine.config().max_offers},
             "datapath": self.admission.mode(),
             "admission": counters,
-            "messages": {"offers": st.offers, "acks": st.acks, "naks": st.naks, "releases": st.releases, "declines": st.declines, "informs": st.informs, "expired": st.expired, "conflicts": st.conflicts},
+            "messages": {"offers": st.offers, "acks": st.acks, "naks": st.naks, "releases": st.releases, "declines": st.declines, "informs": st.informs, "expired": st.expired, "conflicts": st.conflicts, "adoptions": st.adoptions, "logs_suppressed": st.logs_suppressed},
             "hooks": hooks,
         })
     }

@@ -197,6 +197,13 @@ impl Daemon {
             naks.get_or_create(&labels(&[("reason", why)])).inc_by(*n);
         }
         r.register("naks", "NAKs by reason", naks);
+        let adoptions = Counter::<u64>::default();
+        adoptions.inc_by(st.adoptions);
+        r.register(
+            "adoptions",
+            "INIT-REBOOT clients without a record whose address was adopted",
+            adoptions,
+        );
         let ignored = Family::<Labels, Counter>::default();
         for (why, n) in &st.dropped {
             ignored
