@@ -230,7 +230,7 @@ fn kill9_during_lease_stream_keeps_every_acked_lease() {
     assert_still_owned(&lab, &mut checker, &all, "final restart");
 }
 
-/// A lease file of garbage bytes: preserved as `<file>.corrupt-<unix time>`
+/// A lease file of garbage bytes: preserved as `<file>.corrupt-<unix time>-<random>`
 /// (byte for byte) before the first rewrite; the server starts and serves;
 /// the new file is valid JSON with the new lease.
 #[test]
@@ -282,8 +282,11 @@ fn corrupt_lease_file_is_preserved_and_server_serves() {
         saved.iter().map(|e| e.file_name()).collect::<Vec<_>>(),
         daemon_logs(&lab, 1)
     );
+    // `<unix time>-<random>`: the random part makes the name unpredictable.
     let suffix = saved[0].file_name().to_string_lossy()[prefix.len()..].to_string();
     let t: u64 = suffix
+        .split_once('-')
+        .map_or(suffix.as_str(), |(t, _)| t)
         .parse()
         .unwrap_or_else(|_| panic!("suffix {suffix:?} is not a Unix time"));
     assert!(
