@@ -108,7 +108,27 @@ impl Daemon {
             return Err(e.into());
         }
         self.dirty_since = None;
+        if self.fold_at.is_none() && self.store.journal_lines() > 0 {
+            self.fold_at = Some(tokio::time::Instant::now() + super::FOLD_AFTER);
+        }
         Ok(())
+    }
+
+    /// The fold deadline passed: one snapshot shows every commit since the
+    /// last one in the lease file. A failure is retried a little later.
+    pub(super) fn fold(&mut self) {
+        self.fold_at = None;
+        let t = std::time::Instant::now();
+        match self.snapshot() {
+            Ok(()) => debug!(
+                ms = t.elapsed().as_millis() as u64,
+                "journal folded into the lease file"
+            ),
+            Err(e) => {
+                warn!(error = %e, "lease file update failed; will retry");
+                self.fold_at = Some(tokio::time::Instant::now() + super::FOLD_RETRY);
+            }
+        }
     }
 
     /// A full, atomic snapshot of every lease and the quarantine.
@@ -125,6 +145,7 @@ impl Daemon {
                 self.snapshot_pending = false;
                 self.dirty_since = None;
                 self.last_snapshot = now_ms();
+                self.fold_at = None;
                 Ok(())
             }
             Err(e) => {

@@ -191,6 +191,7 @@ pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
         dirty_since: None,
         snapshot_pending: false,
         last_snapshot: 0,
+        fold_at: None,
         needs_reconcile: false,
         drops_logged: (0, 0),
         neighbours: None,

@@ -7,7 +7,8 @@
 //! `<file>.journal`, one JSON object per line (`{"put": MAC, "lease": {...}}`,
 //! `{"del": MAC}`, `{"quarantine": {...}}`), so a commit costs one short
 //! append and one fsync whatever the number of leases; the journal is folded
-//! into a new snapshot once it outgrows the lease table (amortised O(1)).
+//! into a new snapshot once it outgrows the lease table (amortised O(1)), and
+//! by the daemon shortly after every commit, so the snapshot stays current.
 //!
 //! Guarantees:
 //! - [`LeaseStore::commit`] returns only after the journal is fsynced: what it

@@ -354,3 +354,49 @@ fn group_or_world_writable_lease_dir_is_refused() {
     fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
     assert!(LeaseStore::open(&d.join("leases.json")).is_ok());
 }
+
+/// The cost of one fold (a full snapshot) at 10,000 leases, on this
+/// machine's temp folder. Run with `--ignored --nocapture`; prints ms.
+#[test]
+#[ignore]
+fn fold_cost_at_10k_leases() {
+    let d = tmpdir("fold10k");
+    let p = d.join("leases.json");
+    let (mut s, _) = LeaseStore::open(&p).unwrap();
+    let recs: Vec<LeaseRecord> = (0..10_000u32)
+        .map(|i| {
+            let [_, _, hi, lo] = i.to_be_bytes();
+            LeaseRecord {
+                mac: Mac([2, 0, 0, 0, hi, lo]),
+                ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i),
+                expires: Some(1_795_471_476_250 + u64::from(i)),
+                mode: Mode::Isolated,
+                masq: false,
+                hostname: Some(format!("guest-laptop-{i}")),
+                vendor: Some("MSFT 5.0".into()),
+            }
+        })
+        .collect();
+    let mut ms: Vec<f64> = (0..20)
+        .map(|_| {
+            s.commit(&Dirty {
+                leases: vec![(recs[0].mac, Some(recs[0].clone()))],
+                quarantine: None,
+            })
+            .unwrap();
+            let t = std::time::Instant::now();
+            s.snapshot(0, recs.iter(), &[]).unwrap();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let size = fs::metadata(&p).unwrap().len();
+    println!(
+        "fold at 10,000 leases ({} KiB): median {:.1} ms, min {:.1} ms, max {:.1} ms",
+        size / 1024,
+        ms[ms.len() / 2],
+        ms[0],
+        ms[ms.len() - 1]
+    );
+    let _ = fs::remove_dir_all(&d);
+}
