@@ -522,3 +522,31 @@ fn lease_file_shows_a_new_lease_within_a_second_of_its_ack() {
         }
     }
 }
+
+/// A lease folder others may write is refused at start: the daemon exits
+/// non-zero, says which folder, its mode and how to fix it, and writes
+/// nothing there.
+#[test]
+fn world_writable_lease_folder_is_refused() {
+    let lab = lab("duperm", 1);
+    let mut cfg = config(&lab);
+    let dir = lab.dir().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    cfg.lease_file = dir.join("leases.json");
+    let err = match lab.start_isodhcp(&cfg) {
+        Ok(_) => panic!(
+            "isodhcp started with a world-writable lease folder\n{}",
+            daemon_logs(&lab, 1)
+        ),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("exited (exit status: 1)"), "{err}");
+    let want = format!("chmod 0700 {}", dir.display());
+    assert!(
+        err.contains(&want) && err.contains("0777"),
+        "no {want:?} in:\n{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert!(left.is_empty(), "files written: {left:?}");
+}
