@@ -61,7 +61,7 @@ use tracing::{debug, warn};
 use crate::engine::Binding;
 use crate::wire::Mac;
 use output::log_lines;
-use process::{GroupKill, command, exec_error, exited};
+use process::{command, exec_error, finish};
 
 mod env;
 mod output;
@@ -247,7 +247,7 @@ impl RateLimit {
 }
 
 /// How one execution ended.
-enum Outcome {
+pub(super) enum Outcome {
     Exited(ExitStatus),
     TimedOut,
     ExecFailed(io::Error),
@@ -472,7 +472,6 @@ async fn run(mut slot: Slot, ev: HookEvent) {
             return;
         }
     };
-    let mut group = GroupKill(child.id().map(|p| p as libc::pid_t));
     let out = child
         .stdout
         .take()
@@ -482,35 +481,7 @@ async fn run(mut slot: Slot, ev: HookEvent) {
         .take()
         .map(|r| tokio::spawn(log_lines(r, "stderr", mac, action)));
 
-    // Wait for the exit without reaping: while the hook is an unreaped
-    // zombie its process group id cannot be reused, so the group (with any
-    // child the hook left behind) can be killed safely before the reap.
-    let pid = child.id().map(|p| p as libc::pid_t);
-    let exited = async {
-        match pid {
-            Some(pid) => exited(pid).await,
-            None => Ok(()),
-        }
-    };
-    let outcome = match tokio::time::timeout(cfg.timeout, exited).await {
-        Ok(Ok(())) => {
-            group.kill();
-            match child.wait().await {
-                Ok(st) => Outcome::Exited(st),
-                Err(e) => Outcome::ExecFailed(e),
-            }
-        }
-        Ok(Err(e)) => {
-            group.kill();
-            let _ = child.wait().await;
-            Outcome::ExecFailed(e)
-        }
-        Err(_) => {
-            group.kill();
-            let _ = child.wait().await;
-            Outcome::TimedOut
-        }
-    };
+    let outcome = finish(&mut child, cfg.timeout).await;
     let output = async {
         if let Some(h) = out {
             let _ = h.await;
@@ -522,8 +493,14 @@ async fn run(mut slot: Slot, ev: HookEvent) {
     if tokio::time::timeout(OUTPUT_GRACE, output).await.is_err() {
         debug!(%mac, action, "hook output still open (a background child?); no longer logged");
     }
-    let ms = started.elapsed().as_millis() as u64;
-    match &outcome {
+    log_outcome(cfg, &ev, started.elapsed(), &outcome);
+    slot.outcome = Some(outcome);
+}
+/// One log line for how a hook run ended.
+fn log_outcome(cfg: &HookConfig, ev: &HookEvent, took: Duration, outcome: &Outcome) {
+    let (mac, ip, action) = (ev.binding.mac, ev.binding.ip, ev.action.as_str());
+    let ms = took.as_millis() as u64;
+    match outcome {
         Outcome::Exited(st) if st.success() => {
             debug!(%mac, %ip, action, ms, "hook finished");
         }
@@ -544,7 +521,6 @@ async fn run(mut slot: Slot, ev: HookEvent) {
             warn!(hook = %cfg.path.display(), %mac, %ip, action, "hook wait failed: {e}");
         }
     }
-    slot.outcome = Some(outcome);
 }
 
 #[cfg(test)]

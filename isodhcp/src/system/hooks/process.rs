@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use super::env::{EVENT_VARS, argv, event_env};
-use super::{HookConfig, HookEvent};
+use super::{HookConfig, HookEvent, Outcome};
 
 pub(super) fn command(cfg: &HookConfig, ev: &HookEvent) -> Command {
     let mut cmd = Command::new(&cfg.path);
@@ -29,10 +29,10 @@ pub(super) fn command(cfg: &HookConfig, ev: &HookEvent) -> Command {
 }
 
 /// Kills the hook's process group (at most once, before the hook is reaped).
-pub(super) struct GroupKill(pub(super) Option<libc::pid_t>);
+struct GroupKill(Option<libc::pid_t>);
 
 impl GroupKill {
-    pub(super) fn kill(&mut self) {
+    fn kill(&mut self) {
         if let Some(pgid) = self.0.take() {
             // SAFETY: kill(2) on the process group led by our own child,
             // which is never reaped before this runs (an unreaped zombie
@@ -48,9 +48,33 @@ impl Drop for GroupKill {
     }
 }
 
+/// Waits for the hook to exit (at most `timeout`), then kills its process
+/// group and reaps it. The exit is awaited without reaping: while the hook
+/// is an unreaped zombie its process group id cannot be reused, so the group
+/// (with any child the hook left behind) is killed safely before the reap.
+/// Dropped midway (runtime shutdown), the group is killed too.
+pub(super) async fn finish(child: &mut Child, timeout: Duration) -> Outcome {
+    let pid = child.id().map(|p| p as libc::pid_t);
+    let mut group = GroupKill(pid);
+    let exit = async {
+        match pid {
+            Some(pid) => exited(pid).await,
+            None => Ok(()),
+        }
+    };
+    let waited = tokio::time::timeout(timeout, exit).await;
+    group.kill();
+    let reaped = child.wait().await;
+    match (waited, reaped) {
+        (Ok(Ok(())), Ok(st)) => Outcome::Exited(st),
+        (Ok(Ok(())), Err(e)) | (Ok(Err(e)), _) => Outcome::ExecFailed(e),
+        (Err(_), _) => Outcome::TimedOut,
+    }
+}
+
 /// Completes once our child `pid` has exited, without reaping it (it stays
 /// a zombie until `Child::wait`).
-pub(super) async fn exited(pid: libc::pid_t) -> io::Result<()> {
+async fn exited(pid: libc::pid_t) -> io::Result<()> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
