@@ -550,3 +550,70 @@ fn world_writable_lease_folder_is_refused() {
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
     assert!(left.is_empty(), "files written: {left:?}");
 }
+
+/// Measurement, not a check (run with `--ignored --nocapture`): 10,000
+/// leases on disk, then DORAs from new MACs for 5 s; prints how many folds
+/// the daemon made and what each cost, from its debug log.
+#[test]
+#[ignore]
+fn fold_rate_and_cost_at_10k_leases() {
+    let lab = lab("dufoldload", 1);
+    let mut cfg = config(&lab);
+    cfg.pool = Some("198.18.0.0/17".into());
+    let expires = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let leases: serde_json::Map<String, serde_json::Value> = (0..10_000u32)
+        .map(|i| {
+            let [_, _, hi, lo] = i.to_be_bytes();
+            let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 16, 0)) + i);
+            (
+                key(Mac([0x02, 0x5e, 0, 0, hi, lo])),
+                serde_json::json!({"ip": ip.to_string(), "expires": expires, "masq": false,
+                    "mode": "standard", "hostname": format!("guest-{i}")}),
+            )
+        })
+        .collect();
+    let doc = serde_json::json!({"version": 1, "leases": leases});
+    std::fs::write(&cfg.lease_file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let d = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let c = lab.client(0);
+    let mut probe = DhcpProbe::open(&c.ns, &c.ifname).unwrap();
+    // About 200 new leases a second: the table stays near 10,000.
+    let t0 = Instant::now();
+    let mut n = 0u32;
+    while t0.elapsed() < Duration::from_secs(5) {
+        let mac = Mac([0x02, 0x1e, 0x35, 0, (n >> 8) as u8, n as u8]);
+        probe
+            .dora(mac, 3)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon_logs(&lab, 1)));
+        n += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let folds = |log: &str| -> Vec<u64> {
+        log.lines()
+            .filter(|l| l.contains("journal folded into the lease file"))
+            .filter_map(|l| {
+                l.split("ms=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    let during = folds(&d.log_text()).len();
+    std::thread::sleep(Duration::from_millis(1100));
+    let ms = folds(&d.log_text());
+    eprintln!(
+        "{n} DORAs in {secs:.1} s ({:.0}/s) over 10,000 leases: {during} folds while \
+         they ran ({:.2}/s), {} in all; ms each: {ms:?}",
+        f64::from(n) / secs,
+        during as f64 / secs,
+        ms.len()
+    );
+}

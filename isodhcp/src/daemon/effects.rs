@@ -109,7 +109,7 @@ impl Daemon {
         }
         self.dirty_since = None;
         if self.fold_at.is_none() && self.store.journal_lines() > 0 {
-            self.fold_at = Some(tokio::time::Instant::now() + super::FOLD_AFTER);
+            self.fold_at = Some(tokio::time::Instant::now() + super::fold_delay(self.fold_cost));
         }
         Ok(())
     }
@@ -133,6 +133,7 @@ impl Daemon {
 
     /// A full, atomic snapshot of every lease and the quarantine.
     pub(super) fn snapshot(&mut self) -> Result<()> {
+        let started = std::time::Instant::now();
         self.engine.take_dirty();
         let records = self.engine.snapshot();
         let t = std::time::Instant::now();
@@ -140,6 +141,7 @@ impl Daemon {
             .store
             .snapshot(now_ms(), records.iter(), &self.engine.quarantined());
         self.commit_latency.observe(t.elapsed().as_secs_f64());
+        self.fold_cost = started.elapsed();
         match r {
             Ok(()) => {
                 self.snapshot_pending = false;

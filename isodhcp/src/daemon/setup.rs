@@ -192,6 +192,7 @@ pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
         snapshot_pending: false,
         last_snapshot: 0,
         fold_at: None,
+        fold_cost: std::time::Duration::ZERO,
         needs_reconcile: false,
         drops_logged: (0, 0),
         neighbours: None,
