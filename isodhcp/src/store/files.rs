@@ -38,7 +38,7 @@ pub(super) fn sync_dir(file: &Path) -> io::Result<()> {
 /// create files there could plant links or replace the lease file.
 pub(super) fn check_dir(file: &Path) -> Result<(), StoreError> {
     let dir = dir_of(file);
-    let meta = fs::metadata(dir).map_err(|e| StoreError::Read(dir.to_path_buf(), e))?;
+    let meta = fs::metadata(dir).map_err(|e| StoreError::Dir(dir.to_path_buf(), e))?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(StoreError::UnsafeDir {

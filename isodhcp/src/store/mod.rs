@@ -60,6 +60,8 @@ pub enum StoreError {
         dir.display()
     )]
     UnsafeDir { dir: PathBuf, mode: u32 },
+    #[error("cannot use lease directory {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
 }
 
 /// One lease as stored.

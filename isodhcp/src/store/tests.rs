@@ -353,6 +353,12 @@ fn group_or_world_writable_lease_dir_is_refused() {
     let d = tmpdir("perm755");
     fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
     assert!(LeaseStore::open(&d.join("leases.json")).is_ok());
+    let missing = d.join("missing");
+    let err = LeaseStore::open(&missing.join("leases.json")).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Dir(p, _) if *p == missing),
+        "{err:?}"
+    );
 }
 
 /// The cost of one fold (a full snapshot) at 10,000 leases, on this
