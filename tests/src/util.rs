@@ -298,6 +298,12 @@ impl TempDir {
     pub fn new(tag: &str) -> Result<TempDir> {
         let path = std::env::temp_dir().join(format!("isodhcp-test-{tag}-{}", unique_suffix()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        // The daemon refuses a lease folder others may write, whatever the
+        // umask; others may still enter it (an unprivileged daemon's state
+        // folder lives inside).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod 0755 {}", path.display()))?;
         Ok(TempDir { path })
     }
     pub fn path(&self) -> &Path {

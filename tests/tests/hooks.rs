@@ -257,3 +257,32 @@ fn slow_hook_does_not_delay_the_ack() {
     assert_eq!(var(&add, "ISODHCP_MODE"), "standard");
     lab.check_host_untouched().expect("host state");
 }
+
+/// A client names itself with a bidi override, a zero-width space and an
+/// escape sequence (option 12): the hook gets the name as sent (minus the
+/// control characters the daemon removes on receipt) in ISODHCP_HOSTNAME
+/// and its RFC 1123 form in ISODHCP_HOSTNAME_SAFE.
+#[test]
+fn hook_gets_a_safe_hostname() {
+    use isodhcp_tests::crafted::{self, Dhcp};
+    let lab = lab("hooksafe", 1);
+    let (script, out) = write_hook(&lab, None);
+    let mut cfg = crafted::config(&lab);
+    cfg.extra
+        .extend(["--hook-file".to_string(), script.display().to_string()]);
+    let _daemon = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let dhcp = Dhcp::open(lab.client(0)).expect("raw socket");
+    let mac = crafted::mac(7, 1);
+    let raw = "evil\u{202E}gpj\u{200B}.exe \x1b[2J";
+    let (_, ack) = dhcp
+        .dora(mac, &[(12, raw.as_bytes().to_vec())])
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
+    let ip = ack.msg.yiaddr.to_string();
+    let add = wait_run(&lab, &out, "add", &mac.to_string(), &ip);
+    assert_eq!(var(&add, "ISODHCP_HOSTNAME_SAFE"), "evilgpj.exe-2J");
+    let hostname = var(&add, "ISODHCP_HOSTNAME");
+    assert!(
+        hostname.starts_with("evil") && !hostname.contains('\x1b'),
+        "{hostname:?}"
+    );
+}

@@ -92,7 +92,7 @@ impl Daemon {
             .collect();
         let hooks = self.hooks.as_ref().map(|h| {
             let s = h.stats();
-            json!({"runs": s.runs, "failures": s.failures, "timeouts": s.timeouts, "dropped": s.dropped, "running": s.running, "pending": s.pending})
+            json!({"runs": s.runs, "failures": s.failures, "timeouts": s.timeouts, "dropped": s.dropped, "coalesced": s.coalesced, "running": s.running, "pending": s.pending})
         });
         json!({
             "pid": std::process::id(),

@@ -108,11 +108,32 @@ impl Daemon {
             return Err(e.into());
         }
         self.dirty_since = None;
+        if self.fold_at.is_none() && self.store.journal_lines() > 0 {
+            self.fold_at = Some(tokio::time::Instant::now() + super::fold_delay(self.fold_cost));
+        }
         Ok(())
+    }
+
+    /// The fold deadline passed: one snapshot shows every commit since the
+    /// last one in the lease file. A failure is retried a little later.
+    pub(super) fn fold(&mut self) {
+        self.fold_at = None;
+        let t = std::time::Instant::now();
+        match self.snapshot() {
+            Ok(()) => debug!(
+                ms = t.elapsed().as_millis() as u64,
+                "journal folded into the lease file"
+            ),
+            Err(e) => {
+                warn!(error = %e, "lease file update failed; will retry");
+                self.fold_at = Some(tokio::time::Instant::now() + super::FOLD_RETRY);
+            }
+        }
     }
 
     /// A full, atomic snapshot of every lease and the quarantine.
     pub(super) fn snapshot(&mut self) -> Result<()> {
+        let started = std::time::Instant::now();
         self.engine.take_dirty();
         let records = self.engine.snapshot();
         let t = std::time::Instant::now();
@@ -120,11 +141,13 @@ impl Daemon {
             .store
             .snapshot(now_ms(), records.iter(), &self.engine.quarantined());
         self.commit_latency.observe(t.elapsed().as_secs_f64());
+        self.fold_cost = started.elapsed();
         match r {
             Ok(()) => {
                 self.snapshot_pending = false;
                 self.dirty_since = None;
                 self.last_snapshot = now_ms();
+                self.fold_at = None;
                 Ok(())
             }
             Err(e) => {

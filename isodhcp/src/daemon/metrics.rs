@@ -254,6 +254,7 @@ impl Daemon {
                 ("failure", s.failures),
                 ("timeout", s.timeouts),
                 ("dropped", s.dropped),
+                ("coalesced", s.coalesced),
             ] {
                 hooks.get_or_create(&labels(&[("outcome", k)])).inc_by(v);
             }

@@ -192,6 +192,8 @@ pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
         snapshot_pending: false,
         last_snapshot: 0,
         reply_log: Default::default(),
+        fold_at: None,
+        fold_cost: std::time::Duration::ZERO,
         needs_reconcile: false,
         drops_logged: (0, 0),
         neighbours: None,

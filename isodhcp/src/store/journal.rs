@@ -1,22 +1,23 @@
 //! The append-only journal beside the lease file (`<file>.journal`).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{StoreError, io_err, sync_dir};
+use super::files::{self, sync_dir};
+use super::{StoreError, io_err};
 
 #[derive(Debug)]
 pub(super) struct Journal {
     path: PathBuf,
     file: Option<File>,
     lines: usize,
-    /// Unreadable lines were found: keep a copy before the journal is emptied.
-    damaged: bool,
+    /// Unreadable lines were found: the journal as read, kept as a copy
+    /// before the journal is emptied.
+    damaged: Option<Vec<u8>>,
 }
 
 impl Journal {
@@ -32,13 +33,12 @@ impl Journal {
             path,
             file: None,
             lines: 0,
-            damaged: false,
+            damaged: None,
         };
-        let text = match fs::read(&j.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(j),
-            Err(e) => return Err(StoreError::Read(j.path.clone(), e)),
+        let Some(text) = files::read_nofollow(&j.path)? else {
+            return Ok(j);
         };
+        let mut damaged = false;
         let complete = text.ends_with(b"\n");
         let lines: Vec<&[u8]> = text
             .split(|b| *b == b'\n')
@@ -54,12 +54,15 @@ impl Journal {
             } else if i + 1 == n && !complete {
                 tracing::debug!("ignoring a torn last journal line (never acknowledged)");
             } else {
-                j.damaged = true;
+                damaged = true;
                 warnings.push(format!(
                     "journal line {} is unreadable; the journal will be preserved",
                     i + 1
                 ));
             }
+        }
+        if damaged {
+            j.damaged = Some(text);
         }
         Ok(j)
     }
@@ -70,12 +73,7 @@ impl Journal {
 
     fn file(&mut self) -> Result<&mut File, StoreError> {
         if self.file.is_none() {
-            let f = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&self.path)
-                .map_err(io_err(&self.path))?;
+            let f = files::open_append(&self.path)?;
             // A new journal file must survive a crash too.
             sync_dir(&self.path).map_err(io_err(&self.path))?;
             self.file = Some(f);
@@ -100,11 +98,10 @@ impl Journal {
 
     /// Copies a journal with unreadable lines aside before it is emptied.
     pub(super) fn preserve_if_damaged(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        if self.damaged {
-            let saved = PathBuf::from(format!("{}.corrupt-{}", self.path.display(), now_ms / 1000));
-            fs::copy(&self.path, &saved).map_err(|e| StoreError::Preserve(saved.clone(), e))?;
+        if let Some(bytes) = &self.damaged {
+            let saved = files::preserve(&self.path, now_ms, bytes)?;
             tracing::warn!(file = %saved.display(), "damaged lease journal preserved");
-            self.damaged = false;
+            self.damaged = None;
         }
         Ok(())
     }

@@ -7,7 +7,8 @@
 //! `<file>.journal`, one JSON object per line (`{"put": MAC, "lease": {...}}`,
 //! `{"del": MAC}`, `{"quarantine": {...}}`), so a commit costs one short
 //! append and one fsync whatever the number of leases; the journal is folded
-//! into a new snapshot once it outgrows the lease table (amortised O(1)).
+//! into a new snapshot once it outgrows the lease table (amortised O(1)), and
+//! by the daemon shortly after every commit, so the snapshot stays current.
 //!
 //! Guarantees:
 //! - [`LeaseStore::commit`] returns only after the journal is fsynced: what it
@@ -17,19 +18,22 @@
 //!   rename, fsync of the directory; then the journal is truncated. A crash
 //!   in between replays the journal onto the new snapshot, which is harmless
 //!   (puts and deletes are absolute). Files are mode 0600.
+//! - Nothing is written through a symlink: new files get a random name and
+//!   are created exclusively with `O_NOFOLLOW`, the journal is opened with
+//!   `O_NOFOLLOW`, and a lease folder that group or others may write is
+//!   refused at start ([`StoreError::UnsafeDir`]).
 //! - Nothing on disk is silently discarded: a record this build cannot use is
 //!   logged and carried over unchanged into every later snapshot; a file that
-//!   is not JSON at all is preserved as `<file>.corrupt-<unix time>` before
+//!   is not JSON at all is preserved as `<file>.corrupt-<unix time>-<random>` before
 //!   the first rewrite. A torn last journal line (crash mid-append, never
 //!   acknowledged) is ignored; other unreadable journal lines are reported.
 
+mod files;
 mod journal;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +53,15 @@ pub enum StoreError {
     Write(PathBuf, std::io::Error),
     #[error("cannot preserve corrupt lease file as {0}: {1}")]
     Preserve(PathBuf, std::io::Error),
+    #[error(
+        "lease directory {} is writable by group or others (mode {mode:04o}), so another \
+         user could plant files where leases are written; fix it with `chmod 0700 {}`",
+        dir.display(),
+        dir.display()
+    )]
+    UnsafeDir { dir: PathBuf, mode: u32 },
+    #[error("cannot use lease directory {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
 }
 
 /// One lease as stored.
@@ -105,8 +118,8 @@ pub struct LeaseStore {
     carried: BTreeMap<String, Value>,
     /// `subnets` entries of carried-over records.
     subnets: BTreeMap<String, Value>,
-    /// Set when the file on disk must be preserved before the first rewrite.
-    preserve_first: bool,
+    /// The unreadable file as it was read, preserved before the first rewrite.
+    preserve_first: Option<Vec<u8>>,
     journal: Journal,
 }
 
@@ -203,47 +216,22 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::Write(path.to_path_buf(), e)
 }
 
-/// Writes `bytes` to `path` atomically and durably (temp, fsync, rename, fsync dir), mode 0600.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let werr = io_err(path);
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(&werr)?;
-        f.write_all(bytes).map_err(&werr)?;
-        f.sync_all().map_err(&werr)?;
-    }
-    fs::rename(&tmp, path).map_err(&werr)?;
-    sync_dir(path).map_err(&werr)
-}
-
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
-}
-
 impl LeaseStore {
     /// Opens and reads the lease file and its journal. Missing files are an
     /// empty store.
     pub fn open(path: &Path) -> Result<(LeaseStore, Loaded), StoreError> {
+        files::check_dir(path)?;
         let mut loaded = Loaded::default();
-        let mut preserve_first = false;
+        let mut preserve_first = None;
         let (mut leases, mut quarantine, subnets) = match fs::read(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
             Err(e) => return Err(StoreError::Read(path.to_path_buf(), e)),
             Ok(text) => {
-                match serde_json::from_slice::<Value>(&text) {
+                let parsed = serde_json::from_slice::<Value>(&text);
+                match parsed {
                     Ok(root @ Value::Object(_)) => {
                         if root.get("leases").is_some_and(|l| !l.is_object()) {
-                            preserve_first = true;
+                            preserve_first = Some(text);
                             loaded.warnings.push("\"leases\" is not an object; the file will be preserved and replaced".into());
                         }
                         (
@@ -253,7 +241,7 @@ impl LeaseStore {
                         )
                     }
                     Ok(_) => {
-                        preserve_first = true;
+                        preserve_first = Some(text);
                         loaded.warnings.push(
                             "lease file is not a JSON object; it will be preserved and replaced"
                                 .into(),
@@ -261,7 +249,7 @@ impl LeaseStore {
                         Default::default()
                     }
                     Err(e) => {
-                        preserve_first = true;
+                        preserve_first = Some(text);
                         loaded.warnings.push(format!(
                             "lease file is not valid JSON ({e}); it will be preserved and replaced"
                         ));
@@ -343,11 +331,10 @@ impl LeaseStore {
         records: impl Iterator<Item = &'a LeaseRecord>,
         quarantine: &[QuarantineRecord],
     ) -> Result<(), StoreError> {
-        if self.preserve_first {
-            let saved = PathBuf::from(format!("{}.corrupt-{}", self.path.display(), now / 1000));
-            fs::copy(&self.path, &saved).map_err(|e| StoreError::Preserve(saved.clone(), e))?;
+        if let Some(bytes) = &self.preserve_first {
+            let saved = files::preserve(&self.path, now, bytes)?;
             tracing::warn!(file = %saved.display(), "unreadable lease file preserved");
-            self.preserve_first = false;
+            self.preserve_first = None;
         }
         self.journal.preserve_if_damaged(now)?;
         let mut leases = self.carried.clone();
@@ -366,7 +353,7 @@ impl LeaseStore {
             quarantine: &quarantine,
         };
         let bytes = serde_json::to_vec_pretty(&doc).expect("JSON of plain maps always serialises");
-        write_atomic(&self.path, &bytes)?;
+        files::write_atomic(&self.path, &bytes).map_err(io_err(&self.path))?;
         self.journal.truncate()
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 
@@ -42,7 +43,7 @@ fn round_trip_mode_0600_and_no_temp_left() {
         fs::metadata(&p).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    assert!(!d.join("leases.json.tmp").exists());
+    assert!(named(&d, "leases.json.tmp").is_empty());
     let (_, l) = LeaseStore::open(&p).unwrap();
     assert_eq!(l.records.len(), 2);
     assert!(l.records.contains(&recs[0]));
@@ -131,8 +132,9 @@ fn corrupt_file_is_preserved_before_rewrite() {
     assert_eq!(l.warnings.len(), 1);
     s.snapshot(1_800_000_000_000, [rec(7, Some(1))].iter(), &[])
         .unwrap();
-    let saved = d.join("leases.json.corrupt-1800000000");
-    assert_eq!(fs::read(&saved).unwrap(), b"{\"leases\": {trunc");
+    let saved = named(&d, "leases.json.corrupt-1800000000");
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_eq!(fs::read(&saved[0]).unwrap(), b"{\"leases\": {trunc");
     assert_eq!(LeaseStore::open(&p).unwrap().1.records.len(), 1);
 }
 
@@ -217,8 +219,190 @@ fn damaged_journal_line_is_reported_and_preserved() {
     let (mut s, l) = LeaseStore::open(&p).unwrap();
     assert_eq!(l.warnings.len(), 1);
     s.snapshot(5_000, [].iter(), &[]).unwrap();
+    let saved = named(&d, "leases.json.journal.corrupt-5");
+    assert_eq!(saved.len(), 1, "{saved:?}");
     assert_eq!(
-        fs::read_to_string(d.join("leases.json.journal.corrupt-5")).unwrap(),
+        fs::read_to_string(&saved[0]).unwrap(),
         "garbage\n{\"del\": \"02:00:00:00:00:01\"}\n"
     );
+}
+
+/// A victim file outside the lease folder and its original bytes.
+fn victim(d: &Path) -> (PathBuf, &'static [u8]) {
+    let v = d.join("victim");
+    fs::write(&v, b"precious\n").unwrap();
+    (v, b"precious\n")
+}
+
+/// Everything in `d` whose name starts with `prefix`.
+fn named(d: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn snapshot_does_not_follow_a_symlink_at_the_old_temp_name() {
+    let d = tmpdir("symtmp");
+    let outside = tmpdir("symtmp-outside");
+    let (v, orig) = victim(&outside);
+    let p = d.join("leases.json");
+    std::os::unix::fs::symlink(&v, d.join("leases.json.tmp")).unwrap();
+    let (mut s, _) = LeaseStore::open(&p).unwrap();
+    s.snapshot(0, [rec(10, Some(1_000))].iter(), &[]).unwrap();
+    assert_eq!(
+        fs::read(&v).unwrap(),
+        orig,
+        "the victim was written through"
+    );
+    let meta = fs::symlink_metadata(&p).unwrap();
+    assert!(meta.file_type().is_file(), "lease file is not a plain file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(LeaseStore::open(&p).unwrap().1.records.len(), 1);
+    // The lease file, its journal, the planted link; no temp file left behind.
+    let left: Vec<_> = named(&d, "leases.json")
+        .into_iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["leases.json", "leases.json.journal", "leases.json.tmp"]
+    );
+}
+
+#[test]
+fn corrupt_copies_do_not_follow_symlinks() {
+    let d = tmpdir("symcorrupt");
+    let outside = tmpdir("symcorrupt-outside");
+    let (v, orig) = victim(&outside);
+    let p = d.join("leases.json");
+    fs::write(&p, b"not json").unwrap();
+    fs::write(d.join("leases.json.journal"), "garbage\n").unwrap();
+    // Every name the old code would have used at this time.
+    for n in [
+        "leases.json.corrupt-1800000000",
+        "leases.json.journal.corrupt-1800000000",
+    ] {
+        std::os::unix::fs::symlink(&v, d.join(n)).unwrap();
+    }
+    let (mut s, l) = LeaseStore::open(&p).unwrap();
+    assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+    s.snapshot(1_800_000_000_000, [rec(7, Some(1))].iter(), &[])
+        .unwrap();
+    assert_eq!(
+        fs::read(&v).unwrap(),
+        orig,
+        "the victim was written through"
+    );
+    for (prefix, bytes) in [
+        ("leases.json.corrupt-", &b"not json"[..]),
+        ("leases.json.journal.corrupt-", b"garbage\n"),
+    ] {
+        let copies: Vec<_> = named(&d, prefix)
+            .into_iter()
+            .filter(|p| fs::symlink_metadata(p).unwrap().file_type().is_file())
+            .collect();
+        assert_eq!(copies.len(), 1, "{prefix}: {copies:?}");
+        assert_eq!(fs::read(&copies[0]).unwrap(), bytes);
+        let mode = fs::metadata(&copies[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", copies[0].display());
+    }
+}
+
+#[test]
+fn journal_symlink_is_not_followed() {
+    let d = tmpdir("symjournal");
+    let outside = tmpdir("symjournal-outside");
+    let (v, orig) = victim(&outside);
+    let p = d.join("leases.json");
+    std::os::unix::fs::symlink(&v, d.join("leases.json.journal")).unwrap();
+    // Refusing to open is fine; writing through the link is not.
+    if let Ok((mut s, _)) = LeaseStore::open(&p) {
+        let _ = s.commit(&Dirty {
+            leases: vec![(Mac([2, 0, 0, 0, 0, 4]), Some(rec(4, Some(4_000))))],
+            quarantine: None,
+        });
+        let _ = s.snapshot(0, [].iter(), &[]);
+    }
+    assert_eq!(
+        fs::read(&v).unwrap(),
+        orig,
+        "the victim was written through"
+    );
+}
+
+#[test]
+fn group_or_world_writable_lease_dir_is_refused() {
+    for mode in [0o777, 0o770, 0o1777] {
+        let d = tmpdir(&format!("perm{mode:o}"));
+        fs::set_permissions(&d, fs::Permissions::from_mode(mode)).unwrap();
+        let err = LeaseStore::open(&d.join("leases.json")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&d.display().to_string()), "{msg}");
+        assert!(msg.contains(&format!("{:04o}", mode & 0o7777)), "{msg}");
+        assert!(
+            msg.contains(&format!("chmod 0700 {}", d.display())),
+            "{msg}"
+        );
+    }
+    let d = tmpdir("perm755");
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(LeaseStore::open(&d.join("leases.json")).is_ok());
+    let missing = d.join("missing");
+    let err = LeaseStore::open(&missing.join("leases.json")).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Dir(p, _) if *p == missing),
+        "{err:?}"
+    );
+}
+
+/// The cost of one fold (a full snapshot) at 10,000 leases, on this
+/// machine's temp folder. Run with `--ignored --nocapture`; prints ms.
+#[test]
+#[ignore]
+fn fold_cost_at_10k_leases() {
+    let d = tmpdir("fold10k");
+    let p = d.join("leases.json");
+    let (mut s, _) = LeaseStore::open(&p).unwrap();
+    let recs: Vec<LeaseRecord> = (0..10_000u32)
+        .map(|i| {
+            let [_, _, hi, lo] = i.to_be_bytes();
+            LeaseRecord {
+                mac: Mac([2, 0, 0, 0, hi, lo]),
+                ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i),
+                expires: Some(1_795_471_476_250 + u64::from(i)),
+                mode: Mode::Isolated,
+                masq: false,
+                hostname: Some(format!("guest-laptop-{i}")),
+                vendor: Some("MSFT 5.0".into()),
+            }
+        })
+        .collect();
+    let mut ms: Vec<f64> = (0..20)
+        .map(|_| {
+            s.commit(&Dirty {
+                leases: vec![(recs[0].mac, Some(recs[0].clone()))],
+                quarantine: None,
+            })
+            .unwrap();
+            let t = std::time::Instant::now();
+            s.snapshot(0, recs.iter(), &[]).unwrap();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let size = fs::metadata(&p).unwrap().len();
+    println!(
+        "fold at 10,000 leases ({} KiB): median {:.1} ms, min {:.1} ms, max {:.1} ms",
+        size / 1024,
+        ms[ms.len() / 2],
+        ms[0],
+        ms[ms.len() - 1]
+    );
+    let _ = fs::remove_dir_all(&d);
 }

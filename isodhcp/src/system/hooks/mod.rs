@@ -21,36 +21,53 @@
 //!   `del` has finished before the next `add` for that MAC starts); events for
 //!   different MACs run concurrently, at most [`HookConfig::max_concurrent`]
 //!   at once (MACs take turns for free slots, first come first served).
-//! - Each hook runs in its own process group; after [`HookConfig::timeout`]
-//!   the whole group is killed (SIGKILL), so a hook's own children cannot
-//!   outlive the timeout either. The same happens if the runtime drops a
-//!   running hook (shutdown after [`Hooks::drain`] gave up).
+//! - Each hook runs in its own process group. When the hook exits, and at
+//!   the latest after [`HookConfig::timeout`], the whole group is killed
+//!   (SIGKILL): a hook's own children never outlive it (a hook that means to
+//!   leave something running must start it in a new session, `setsid`). The
+//!   same happens if the runtime drops a running hook (shutdown after
+//!   [`Hooks::drain`] gave up).
 //! - Every outcome is logged: exit 0 at debug, a non-zero exit or a signal
 //!   with its status at warn, an exec failure (missing file, not executable,
 //!   no `#!` line) with a clear reason at warn (rate-limited: once per minute
 //!   plus a count of the suppressed ones). The hook's stdout and stderr go to
 //!   the log at debug level, line by line (lossy UTF-8, lines capped at
 //!   [`MAX_LINE`] bytes).
-//! - Bounded memory: at most [`MAX_PENDING`] events wait for a slot; beyond
-//!   that an event is dropped, counted in [`HookStats::dropped`], with a
-//!   rate-limited warning.
-
+//! - Bounded memory, and no `del` is ever lost: once [`MAX_PENDING`] events
+//!   wait, a new event is merged into the waiting events of its MAC instead
+//!   of being queued behind them (counted in [`HookStats::coalesced`], with
+//!   a rate-limited warning): an `add` replaces a waiting `add` (the newest
+//!   lease wins), a `del` cancels a waiting `add` of the same address (the
+//!   hook never saw that lease), a `del` repeating a waiting `del` of the
+//!   same address is dropped; any other `del` is queued. Per MAC the order
+//!   is kept; beyond the cap at most a `del` and an `add` wait per MAC, so
+//!   memory is bounded by the number of MACs with lease changes in flight.
+//! - `ISODHCP_HOSTNAME` (and `$4`) is the name the client sent: client
+//!   controlled and untrusted (control characters are removed on receipt,
+//!   anything else may be there). `ISODHCP_HOSTNAME_SAFE` is the same name
+//!   reduced to RFC 1123 form (letters, digits, inner hyphens; labels of at
+//!   most 63 bytes joined by dots; 253 bytes in all); it is absent if nothing
+//!   is left.
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-use crate::engine::{Binding, Mode};
+use crate::engine::Binding;
 use crate::wire::Mac;
+use output::log_lines;
+use process::{command, exec_error, finish};
 
-/// Events waiting for a slot, beyond which new events are dropped.
+mod env;
+mod output;
+mod process;
+
+/// Events waiting for a slot, beyond which new events are merged per MAC.
 pub const MAX_PENDING: usize = 10_000;
 /// Longest line of hook output logged as one line.
 pub const MAX_LINE: usize = 4096;
@@ -63,23 +80,6 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// After the hook exited, how long its output may still take to drain (a
 /// background child of the hook may hold the pipes open).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
-
-/// Every per-event variable; those an event does not set are removed from the
-/// inherited environment.
-const EVENT_VARS: &[&str] = &[
-    "ISODHCP_TOTAL_LEASES",
-    "ISODHCP_FREE_IPS",
-    "ISODHCP_MAC",
-    "ISODHCP_IP",
-    "ISODHCP_HOSTNAME",
-    "ISODHCP_MODE",
-    "ISODHCP_MASQ",
-    "ISODHCP_COMPAT",
-    "ISODHCP_EXPIRY",
-    "ISODHCP_GATEWAY",
-    "ISODHCP_NETMASK",
-    "ISODHCP_SUBNET",
-];
 
 /// `$1` of the hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,8 +146,11 @@ pub struct HookStats {
     pub failures: u64,
     /// Executions killed after the timeout (not counted in `failures`).
     pub timeouts: u64,
-    /// Events dropped because the queue was full (or no runtime).
+    /// Events dropped because there was no runtime to run them.
     pub dropped: u64,
+    /// Events merged into the waiting events of their MAC because the queue
+    /// was full (see the module documentation).
+    pub coalesced: u64,
     /// Events waiting for a slot now.
     pub pending: u64,
     /// Hooks running now.
@@ -178,7 +181,7 @@ struct State {
     running: usize,
     pending: usize,
     stats: HookStats,
-    drop_warn: RateLimit,
+    full_warn: RateLimit,
     exec_warn: RateLimit,
 }
 
@@ -187,6 +190,38 @@ struct MacQueue {
     events: VecDeque<HookEvent>,
     /// In `ready` or running: no second task may be started for this MAC.
     scheduled: bool,
+}
+
+impl MacQueue {
+    /// Queues `ev` behind the waiting events; returns 1 (events added).
+    fn push(&mut self, ev: HookEvent) -> isize {
+        self.events.push_back(ev);
+        1
+    }
+
+    /// Merges `ev` into the waiting events (the queue is full); returns the
+    /// change in waiting events (-1, 0 or 1). A `del` is only ever dropped
+    /// where the hook never saw its lease or sees the same `del` anyway.
+    fn merge(&mut self, ev: HookEvent) -> isize {
+        let last = self.events.back().map(|l| (l.action, l.binding.ip));
+        match (ev.action, last) {
+            // The newest lease replaces one the hook has not seen yet.
+            (HookAction::Add, Some((HookAction::Add, _))) => {
+                if let Some(l) = self.events.back_mut() {
+                    *l = ev;
+                }
+                0
+            }
+            // Added and ended before the hook saw it: neither runs.
+            (HookAction::Del, Some((HookAction::Add, ip))) if ip == ev.binding.ip => {
+                self.events.pop_back();
+                -1
+            }
+            // The same `del` is waiting already.
+            (HookAction::Del, Some((HookAction::Del, ip))) if ip == ev.binding.ip => 0,
+            _ => self.push(ev),
+        }
+    }
 }
 
 /// "Log now, and how many were suppressed since the last time".
@@ -212,7 +247,7 @@ impl RateLimit {
 }
 
 /// How one execution ended.
-enum Outcome {
+pub(super) enum Outcome {
     Exited(ExitStatus),
     TimedOut,
     ExecFailed(io::Error),
@@ -247,31 +282,37 @@ impl Hooks {
             return;
         }
         let mut st = self.shared.lock();
-        if st.pending >= self.shared.max_pending {
-            st.stats.dropped += 1;
-            if let Some(suppressed) = st.drop_warn.hit(Instant::now()) {
-                let pending = st.pending;
-                drop(st);
-                warn!(
-                    %mac,
-                    action = ev.action.as_str(),
-                    pending,
-                    suppressed,
-                    "hook queue full: event dropped (hooks are slower than lease changes)"
-                );
-            }
-            return;
-        }
-        st.pending += 1;
+        let full = st.pending >= self.shared.max_pending;
+        let action = ev.action;
         let q = st.macs.entry(mac).or_default();
-        q.events.push_back(ev);
-        if !q.scheduled {
-            q.scheduled = true;
+        let added = if full { q.merge(ev) } else { q.push(ev) };
+        let ready = !q.scheduled;
+        q.scheduled = true;
+        if ready {
             st.ready.push_back(mac);
         }
+        // `added` is -1, 0 or 1: events removed or added by the merge.
+        st.pending = st.pending.saturating_add_signed(added);
+        if full && added < 1 {
+            st.stats.coalesced += 1;
+        }
+        let warn_full = if full {
+            st.full_warn.hit(Instant::now()).map(|n| (n, st.pending))
+        } else {
+            None
+        };
         let start = self.shared.take_startable(&mut st);
         drop(st);
         self.shared.spawn_all(start);
+        if let Some((suppressed, pending)) = warn_full {
+            warn!(
+                %mac,
+                action = action.as_str(),
+                pending,
+                suppressed,
+                "hook queue full: merging events per MAC (hooks are slower than lease changes)"
+            );
+        }
     }
 
     /// For shutdown: waits until every queued and running hook has finished,
@@ -327,7 +368,7 @@ impl Shared {
                 break;
             };
             let Some(ev) = st.macs.get_mut(&mac).and_then(|q| q.events.pop_front()) else {
-                // Cannot happen (a ready MAC has events); forget it.
+                // A merge cancelled its only waiting event: nothing to run.
                 st.macs.remove(&mac);
                 continue;
             };
@@ -392,93 +433,6 @@ impl Drop for Slot {
     }
 }
 
-/// `$1 $2 $3 [$4]`.
-fn argv(ev: &HookEvent) -> Vec<String> {
-    let b = &ev.binding;
-    let mut a = vec![
-        ev.action.as_str().to_string(),
-        b.mac.to_string(),
-        b.ip.to_string(),
-    ];
-    if let Some(h) = hostname(b) {
-        a.push(h.to_string());
-    }
-    a
-}
-
-fn hostname(b: &Binding) -> Option<&str> {
-    b.hostname.as_deref().filter(|h| !h.is_empty())
-}
-
-/// The per-event variables of `ev` (SPEC §8).
-fn event_env(ev: &HookEvent) -> Vec<(&'static str, String)> {
-    let b = &ev.binding;
-    let mut e = vec![
-        ("ISODHCP_TOTAL_LEASES", ev.total_leases.to_string()),
-        ("ISODHCP_FREE_IPS", ev.free_ips.to_string()),
-        ("ISODHCP_MAC", b.mac.to_string()),
-        ("ISODHCP_IP", b.ip.to_string()),
-    ];
-    if let Some(h) = hostname(b) {
-        e.push(("ISODHCP_HOSTNAME", h.to_string()));
-    }
-    if ev.action == HookAction::Add {
-        let flag = |v: bool| if v { "1" } else { "0" }.to_string();
-        let expiry = match b.expires {
-            Some(ms) if ms != crate::engine::NEVER => (ms / 1000).to_string(),
-            _ => "inf".to_string(),
-        };
-        e.push(("ISODHCP_MODE", b.mode.as_str().to_string()));
-        e.push(("ISODHCP_MASQ", flag(b.masq)));
-        e.push(("ISODHCP_COMPAT", flag(b.mode == Mode::Compat)));
-        e.push(("ISODHCP_EXPIRY", expiry));
-        e.push(("ISODHCP_GATEWAY", b.gateway.to_string()));
-        e.push(("ISODHCP_NETMASK", b.netmask().to_string()));
-        if b.mode != Mode::Isolated {
-            if let Some(s) = b.subnet {
-                e.push(("ISODHCP_SUBNET", s.to_string()));
-            }
-        }
-    }
-    e
-}
-
-fn command(cfg: &HookConfig, ev: &HookEvent) -> Command {
-    let mut cmd = Command::new(&cfg.path);
-    cmd.args(argv(ev));
-    for v in EVENT_VARS {
-        cmd.env_remove(v);
-    }
-    cmd.envs(cfg.env.iter().map(|(k, v)| (k, v)));
-    cmd.envs(event_env(ev));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Kills the hook's process group unless disarmed (the hook was reaped).
-struct GroupKill(Option<libc::pid_t>);
-
-impl GroupKill {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            // SAFETY: kill(2) on the process group led by our own child, which
-            // has not been reaped yet (we disarm before reaping it), so the id
-            // cannot have been reused.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        }
-    }
-}
-
-impl Drop for GroupKill {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 async fn run(mut slot: Slot, ev: HookEvent) {
     let cfg = &slot.shared.cfg;
     let mac = ev.binding.mac;
@@ -518,7 +472,6 @@ async fn run(mut slot: Slot, ev: HookEvent) {
             return;
         }
     };
-    let mut group = GroupKill(child.id().map(|p| p as libc::pid_t));
     let out = child
         .stdout
         .take()
@@ -528,23 +481,7 @@ async fn run(mut slot: Slot, ev: HookEvent) {
         .take()
         .map(|r| tokio::spawn(log_lines(r, "stderr", mac, action)));
 
-    let outcome = match tokio::time::timeout(cfg.timeout, child.wait()).await {
-        Ok(Ok(st)) => {
-            // Reaped: the pid may be reused from now on.
-            group.0 = None;
-            Outcome::Exited(st)
-        }
-        Ok(Err(e)) => {
-            group.kill();
-            let _ = child.wait().await;
-            Outcome::ExecFailed(e)
-        }
-        Err(_) => {
-            group.kill();
-            let _ = child.wait().await;
-            Outcome::TimedOut
-        }
-    };
+    let outcome = finish(&mut child, cfg.timeout).await;
     let output = async {
         if let Some(h) = out {
             let _ = h.await;
@@ -556,8 +493,14 @@ async fn run(mut slot: Slot, ev: HookEvent) {
     if tokio::time::timeout(OUTPUT_GRACE, output).await.is_err() {
         debug!(%mac, action, "hook output still open (a background child?); no longer logged");
     }
-    let ms = started.elapsed().as_millis() as u64;
-    match &outcome {
+    log_outcome(cfg, &ev, started.elapsed(), &outcome);
+    slot.outcome = Some(outcome);
+}
+/// One log line for how a hook run ended.
+fn log_outcome(cfg: &HookConfig, ev: &HookEvent, took: Duration, outcome: &Outcome) {
+    let (mac, ip, action) = (ev.binding.mac, ev.binding.ip, ev.action.as_str());
+    let ms = took.as_millis() as u64;
+    match outcome {
         Outcome::Exited(st) if st.success() => {
             debug!(%mac, %ip, action, ms, "hook finished");
         }
@@ -577,65 +520,6 @@ async fn run(mut slot: Slot, ev: HookEvent) {
         Outcome::ExecFailed(e) => {
             warn!(hook = %cfg.path.display(), %mac, %ip, action, "hook wait failed: {e}");
         }
-    }
-    slot.outcome = Some(outcome);
-}
-
-/// A clear reason for a failed exec.
-fn exec_error(e: &io::Error) -> String {
-    match (e.kind(), e.raw_os_error()) {
-        (io::ErrorKind::NotFound, _) => format!("hook file does not exist ({e})"),
-        (io::ErrorKind::PermissionDenied, _) => {
-            format!("hook file is not executable (chmod +x?) ({e})")
-        }
-        (_, Some(libc::ENOEXEC)) => {
-            format!("hook file is not a valid executable (missing #! line?) ({e})")
-        }
-        _ => format!("cannot execute hook file: {e}"),
-    }
-}
-
-/// Log `r` line by line at debug.
-async fn log_lines<R: AsyncRead + Unpin>(
-    r: R,
-    stream: &'static str,
-    mac: Mac,
-    action: &'static str,
-) {
-    for_each_line(r, |line| {
-        debug!(%mac, action, stream, "hook: {}", String::from_utf8_lossy(line));
-    })
-    .await;
-}
-
-/// Calls `f` with each line of `r` (without `\n` or `\r\n`); lines longer
-/// than [`MAX_LINE`] bytes are split; a read error ends the stream.
-async fn for_each_line<R: AsyncRead + Unpin>(r: R, mut f: impl FnMut(&[u8])) {
-    let mut emit = |line: &[u8]| {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        f(line.strip_suffix(b"\r").unwrap_or(line));
-    };
-    let mut r = BufReader::new(r);
-    let mut line = Vec::new();
-    loop {
-        let buf = match r.fill_buf().await {
-            Ok(b) if !b.is_empty() => b,
-            _ => break,
-        };
-        let room = MAX_LINE - line.len();
-        let (take, complete) = match buf.iter().take(room).position(|&c| c == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len().min(room), line.len() + buf.len() >= MAX_LINE),
-        };
-        line.extend_from_slice(&buf[..take]);
-        r.consume(take);
-        if complete {
-            emit(&line);
-            line.clear();
-        }
-    }
-    if !line.is_empty() {
-        emit(&line);
     }
 }
 

@@ -3,7 +3,10 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use super::env::{EVENT_VARS, argv, event_env};
+use super::output::for_each_line;
 use super::*;
+use crate::engine::Mode;
 use crate::engine::cidr::Cidr;
 
 const MAC_A: &str = "02:00:00:00:00:33";
@@ -170,6 +173,7 @@ env | grep -e '^ISODHCP_' -e '^PATH=' | sort; echo END; } >> OUT"#,
             ("ISODHCP_MAC", MAC_A),
             ("ISODHCP_IP", "198.18.0.6"),
             ("ISODHCP_HOSTNAME", "laser printer"),
+            ("ISODHCP_HOSTNAME_SAFE", "laser-printer"),
         ]
         .iter()
         .chain(extra)
@@ -354,19 +358,12 @@ async fn timeout_kills_the_hook_and_its_children() {
     assert_eq!(d.out(), "", "the hook ran to its end");
     // Its background `sleep` died with it (gone, or a zombie of init).
     if let Ok(pid) = std::fs::read_to_string(d.path("pid")) {
-        let stat = format!("/proc/{}/stat", pid.trim());
-        let t1 = Instant::now();
-        loop {
-            let state = std::fs::read_to_string(&stat)
-                .ok()
-                .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.chars().next()))
-                .flatten();
-            if matches!(state, None | Some('Z') | Some('X')) {
-                break;
-            }
-            assert!(t1.elapsed() < Duration::from_secs(3), "{stat}: {state:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let pid = pid.trim();
+        let state = proc_state(pid);
+        assert!(
+            wait_dead(pid, Duration::from_secs(3)).await,
+            "{pid}: {state:?}"
+        );
     }
 }
 
@@ -398,22 +395,153 @@ async fn failures_are_counted_not_fatal() {
     assert!(exec_error(&io::Error::from_raw_os_error(libc::ENOEXEC)).contains("#!"));
 }
 
+/// The queue is full (cap 3, one slot) while eight MACs go through three
+/// add/del rounds, then four take a last lease. Whatever was merged, the
+/// hook sees for each MAC a valid story: a `del` only for the lease it saw
+/// added last, and at the end exactly the leases that exist. Before merging,
+/// the `del`s past the cap were dropped and the hook was left believing
+/// leases that had ended.
 #[tokio::test(flavor = "current_thread")]
-async fn full_queue_drops_and_counts() {
+async fn full_queue_never_loses_a_del() {
     let d = Dir::new("queue");
+    let mut cfg = config(d.script("echo \"$1 $2 $3\" >> OUT"));
+    cfg.max_concurrent = 1;
+    let h = Hooks::with_queue_cap(cfg, 3);
+    let macs: Vec<String> = (0..8).map(|i| format!("02:00:00:00:02:{i:02x}")).collect();
+    for round in 0..3u8 {
+        for (i, m) in macs.iter().enumerate() {
+            h.submit(ev(HookAction::Add, isolated(m, 10 * round + i as u8)));
+        }
+        for (i, m) in macs.iter().enumerate() {
+            h.submit(ev(HookAction::Del, isolated(m, 10 * round + i as u8)));
+        }
+    }
+    for (i, m) in macs.iter().enumerate().take(4) {
+        h.submit(ev(HookAction::Add, isolated(m, 100 + i as u8)));
+    }
+    h.drain(DEADLINE).await;
+    let out = d.out();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for l in out.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let (action, mac, ip) = (f[0], f[1].to_string(), f[2].to_string());
+        match action {
+            "add" => {
+                seen.insert(mac, ip);
+            }
+            "del" => assert_eq!(
+                seen.remove(&mac).as_deref(),
+                Some(ip.as_str()),
+                "del of {mac} {ip} for a lease the hook did not see:\n{out}"
+            ),
+            other => panic!("{other}:\n{out}"),
+        }
+    }
+    let expect: BTreeMap<String, String> = macs
+        .iter()
+        .take(4)
+        .enumerate()
+        .map(|(i, m)| (m.clone(), format!("198.18.0.{}", 100 + i)))
+        .collect();
+    assert_eq!(
+        seen, expect,
+        "the hook's view differs from the leases:\n{out}"
+    );
+    let st = h.stats();
+    assert_eq!((st.dropped, st.pending, st.running), (0, 0, 0));
+    assert!(st.coalesced > 0, "{st:?}");
+}
+
+/// Beyond the cap, an event of a MAC with nothing waiting is still queued:
+/// memory grows with MACs, not with events.
+#[tokio::test(flavor = "current_thread")]
+async fn full_queue_queues_one_event_per_new_mac() {
+    let d = Dir::new("queuenew");
     let mut cfg = config(d.script("echo \"$2\" >> OUT"));
     cfg.max_concurrent = 1;
     let h = Hooks::with_queue_cap(cfg, 3);
     for i in 0..6u8 {
         let mac = format!("02:00:00:00:02:{i:02x}");
         h.submit(ev(HookAction::Add, isolated(&mac, 100 + i)));
+        // A second add of the same lease (a renewal) replaces the first.
+        h.submit(ev(HookAction::Add, isolated(&mac, 100 + i)));
     }
-    // One started at once, three wait, two were dropped.
+    // MAC 0 runs, its renewal and both events of MAC 1 fill the queue;
+    // MACs 2..5 get one waiting event each (renewal merged).
     let st = h.stats();
-    assert_eq!((st.running, st.pending, st.dropped), (1, 3, 2));
+    assert_eq!(
+        (st.running, st.pending, st.coalesced, st.dropped),
+        (1, 3 + 4, 4, 0),
+        "{st:?}"
+    );
     h.drain(DEADLINE).await;
-    assert_eq!(d.out().lines().count(), 4);
-    assert_eq!(h.stats().runs, 4);
+    let out = d.out();
+    for i in 0..6u8 {
+        let mac = format!("02:00:00:00:02:{i:02x}");
+        assert!(out.lines().any(|l| l == mac), "{mac} never ran:\n{out}");
+    }
+}
+
+/// State of `pid` from /proc (`None` if gone).
+fn proc_state(pid: &str) -> Option<char> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+}
+
+/// Waits (bounded) for `pid` to be gone or a zombie.
+async fn wait_dead(pid: &str, within: Duration) -> bool {
+    let t = Instant::now();
+    loop {
+        if matches!(proc_state(pid), None | Some('Z') | Some('X')) {
+            return true;
+        }
+        if t.elapsed() > within {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A hook that exits 0 but leaves `sleep 1000 &` behind: the child dies
+/// with the hook's process group once the hook has exited.
+#[tokio::test(flavor = "current_thread")]
+async fn background_child_is_killed_when_the_hook_exits() {
+    let d = Dir::new("orphan");
+    let hook = d.script("sleep 1000 &\necho $! > DIR/pid\nexit 0");
+    let h = Hooks::new(config(hook));
+    h.submit(ev(HookAction::Add, compat(MAC_A)));
+    h.drain(DEADLINE).await;
+    let st = h.stats();
+    assert_eq!((st.runs, st.failures, st.timeouts), (1, 0, 0));
+    let pid = std::fs::read_to_string(d.path("pid")).unwrap();
+    let pid = pid.trim();
+    if !wait_dead(pid, Duration::from_secs(3)).await {
+        // Clean up the process this test started before failing.
+        if let Ok(p) = pid.parse::<libc::pid_t>() {
+            // SAFETY: kill(2) of the `sleep` this test's hook started.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        panic!("the hook's background child {pid} outlived the hook");
+    }
+}
+
+#[test]
+fn hostname_safe_in_the_environment() {
+    let env_of = |h: &str| -> BTreeMap<&'static str, String> {
+        let mut b = compat(MAC_A);
+        b.hostname = Some(h.into());
+        event_env(&ev(HookAction::Add, b)).into_iter().collect()
+    };
+    // Right-to-left override, zero-width space, escape sequence.
+    let raw = "prin\u{202E}ter\u{200B} \x1b[2J";
+    let m = env_of(raw);
+    assert_eq!(m["ISODHCP_HOSTNAME"], raw, "the raw name stays as it was");
+    assert_eq!(m["ISODHCP_HOSTNAME_SAFE"], "printer-2J");
+    let m = env_of("\u{202E}\u{200B}");
+    assert!(m.contains_key("ISODHCP_HOSTNAME"));
+    assert!(!m.contains_key("ISODHCP_HOSTNAME_SAFE"), "{m:?}");
+    assert!(EVENT_VARS.contains(&"ISODHCP_HOSTNAME_SAFE"));
 }
 
 #[test]
