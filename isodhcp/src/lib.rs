@@ -3,7 +3,8 @@
 //!
 //! Layers (each a folder): [`wire`] (pure codec), [`engine`] (sans-IO lease
 //! state machine), [`store`] (lease file), [`system`] (kernel effects),
-//! [`datapath`] (frame I/O), [`daemon`] (wiring), [`cli`] (command line).
+//! [`datapath`] (frame I/O), [`daemon`] (wiring), [`cli`] (command line);
+//! [`text`] makes client-chosen text safe to show.
 
 pub mod cli;
 pub mod control;
@@ -12,4 +13,5 @@ pub mod datapath;
 pub mod engine;
 pub mod store;
 pub mod system;
+pub mod text;
 pub mod wire;

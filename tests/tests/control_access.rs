@@ -330,6 +330,34 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
     assert_eq!(code(&o), Some(2), "{}", show_out(&o));
     assert!(o.stderr.contains("--block"), "{}", show_out(&o));
 
+    // A duration past ten years is a command-line error too, and the daemon
+    // refuses one sent by a client that skipped that check.
+    let huge = mac(0xc3, 9).to_string();
+    for secs in ["99999999999999999999", "18446744073709551615", "315360001"] {
+        let o = cli(&sock, &["--block", &huge, "--for", secs]);
+        assert_eq!(code(&o), Some(2), "--for {secs}: {}", show_out(&o));
+        assert!(o.stderr.contains("--for"), "{}", show_out(&o));
+    }
+    let raw = isodhcp::control::Request {
+        version: isodhcp::control::VERSION,
+        cmd: isodhcp::control::Command::Block {
+            mac: huge.clone(),
+            seconds: Some(u64::MAX),
+        },
+        redact: false,
+        all: false,
+    };
+    let answer = isodhcp::control::client::call(&sock, &raw).expect("daemon answers");
+    assert!(!answer.is_ok(), "{answer:?}");
+    assert!(
+        answer.message.as_deref().unwrap_or("").contains("at most"),
+        "{answer:?}"
+    );
+    assert!(
+        !blocked_macs(&sock).iter().any(|(m, _)| *m == huge),
+        "a refused --for must not block"
+    );
+
     // --for 2: blocked now, free again by itself.
     let timed = mac(0xc3, 3);
     cli_json(&sock, &["--block", &timed.to_string(), "--for", "2"]);

@@ -412,7 +412,7 @@ pub fn validate(a: &Args) -> Result<Config, CliError> {
         parse_mac("--unblock", b)?;
     }
     if let Some(f) = &a.block_for {
-        parse_uint::<u64>("--for", f)?;
+        values::parse_block_for(f)?;
     }
     let set = |o: &'static str, v: &Option<String>| -> Result<Option<SetRef>, CliError> {
         v.as_deref()
@@ -604,7 +604,7 @@ pub fn control_request(a: &Args) -> Result<Option<crate::control::Request>, CliE
         let seconds = a
             .block_for
             .as_deref()
-            .map(|f| parse_uint::<u64>("--for", f))
+            .map(values::parse_block_for)
             .transpose()?;
         Command::Block {
             mac: parse_mac("--block", m)?.to_string(),

@@ -274,3 +274,25 @@ fn sanitises_interface_names() {
     assert_eq!(sanitise_iface("wlan0.10"), "wlan0_10");
     assert_eq!(sanitise_iface("br-guest"), "br_guest");
 }
+
+#[test]
+fn block_duration_is_bounded() {
+    let mac = "02:00:00:00:00:01";
+    for huge in ["99999999999999999999", "18446744073709551615", "315360001"] {
+        let v = err(&["--block", mac, "--for", huge]);
+        assert_eq!(v.option, "--for", "{v}");
+        assert!(v.reason.contains("at most 315360000"), "{v}");
+        let c = control_request(&args(&["--block", mac, "--for", huge])).unwrap_err();
+        assert_eq!(c, v);
+    }
+    let ten_years = control_request(&args(&["--block", mac, "--for", "315360000"]))
+        .unwrap()
+        .map(|r| r.cmd);
+    assert_eq!(
+        ten_years,
+        Some(crate::control::proto::Command::Block {
+            mac: mac.into(),
+            seconds: Some(315_360_000)
+        })
+    );
+}

@@ -33,6 +33,19 @@ pub(super) fn parse_uint<T: std::str::FromStr>(
     s.parse().map_err(|_| bad(option, s, "number out of range"))
 }
 
+/// `--for`: whole seconds, at most [`MAX_BLOCK_SECONDS`].
+pub(super) fn parse_block_for(s: &str) -> Result<u64, CliError> {
+    let max = crate::control::proto::MAX_BLOCK_SECONDS;
+    let reason = format!("at most {max} seconds (ten years)");
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match parse_uint::<u64>("--for", s) {
+        Ok(secs) if secs <= max => Ok(secs),
+        // All digits but past u64 is just as much "too long".
+        _ if digits => Err(bad("--for", s, reason)),
+        other => other,
+    }
+}
+
 pub(super) fn parse_static(s: &str) -> Result<StaticEntry, CliError> {
     const O: &str = "--static";
     let (mac, rest) = s.split_once('=').ok_or_else(|| {

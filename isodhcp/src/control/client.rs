@@ -82,7 +82,8 @@ pub fn run(path: &Path, req: &Request, json: bool) -> u8 {
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
     } else if !resp.is_ok() {
-        eprintln!("isodhcp: {}", resp.message.as_deref().unwrap_or("error"));
+        let msg = resp.message.as_deref().unwrap_or("error");
+        eprintln!("isodhcp: {}", crate::text::escape_for_terminal(msg));
     } else {
         let _ = write!(out, "{}", render::text(&req.cmd, &value));
     }

@@ -42,6 +42,11 @@ pub enum Command {
     },
 }
 
+/// Longest `--block --for`: ten years of 365 days. Anything longer is
+/// "for ever" in practice, and the bound keeps the deadline (monotonic
+/// nanoseconds in a u64) far from overflowing.
+pub const MAX_BLOCK_SECONDS: u64 = 10 * 365 * 86_400;
+
 /// Sections `--dump` knows; `--dump` alone means leases and subnets.
 pub const DUMP_SECTIONS: [&str; 8] = [
     "leases",

@@ -373,7 +373,18 @@ impl Daemon {
         let Some(m) = Mac::parse(&mac.to_ascii_lowercase()) else {
             return Response::error(format!("{mac:?} is not a MAC address"));
         };
-        let until = seconds.map_or(0, |s| monotonic_ns() + s.saturating_mul(1_000_000_000));
+        // The client checks --for too, but any same-user process can talk
+        // to the socket: the bound is enforced here, where it matters.
+        let until = match seconds {
+            None => 0,
+            Some(s) if s > proto::MAX_BLOCK_SECONDS => {
+                return Response::error(format!(
+                    "block duration {s} s is too long: at most {} s (ten years)",
+                    proto::MAX_BLOCK_SECONDS
+                ));
+            }
+            Some(s) => monotonic_ns().saturating_add(s * 1_000_000_000),
+        };
         match self.admission.deny(m, until) {
             Ok(()) => {
                 self.blocked.insert(m, until);

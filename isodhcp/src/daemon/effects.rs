@@ -188,9 +188,21 @@ impl Daemon {
         let results = if distinct {
             futures::future::join_all(fixes.iter().map(|f| run_fix(&nl, f, ifindex, src))).await
         } else {
-            let mut r = Vec::with_capacity(fixes.len());
+            let mut r: Vec<Result<(), NetlinkError>> = Vec::with_capacity(fixes.len());
             for f in &fixes {
-                r.push(run_fix(&nl, f, ifindex, src).await);
+                // Once netlink timed out, each further request would wait
+                // as long again: fail the rest now, the reconcile retries.
+                let stalled = r
+                    .iter()
+                    .any(|x| matches!(x, Err(NetlinkError::Timeout { .. })));
+                r.push(if stalled {
+                    Err(NetlinkError::Timeout {
+                        op: "change (skipped after a timeout)",
+                        limit: crate::system::netlink::NETLINK_TIMEOUT,
+                    })
+                } else {
+                    run_fix(&nl, f, ifindex, src).await
+                });
             }
             r
         };

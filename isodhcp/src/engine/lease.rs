@@ -127,12 +127,15 @@ pub struct QuarantineRecord {
     pub reason: String,
 }
 
-/// Option 12 decoded lossily, control characters removed, at most 63 bytes
-/// (SPEC §5), cut on a character boundary.
+/// Option 12 decoded lossily, at most 63 bytes (SPEC §5), cut on a
+/// character boundary. Control characters and invisible format characters
+/// (bidi overrides and isolates, zero-width characters, soft hyphen, tags;
+/// see [`crate::text::is_format`]) are removed: the name stays client-chosen
+/// and untrusted, but it shows as what it is.
 pub fn sanitise_hostname(raw: &[u8]) -> String {
     let s: String = String::from_utf8_lossy(raw)
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !crate::text::is_format(*c))
         .collect();
     let s = s.trim();
     let mut end = s.len().min(63);
@@ -153,6 +156,29 @@ mod tests {
         assert_eq!(sanitise_hostname(&[b'x'; 80]).len(), 63);
         let multi = "é".repeat(40); // 80 bytes
         assert_eq!(sanitise_hostname(multi.as_bytes()).len(), 62);
+    }
+
+    #[test]
+    fn hostname_loses_format_characters() {
+        let cases: [(&str, &str); 6] = [
+            ("evil\u{202e}gpj.exe", "evilgpj.exe"),
+            ("\u{2066}a\u{2067}b\u{2068}c\u{2069}\u{202a}\u{202d}", "abc"),
+            (
+                "zero\u{200b}\u{200c}\u{200d}\u{200e}\u{200f}width",
+                "zerowidth",
+            ),
+            ("\u{feff}bom\u{ad}soft\u{2060}\u{2064}", "bomsoft"),
+            ("tag\u{e0001}\u{e0041}\u{e007f}s", "tags"),
+            ("café-ünïcode", "café-ünïcode"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitise_hostname(raw.as_bytes()), want, "{raw:?}");
+        }
+        // Trimming sees through them: nothing invisible is left at the ends.
+        assert_eq!(
+            sanitise_hostname(" \u{200b} host \u{feff}".as_bytes()),
+            "host"
+        );
     }
 
     #[test]

@@ -14,23 +14,24 @@
 //!   exist, or a missing `nft` binary, gives one clear warning; everything
 //!   else keeps working, and the next reconcile looks again.
 //! - Elements isodhcp did not add are never removed (sets may be co-managed).
+//! - One nft run takes at most [`exec::NFT_TIMEOUT`]; one that hangs is
+//!   killed, and a batch that timed out is not retried command by command.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::process::Stdio;
 
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 use tracing::{debug, warn};
 
 use crate::cli::Isolation;
 use crate::engine::cidr::Cidr;
 use crate::engine::{Binding, Mode};
 use crate::wire::Mac;
+use exec::run_nft;
 use netlink::ElementOp;
 
+mod exec;
 mod netlink;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,8 @@ pub enum NftError {
     Failed(String),
     #[error("nft printed JSON we cannot read: {0}")]
     Json(String),
+    #[error("nft did not finish within {0:?} and was killed")]
+    Timeout(std::time::Duration),
 }
 
 /// A named set as `--nft-set-*` gives it: "family table name".
@@ -281,38 +284,6 @@ pub struct Nft {
     nft_missing_warned: bool,
 }
 
-async fn run_nft(args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
-    let mut cmd = Command::new("nft");
-    cmd.args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(NftError::Missing)?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .await
-            .map_err(|e| NftError::Failed(e.to_string()))?;
-    }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| NftError::Failed(e.to_string()))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(NftError::Failed(
-            String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .replace('\n', " | "),
-        ))
-    }
-}
-
 fn gone(e: &NftError) -> bool {
     matches!(e, NftError::Failed(m) if m.contains("No such file or directory"))
 }
@@ -328,11 +299,13 @@ impl Nft {
     }
 
     fn note(&mut self, e: &NftError) {
-        if let NftError::Missing(_) = e {
-            if !self.nft_missing_warned {
+        match e {
+            NftError::Missing(_) if !self.nft_missing_warned => {
                 warn!("{e}: firewall integration is off until it is installed");
                 self.nft_missing_warned = true;
             }
+            NftError::Timeout(_) => warn!("{e}; the next reconcile tries again"),
+            _ => {}
         }
     }
 
@@ -346,6 +319,11 @@ impl Nft {
                 }
                 Err(e) => {
                     self.note(&e);
+                    // A hung nft says nothing about the set, and would hang
+                    // again for the next one.
+                    if matches!(e, NftError::Timeout(_)) {
+                        break;
+                    }
                     if !matches!(e, NftError::Missing(_)) && self.missing.insert(s.clone()) {
                         warn!(set = %s, "nft set does not exist (isodhcp never creates sets): its elements are skipped until it does");
                     }
@@ -495,13 +473,19 @@ impl Nft {
             }
             Err(e) => {
                 self.note(&e);
-                if let NftError::Missing(_) = e {
+                // Retrying one by one helps with "already gone", not with
+                // an nft that is missing or hangs.
+                if matches!(e, NftError::Missing(_) | NftError::Timeout(_)) {
                     return Err(e);
                 }
                 debug!(error = %e, "nft batch failed; applying its commands one by one");
                 let mut first = None;
                 for c in cmds {
                     match run_nft(&["-f", "-"], Some(&format!("{c}\n"))).await {
+                        Err(e @ NftError::Timeout(_)) => {
+                            self.note(&e);
+                            return Err(e);
+                        }
                         Err(e) if !(gone(&e) && c.starts_with("delete")) => {
                             first.get_or_insert(e);
                         }
