@@ -302,6 +302,27 @@ impl Lab {
         s
     }
 
+    /// VLAN offload off on the switch's port towards the server. The bridge
+    /// moves a frame's outer tag into packet metadata; with offload on, the
+    /// tag would stay there and the server's XDP program would see the
+    /// frame untagged. With it off the tags are back in the frame, as on a
+    /// wire from a real switch.
+    pub fn tags_on_the_wire(&self) -> Result<()> {
+        self.switch
+            .run_ok(
+                "ethtool",
+                &[
+                    "-K",
+                    "psrv",
+                    "txvlan",
+                    "off",
+                    "tx-vlan-stag-hw-insert",
+                    "off",
+                ],
+            )
+            .map(drop)
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

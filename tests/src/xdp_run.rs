@@ -123,6 +123,53 @@ pub fn limits(mac: (u32, u32), global: (u32, u32), new: (u32, u32)) -> Limits {
     }
 }
 
+/// Asserts the action and the counters of one run, and that the frame
+/// landed in exactly one class and (if DHCP) exactly one outcome.
+#[track_caller]
+pub fn expect(o: &Outcome, act: u32, counters: &[(&str, u64)], what: &str) {
+    let want = counters_with(counters);
+    assert!(
+        o.action == act && o.counters == want,
+        "{what}: got {} {}, want {} {}",
+        action::name(o.action),
+        o.counters_str(),
+        action::name(act),
+        counters_str(&want),
+    );
+    // Invariant: every DHCP frame lands in exactly one drop_*/redirect/pass_stack.
+    let c = &o.counters;
+    let outcomes = c.drop_ihl
+        + c.drop_fragment
+        + c.drop_udp_len
+        + c.drop_bootp_short
+        + c.drop_not_request
+        + c.drop_chaddr_spoof
+        + c.drop_denied
+        + c.drop_known_rate
+        + c.drop_new_budget
+        + c.drop_fresh_rate
+        + c.drop_global
+        + c.redirect
+        + c.pass_stack;
+    assert_eq!(c.dhcp, outcomes, "{what}: dhcp != sum of outcomes");
+    assert_eq!(
+        c.dhcp + c.non_dhcp + c.pass_vlan + c.drop_vlan_depth,
+        1,
+        "{what}: one frame, one class"
+    );
+}
+
+/// `frame` with `tags` (TPID, TCI) inserted after the MAC addresses,
+/// outermost first.
+pub fn with_tags(mut frame: Vec<u8>, tags: &[(u16, u16)]) -> Vec<u8> {
+    for (i, (tpid, tci)) in tags.iter().enumerate() {
+        let [a, b] = tpid.to_be_bytes();
+        let [c, d] = tci.to_be_bytes();
+        frame.splice(12 + 4 * i..12 + 4 * i, [a, b, c, d]);
+    }
+    frame
+}
+
 /// `a - b` field by field (`a` taken after `b`).
 pub fn counters_sub(a: &Counters, b: &Counters) -> Counters {
     let (av, bv) = (a.values(), b.values());

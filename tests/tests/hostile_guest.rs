@@ -13,6 +13,7 @@ use isodhcp::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT}
 use isodhcp::wire::options::{self, MessageType};
 use isodhcp_tests::control_world::cli_json;
 use isodhcp_tests::crafted::{self, Dhcp, request};
+use isodhcp_tests::xdp_run::with_tags;
 use isodhcp_tests::{Lab, XdpMode, preflight, wait_until};
 use serde_json::Value;
 
@@ -34,11 +35,9 @@ fn attacker(n: u32) -> Mac {
     Mac([0x02, 0xba, 0xd0, b[1], b[2], b[3]])
 }
 
-#[test]
-fn init_reboot_cycles_from_new_macs_leave_the_pool_whole() {
-    preflight().expect("preflight");
-    let lab = Lab::new("hgreboot", 2).expect("lab");
-    let mut cfg = crafted::config(&lab);
+/// The daemon on a /26 (61 addresses) with limits no test here reaches.
+fn start_on_a_26(lab: &Lab) -> isodhcp_tests::Daemon {
+    let mut cfg = crafted::config(lab);
     cfg.pool = Some("198.18.0.0/26".into());
     cfg.extra.extend(
         [
@@ -49,7 +48,14 @@ fn init_reboot_cycles_from_new_macs_leave_the_pool_whole() {
         ]
         .map(String::from),
     );
-    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    lab.start_isodhcp(&cfg).expect("isodhcp start")
+}
+
+#[test]
+fn init_reboot_cycles_from_new_macs_leave_the_pool_whole() {
+    preflight().expect("preflight");
+    let lab = Lab::new("hgreboot", 2).expect("lab");
+    let _d = start_on_a_26(&lab);
     let full = status(&lab)["free_addresses"].as_u64().unwrap();
     assert_eq!(full, 61, "a /26 minus network, broadcast and server");
 
@@ -98,7 +104,7 @@ fn init_reboot_cycles_from_new_macs_leave_the_pool_whole() {
 /// A broadcast DISCOVER from `mac` with `tags` (TPID, TCI) after the MACs.
 fn tagged_discover(mac: Mac, tags: &[(u16, u16)]) -> Vec<u8> {
     let payload = request(MessageType::Discover, mac).emit(None, 0).unwrap();
-    let mut f = frame::build(
+    let f = frame::build(
         &Addressing {
             src_mac: mac,
             dst_mac: Mac::BROADCAST,
@@ -110,37 +116,14 @@ fn tagged_discover(mac: Mac, tags: &[(u16, u16)]) -> Vec<u8> {
         &payload,
     )
     .unwrap();
-    let mut at = 12;
-    for (tpid, tci) in tags {
-        let [a, b] = tpid.to_be_bytes();
-        let [c, d] = tci.to_be_bytes();
-        f.splice(at..at, [a, b, c, d]);
-        at += 4;
-    }
-    f
+    with_tags(f, tags)
 }
 
 #[test]
 fn tagged_flood_dies_in_xdp_with_named_counters() {
     preflight().expect("preflight");
     let lab = Lab::new("hgvlan", 1).expect("lab");
-    // The bridge moves a frame's outer tag into packet metadata; with VLAN
-    // offload on its port towards the server, the tag would stay there and
-    // the server's XDP program would see an untagged frame. Put the tags
-    // back on the wire, as a switch does.
-    lab.switch
-        .run_ok(
-            "ethtool",
-            &[
-                "-K",
-                "psrv",
-                "txvlan",
-                "off",
-                "tx-vlan-stag-hw-insert",
-                "off",
-            ],
-        )
-        .expect("VLAN offload off on the server's bridge port");
+    lab.tags_on_the_wire().expect("VLAN offload off");
     let mut cfg = crafted::config(&lab);
     cfg.xdp = XdpMode::Auto;
     cfg.extra
@@ -214,18 +197,7 @@ fn dhcp_tagged_for_another_vlan_is_not_answered() {
 fn squatters_and_a_full_quarantine_do_not_block_allocation() {
     preflight().expect("preflight");
     let lab = Lab::new("hgsquat", 1).expect("lab");
-    let mut cfg = crafted::config(&lab);
-    cfg.pool = Some("198.18.0.0/26".into());
-    cfg.extra.extend(
-        [
-            "--new-client-rate",
-            "100000",
-            "--global-rate-limit",
-            "100000",
-        ]
-        .map(String::from),
-    );
-    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let _d = start_on_a_26(&lab);
     let dhcp = Dhcp::open(lab.client(0)).expect("raw port");
     // Fill the quarantine (half of a /26): lease and DECLINE, 32 times.
     // Isolated clients take the highest free address: .62 down to .31.

@@ -5,38 +5,19 @@
 //! Needs root and the object built by `cargo xtask build-ebpf`.
 
 use isodhcp_common::{Bucket, NEW_CLIENT_BUCKET};
-use isodhcp_tests::xdp_run::{XdpRun, action, counters_str, counters_with, discover, limits};
+use isodhcp_tests::xdp_run::{XdpRun, action, discover, expect, limits, with_tags};
 
 fn mac(n: u16) -> [u8; 6] {
     let b = n.to_be_bytes();
     [0x02, 0x00, 0x5e, 0x20, b[0], b[1]]
 }
 
-/// `discover(mac)` with `tags` (TPID, TCI) after the MAC addresses.
 fn tagged(mac: [u8; 6], tags: &[(u16, u16)]) -> Vec<u8> {
-    let mut f = discover(mac);
-    let mut at = 12;
-    for (tpid, tci) in tags {
-        let [a, b] = tpid.to_be_bytes();
-        let [c, d] = tci.to_be_bytes();
-        f.splice(at..at, [a, b, c, d]);
-        at += 4;
-    }
-    f
+    with_tags(discover(mac), tags)
 }
 
-#[track_caller]
 fn verdict(x: &XdpRun, f: &[u8], act: u32, counters: &[(&str, u64)], what: &str) {
-    let o = x.run(f).expect("run");
-    let want = counters_with(counters);
-    assert!(
-        o.action == act && o.counters == want,
-        "{what}: got {} {}, want {} {}",
-        action::name(o.action),
-        o.counters_str(),
-        action::name(act),
-        counters_str(&want)
-    );
+    expect(&x.run(f).expect("run"), act, counters, what);
 }
 
 #[test]

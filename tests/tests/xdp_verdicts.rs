@@ -19,7 +19,7 @@ use isodhcp_common::{Limits, NEW_CLIENT_BUCKET};
 use isodhcp_tests::daemon::{bpftool_json, sum_field};
 use isodhcp_tests::util::find_tool;
 use isodhcp_tests::xdp_run::{
-    Outcome, XdpRun, action, counters_str, counters_with, discover, limits, monotonic_ns, udp,
+    XdpRun, action, counters_str, discover, expect, limits, monotonic_ns, udp,
 };
 
 const CLIENT: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x01];
@@ -45,40 +45,6 @@ fn fix_lengths(f: &mut [u8]) {
 /// Generous limits: nothing in these tests comes close.
 fn roomy() -> Limits {
     limits((1, 1000), (1, 1000), (1, 1000))
-}
-
-#[track_caller]
-fn expect(o: &Outcome, act: u32, counters: &[(&str, u64)], what: &str) {
-    let want = counters_with(counters);
-    assert!(
-        o.action == act && o.counters == want,
-        "{what}: got {} {}, want {} {}",
-        action::name(o.action),
-        o.counters_str(),
-        action::name(act),
-        counters_str(&want),
-    );
-    // Invariant: every DHCP frame lands in exactly one drop_*/redirect/pass_stack.
-    let c = &o.counters;
-    let outcomes = c.drop_ihl
-        + c.drop_fragment
-        + c.drop_udp_len
-        + c.drop_bootp_short
-        + c.drop_not_request
-        + c.drop_chaddr_spoof
-        + c.drop_denied
-        + c.drop_known_rate
-        + c.drop_new_budget
-        + c.drop_fresh_rate
-        + c.drop_global
-        + c.redirect
-        + c.pass_stack;
-    assert_eq!(c.dhcp, outcomes, "{what}: dhcp != sum of outcomes");
-    assert_eq!(
-        c.dhcp + c.non_dhcp + c.pass_vlan + c.drop_vlan_depth,
-        1,
-        "{what}: one frame, one class"
-    );
 }
 
 #[track_caller]

@@ -94,7 +94,7 @@ impl Engine {
         let profile = self.profile_for(mac, vendor.as_deref());
         if let Some(o) = self.offers.get(&mac).filter(|o| o.profile == profile) {
             let ip = o.ip;
-            self.hold_offer(now, mac, ip, profile, vendor);
+            self.hold_offer(now, mac, ip, profile, vendor, false);
             self.stats.offers += 1;
             fx.extend(self.reply(msg, MessageType::Offer, ip, profile.mode));
             return fx;
@@ -137,7 +137,7 @@ impl Engine {
             }
             return fx;
         };
-        self.hold_offer(now, mac, ip, profile, vendor);
+        self.hold_offer(now, mac, ip, profile, vendor, false);
         fx.push(Effect::Known(mac, true));
         self.stats.offers += 1;
         fx.extend(self.reply(msg, MessageType::Offer, ip, profile.mode));
@@ -180,21 +180,11 @@ impl Engine {
         Some(ip)
     }
 
-    /// Holds `ip` for `mac` for the offer time. An offer of another address
-    /// that this one replaces gives its address back: one client, one offer
-    /// (the INIT-REBOOT-after-DISCOVER path once leaked an address here).
+    /// Holds `ip` for `mac` for the offer time (`adopted`: for an INIT-REBOOT
+    /// client without a record). An offer of another address that this one
+    /// replaces gives its address back: one client, one offer (the
+    /// INIT-REBOOT-after-DISCOVER path once leaked an address here).
     fn hold_offer(
-        &mut self,
-        now: Millis,
-        mac: Mac,
-        ip: Ipv4Addr,
-        profile: Profile,
-        vendor: Option<String>,
-    ) {
-        self.hold_offer_as(now, mac, ip, profile, vendor, false);
-    }
-
-    fn hold_offer_as(
         &mut self,
         now: Millis,
         mac: Mac,
@@ -333,7 +323,7 @@ impl Engine {
             return self.forget_and_nak(msg, "adoption budget exhausted: rediscover");
         }
         self.stats.adoptions += 1;
-        self.hold_offer_as(now, mac, req, profile, vendor, true);
+        self.hold_offer(now, mac, req, profile, vendor, true);
         self.commit(now, msg, req)
     }
 

@@ -122,19 +122,7 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
         let lab = Lab::new("bflood", 3).context("building the lab")?;
         prepare_lab(&lab)?;
         if !opts.tags.is_empty() {
-            // The bridge keeps a frame's outer tag in metadata; with VLAN
-            // offload on the server's port the server would see it untagged.
-            lab.switch.run_ok(
-                "ethtool",
-                &[
-                    "-K",
-                    "psrv",
-                    "txvlan",
-                    "off",
-                    "tx-vlan-stag-hw-insert",
-                    "off",
-                ],
-            )?;
+            lab.tags_on_the_wire()?;
         }
         eprintln!(
             "\nbench: {} (lab {}, server ns {})",
