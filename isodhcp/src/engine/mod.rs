@@ -374,7 +374,12 @@ impl Engine {
             is_static: false,
             expires,
             grace_until,
-            hostname: r.hostname,
+            // Cleaned again: a file written by an older build (or by hand)
+            // may hold characters the current rules drop.
+            hostname: r
+                .hostname
+                .map(|h| lease::sanitise_hostname(h.as_bytes()))
+                .filter(|h| !h.is_empty()),
             vendor: r.vendor,
             relay: None,
             persisted_expires: expires,

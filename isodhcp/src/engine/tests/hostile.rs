@@ -197,3 +197,22 @@ fn nak_log_lines_are_rate_limited() {
     );
     assert_eq!(e.stats.logs_suppressed, 100 - u64::from(LogBudget::LINES));
 }
+
+#[test]
+fn hostnames_from_an_older_lease_file_are_cleaned_on_load() {
+    let mut e = Engine::new(cfg(), &[]).unwrap();
+    let rec = LeaseRecord {
+        mac: mac(1),
+        ip: ip(200),
+        expires: Some(T0 + 100_000),
+        mode: Mode::Isolated,
+        masq: false,
+        hostname: Some("evil\u{202e}gpj.exe\u{200b}".into()),
+        vendor: None,
+    };
+    e.start(T0, vec![rec], vec![]);
+    assert_eq!(
+        e.lease(&mac(1)).unwrap().hostname.as_deref(),
+        Some("evilgpj.exe")
+    );
+}

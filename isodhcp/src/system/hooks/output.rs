@@ -4,9 +4,12 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tracing::debug;
 
 use super::MAX_LINE;
+use crate::text::escape_for_terminal;
 use crate::wire::Mac;
 
-/// Log `r` line by line at debug.
+/// Log `r` line by line at debug. Hooks often echo what the client sent
+/// (its host name): control and format characters are escaped so that
+/// text cannot rewrite the operator's terminal when the log is read.
 pub(super) async fn log_lines<R: AsyncRead + Unpin>(
     r: R,
     stream: &'static str,
@@ -14,7 +17,8 @@ pub(super) async fn log_lines<R: AsyncRead + Unpin>(
     action: &'static str,
 ) {
     for_each_line(r, |line| {
-        debug!(%mac, action, stream, "hook: {}", String::from_utf8_lossy(line));
+        let text = String::from_utf8_lossy(line);
+        debug!(%mac, action, stream, "hook: {}", escape_for_terminal(&text));
     })
     .await;
 }
