@@ -7,6 +7,7 @@
 //! [`text`] makes client-chosen text safe to show.
 
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;

@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Parser};
 
 use crate::engine::cidr::{Cidr, CidrError, parse_ipv4};
 use crate::engine::classify::{Classifier, Matcher};
@@ -18,20 +18,7 @@ use values::{parse_dhcp_option, parse_mac, parse_oui, parse_static, parse_uint};
 
 mod values;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Isolation {
-    On,
-    Off,
-    System,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum XdpMode {
-    Auto,
-    Native,
-    Generic,
-    Off,
-}
+pub use crate::config::{Isolation, XdpMode};
 
 #[derive(Parser, Debug)]
 #[command(

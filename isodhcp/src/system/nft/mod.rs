@@ -23,7 +23,7 @@ use std::net::Ipv4Addr;
 
 use tracing::{debug, warn};
 
-use crate::cli::Isolation;
+use crate::config::Isolation;
 use crate::engine::cidr::Cidr;
 use crate::engine::{Binding, Mode};
 use crate::wire::Mac;

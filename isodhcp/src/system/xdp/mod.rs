@@ -35,7 +35,7 @@ use tracing::{info, warn};
 pub use maps::XdpMaps;
 use pins::{pinned_link_ifindex, prepare_pin_dir, remove_pin};
 
-use crate::cli::XdpMode;
+use crate::config::XdpMode;
 
 /// The XDP object built by `cargo xtask build-ebpf`; empty if none was built in.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/isodhcp-ebpf.o"));
