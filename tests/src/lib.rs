@@ -30,6 +30,7 @@ pub mod lab;
 pub mod netinfo;
 pub mod netns;
 pub mod nftutil;
+pub mod persist;
 pub mod probe;
 pub mod util;
 pub mod xdp_run;
