@@ -18,6 +18,8 @@
 //! reach them; broadcast replies such as NAK do not). TSO is off on every
 //! veth so veth takes the NAPI path (and native XDP on `srv0` sees frames).
 
+mod report;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,9 +30,9 @@ use isodhcp_tests::util::tail;
 use isodhcp_tests::{DaemonConfig, Lab, SERVER_IF, XdpMode};
 use serde_json::{Value, json};
 
-use super::{
-    BenchOpts, Bins, KEA_BIN, Loadgen, POOL, cpu_seconds, render_cells, save_results, start_kea,
-};
+use report::{Row, one_line, render_table};
+
+use super::{BenchOpts, Bins, KEA_BIN, Loadgen, POOL, cpu_seconds, save_results, start_kea};
 
 /// Known probe: one REQUEST (renewal) every 200 ms = 5/s.
 const KNOWN_INTERVAL_MS: u64 = 200;
@@ -194,40 +196,6 @@ fn prepare_lab(lab: &Lab) -> Result<()> {
 }
 
 /// One measured (server, rate) combination.
-#[derive(Debug, Clone)]
-struct Row {
-    server: Server,
-    rate: Option<u64>,
-    flood: Option<Value>,
-    known: Value,
-    new: Value,
-    flood_leases: u64,
-    total_leases: u64,
-    cpu_pct: f64,
-    window_s: f64,
-    /// XDP counter deltas over the row (isodhcp with XDP), by field name.
-    xdp: Option<BTreeMap<String, u64>>,
-    xdp_attached: Option<bool>,
-}
-
-impl Row {
-    fn to_json(&self) -> Value {
-        json!({
-            "server": self.server.label(),
-            "flood_rate": rate_label(self.rate),
-            "flood": self.flood,
-            "known_probe": self.known,
-            "new_probe": self.new,
-            "flood_leases": self.flood_leases,
-            "total_leases": self.total_leases,
-            "cpu_pct": (self.cpu_pct * 10.0).round() / 10.0,
-            "cpu_window_s": self.window_s,
-            "xdp_counters": self.xdp,
-            "xdp_attached": self.xdp_attached,
-        })
-    }
-}
-
 /// The XDP `counters` map summed over CPUs, by field name.
 fn xdp_counters(pin_dir: &Path) -> Option<BTreeMap<String, u64>> {
     let p = pin_dir.join("counters");
@@ -498,114 +466,6 @@ fn run_row(
         },
         xdp_attached: attached,
     })
-}
-
-fn probe_cells(v: &Value) -> (String, String, String) {
-    let s = &v["stats"];
-    let pct = s["success_pct"]
-        .as_f64()
-        .map_or("-".into(), |p| format!("{p:.1}"));
-    let ms = |k: &str| {
-        s[k].as_f64().map_or("-".to_string(), |x| {
-            if x >= 100.0 {
-                format!("{x:.0}")
-            } else {
-                format!("{x:.1}")
-            }
-        })
-    };
-    let att = s["attempts"].as_u64().unwrap_or(0);
-    (format!("{pct} ({att})"), ms("p50_ms"), ms("p99_ms"))
-}
-
-fn xdp_cell(r: &Row) -> String {
-    match (&r.xdp, r.server) {
-        (Some(m), _) => {
-            let drops: Vec<String> = m
-                .iter()
-                .filter(|(k, v)| k.starts_with("drop") && **v > 0)
-                .map(|(k, v)| format!("{}={}", k.trim_start_matches("drop_"), v))
-                .collect();
-            let pass: u64 = m
-                .iter()
-                .filter(|(k, _)| k.as_str() == "redirect" || k.as_str() == "pass_stack")
-                .map(|(_, v)| *v)
-                .sum();
-            format!(
-                "{} (passed {pass})",
-                if drops.is_empty() {
-                    "none".into()
-                } else {
-                    drops.join(" ")
-                }
-            )
-        }
-        (None, Server::IsodhcpXdp) => match r.xdp_attached {
-            Some(false) => "not attached".into(),
-            _ => "no counters".into(),
-        },
-        _ => "-".into(),
-    }
-}
-
-fn one_line(r: &Row) -> String {
-    let (kp, k50, k99) = probe_cells(&r.known);
-    let (np, n50, n99) = probe_cells(&r.new);
-    let ach = r
-        .flood
-        .as_ref()
-        .and_then(|f| f["achieved_rate"].as_f64())
-        .map_or("-".into(), |x| format!("{x:.0}/s"));
-    format!(
-        "{} flood {} (achieved {ach}): known {kp}% p50 {k50} p99 {k99} ms; new {np}% p50 {n50} p99 {n99} ms; flood leases {}; CPU {:.1} %; XDP {}",
-        r.server.label(),
-        rate_label(r.rate),
-        r.flood_leases,
-        r.cpu_pct,
-        xdp_cell(r)
-    )
-}
-
-fn render_table(rows: &[Row]) -> String {
-    let header = [
-        "server",
-        "flood target",
-        "achieved/s",
-        "known ok % (n)",
-        "p50 ms",
-        "p99 ms",
-        "new ok % (n)",
-        "p50 ms",
-        "p99 ms",
-        "flood leases",
-        "CPU %",
-        "XDP drops by reason",
-    ];
-    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    for r in rows {
-        let (kp, k50, k99) = probe_cells(&r.known);
-        let (np, n50, n99) = probe_cells(&r.new);
-        let ach = r
-            .flood
-            .as_ref()
-            .and_then(|f| f["achieved_rate"].as_f64())
-            .map_or("-".into(), |x| format!("{x:.0}"));
-        cells.push(vec![
-            r.server.label().into(),
-            rate_label(r.rate),
-            ach,
-            kp,
-            k50,
-            k99,
-            np,
-            n50,
-            n99,
-            r.flood_leases.to_string(),
-            format!("{:.1}", r.cpu_pct),
-            xdp_cell(r),
-        ]);
-    }
-    render_cells(&cells)
 }
 
 #[cfg(test)]
