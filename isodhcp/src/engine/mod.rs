@@ -39,7 +39,7 @@ pub use log_budget::LogBudget;
 use isodhcp_common::Bucket;
 
 use crate::wire::Mac;
-use crate::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
+use crate::wire::dhcp::Message;
 use crate::wire::options::MessageType;
 use cidr::Cidr;
 use pool::Pool;
@@ -53,11 +53,12 @@ pub const NEVER: Millis = Millis::MAX;
 /// Something that happened outside the engine.
 #[derive(Debug)]
 pub enum Input<'a> {
-    /// A DHCP message received in a frame from `src_mac`. `in_use` lists
-    /// addresses the kernel neighbour table shows as alive, among those
+    /// A DHCP request that admission delivered (design.md §Admission): a
+    /// BOOTREQUEST for Ethernet whose chaddr is the frame's source MAC, so
+    /// the engine does not check those again. `in_use` lists addresses the
+    /// kernel neighbour table shows as alive, among those
     /// [`Engine::candidates`] named (SPEC §4.7); empty when not probed.
     Dhcp {
-        src_mac: Mac,
         msg: &'a Message,
         in_use: &'a [Ipv4Addr],
     },
@@ -94,8 +95,6 @@ pub enum Effect {
 /// Why a message got no reply; counted, never logged per frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Drop {
-    NotBootRequest,
-    ChaddrMismatch,
     Relayed,
     NoMessageType,
     NotOurServer,
@@ -431,27 +430,11 @@ impl Engine {
         self.now = now;
         match input {
             Input::Tick => self.tick(now),
-            Input::Dhcp {
-                src_mac,
-                msg,
-                in_use,
-            } => self.on_message(now, src_mac, msg, in_use),
+            Input::Dhcp { msg, in_use } => self.on_message(now, msg, in_use),
         }
     }
 
-    fn on_message(
-        &mut self,
-        now: Millis,
-        src_mac: Mac,
-        msg: &Message,
-        in_use: &[Ipv4Addr],
-    ) -> Vec<Effect> {
-        if msg.op != BOOTREQUEST || msg.htype != HTYPE_ETHERNET || msg.hlen != 6 {
-            return self.drop_msg(Drop::NotBootRequest);
-        }
-        if msg.client_mac() != src_mac {
-            return self.drop_msg(Drop::ChaddrMismatch);
-        }
+    fn on_message(&mut self, now: Millis, msg: &Message, in_use: &[Ipv4Addr]) -> Vec<Effect> {
         if !msg.giaddr.is_unspecified() {
             return self.drop_msg(Drop::Relayed);
         }

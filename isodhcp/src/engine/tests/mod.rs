@@ -8,6 +8,7 @@ mod properties;
 mod protocol;
 
 use super::*;
+use crate::wire::dhcp::BOOTREQUEST;
 use crate::wire::options::*;
 
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -78,7 +79,6 @@ pub fn run(e: &mut Engine, now: Millis, m: &Message) -> Vec<Effect> {
     e.handle(
         now,
         Input::Dhcp {
-            src_mac: m.client_mac(),
             msg: m,
             in_use: &[],
         },

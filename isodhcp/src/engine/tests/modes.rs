@@ -310,7 +310,6 @@ fn conflicting_addresses_are_quarantined_and_skipped() {
     let fx = e.handle(
         T0,
         Input::Dhcp {
-            src_mac: mac(1),
             msg: &d,
             in_use: &[ip(254), ip(253)],
         },
@@ -329,7 +328,6 @@ fn conflicting_addresses_are_quarantined_and_skipped() {
     let fx = e.handle(
         T0 + 300_000,
         Input::Dhcp {
-            src_mac: mac(3),
             msg: &discover(mac(3)),
             in_use: &c,
         },
