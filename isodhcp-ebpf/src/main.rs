@@ -34,7 +34,13 @@ pub fn isodhcp_xdp(ctx: XdpContext) -> u32 {
     // The lookup of key 0 of a 1-entry array cannot fail; if it ever did, the
     // frame is still handled (fail-open for non-DHCP) and only the count is lost.
     let counters = COUNTERS.get_ptr_mut(0);
+    // The last counter bumped, for the opt-in debug event (u32: aya-log-ebpf
+    // 0.2 lost every record that carried a usize argument).
+    #[cfg(feature = "debug-events")]
+    let last = core::cell::Cell::new(0u32);
     let count = |s: Slot| {
+        #[cfg(feature = "debug-events")]
+        last.set((s as usize / 8) as u32);
         if let Some(c) = counters {
             // SAFETY: this CPU's slot of the per-CPU array; XDP runs with
             // migration disabled, so no other program run writes it now.
@@ -46,6 +52,26 @@ pub fn isodhcp_xdp(ctx: XdpContext) -> u32 {
     let limits = active(LIMITS.get(0));
     // SAFETY: `[data, data_end)` is the packet, readable for this run.
     let decision = unsafe { decide(ctx.data(), ctx.data_end(), &mut Maps, limits, now, count) };
+    let action = act(&ctx, decision, count);
+    #[cfg(feature = "debug-events")]
+    if last.get() != 0 {
+        // Every frame but non-DHCP. Counter numbers index
+        // `isodhcp_common::COUNTER_NAMES` (the order `bpftool map dump name
+        // counters` prints them in); the daemon logs them by name.
+        aya_log_ebpf::debug!(
+            &ctx,
+            "dhcp frame: action {} counter #{}",
+            action,
+            last.get()
+        );
+    }
+    action
+}
+
+/// The XDP action for `decision`; delivered frames go to this RX queue's
+/// AF_XDP socket, or to the stack when none is bound.
+#[inline(always)]
+fn act(ctx: &XdpContext, decision: Decision, count: impl Fn(Slot)) -> u32 {
     match decision {
         Decision::Pass => xdp_action::XDP_PASS,
         Decision::Drop => xdp_action::XDP_DROP,
