@@ -50,6 +50,7 @@ fn mode_of(p: &Path) -> u32 {
 
 #[test]
 fn socket_and_lease_file_are_private() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     assert!(
         find_tool("setpriv").is_some(),
@@ -165,6 +166,7 @@ fn socket_and_lease_file_are_private() {
 
 #[test]
 fn second_daemon_refuses_the_socket() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("ctltwice", 1).expect("lab");
     let cfg = crafted::config(&lab);
@@ -387,6 +389,7 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
 
 #[test]
 fn block_unblock_with_xdp() {
+    isodhcp_tests::needs_root!();
     assert!(
         find_tool("bpftool").is_some(),
         "bpftool is required (package bpftool)"
@@ -396,5 +399,6 @@ fn block_unblock_with_xdp() {
 
 #[test]
 fn block_unblock_userspace_limiter() {
+    isodhcp_tests::needs_root!();
     block_unblock("ctlblkoff", XdpMode::Off);
 }

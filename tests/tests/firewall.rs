@@ -71,6 +71,7 @@ fn assert_sets(lab: &Lab, sets: &TestSets, want: &BTreeMap<String, BTreeSet<Stri
 /// playground block stays in its set.
 #[test]
 fn named_sets_follow_leases_and_releases() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fwsets", 3);
     let sets = TestSets::create(&lab).expect("creating the named sets");
     let (compat, pg) = (lab.client(1), lab.client(2));
@@ -168,6 +169,7 @@ fn named_sets_follow_leases_and_releases() {
 /// elements exactly like a release does.
 #[test]
 fn named_sets_emptied_on_expiry() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fwexp", 1);
     let sets = TestSets::create(&lab).expect("creating the named sets");
     let m_iso = Mac([0x02, 0x1e, 0x10, 0, 0, 1]);
@@ -254,6 +256,7 @@ fn two_clients(tag: &str, isolation: &str) -> (Lab, isodhcp_tests::Daemon, Ipv4A
 /// the server, while both still reach the server itself.
 #[test]
 fn isolation_on_blocks_client_to_client() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, a, b) = two_clients("fwison", "on");
     let (ca, cb) = (lab.client(0), lab.client(1));
     let _srv = lab.server_listen(PORT).expect("server listener");
@@ -292,6 +295,7 @@ fn isolation_on_blocks_client_to_client() {
 /// server; the peer sees the client's own address).
 #[test]
 fn isolation_off_allows_client_to_client() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, a, b) = two_clients("fwisoff", "off");
     let (ca, cb) = (lab.client(0), lab.client(1));
     let _lb = cb.ns.tcp_listen(b, PORT).expect("listener on B");
@@ -312,6 +316,7 @@ fn isolation_off_allows_client_to_client() {
 /// still routes to B via the server.
 #[test]
 fn hairpin_traffic_sends_no_icmp_redirects() {
+    isodhcp_tests::needs_root!();
     for isolation in ["off", "on"] {
         let (lab, _d, a, b) = two_clients(&format!("fwredir{isolation}"), isolation);
         let (ca, cb) = (lab.client(0), lab.client(1));
@@ -351,6 +356,7 @@ fn hairpin_traffic_sends_no_icmp_redirects() {
 /// it goes with the lease.
 #[test]
 fn masquerade_snat_from_outside() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fwmasq", 3);
     let (cm, cp, cc) = (lab.client(0), lab.client(1), lab.client(2));
     let extra = s(&[
@@ -453,6 +459,7 @@ fn masquerade_snat_from_outside() {
 /// leases still served, and the sets that do exist still filled.
 #[test]
 fn missing_named_set_warns_once_and_serves() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fwmiss", 2);
     let sets = TestSets::create(&lab).expect("creating the named sets");
     let missing = "inet filter nosuchset";

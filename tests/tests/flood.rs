@@ -232,10 +232,12 @@ fn daemon_socket(lab: &Lab) -> PathBuf {
 
 #[test]
 fn flood_with_xdp_spares_the_known_client() {
+    isodhcp_tests::needs_root!();
     flood_keeps_known_client_served("flxdp", XdpMode::Auto);
 }
 
 #[test]
 fn flood_without_xdp_still_serves_the_known_client() {
+    isodhcp_tests::needs_root!();
     flood_keeps_known_client_served("floff", XdpMode::Off);
 }

@@ -110,16 +110,19 @@ fn single_client(tag: &str, kind: ClientKind) {
 
 #[test]
 fn isolated_lease_dhclient() {
+    isodhcp_tests::needs_root!();
     single_client("fdhcl", ClientKind::Dhclient);
 }
 
 #[test]
 fn isolated_lease_dhcpcd() {
+    isodhcp_tests::needs_root!();
     single_client("fdhcpcd", ClientKind::Dhcpcd);
 }
 
 #[test]
 fn isolated_lease_udhcpc() {
+    isodhcp_tests::needs_root!();
     single_client("fudhcpc", ClientKind::Udhcpc);
 }
 
@@ -128,6 +131,7 @@ fn isolated_lease_udhcpc() {
 /// (SPEC §4.1).
 #[test]
 fn isolated_three_clients_one_route_each() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fthree", 3);
     let _daemon = lab.start_isodhcp(&config(&lab)).expect("isodhcp start");
     let _tcp = lab.server_listen(PORT).expect("listener");
@@ -159,6 +163,7 @@ fn isolated_three_clients_one_route_each() {
 /// `dhclient -r` (RELEASE) removes the client's host route on the server.
 #[test]
 fn dhclient_release_removes_server_route() {
+    isodhcp_tests::needs_root!();
     let lab = lab("frel", 1);
     let _daemon = lab.start_isodhcp(&config(&lab)).expect("isodhcp start");
     let _tcp = lab.server_listen(PORT).expect("listener");
@@ -180,6 +185,7 @@ fn dhclient_release_removes_server_route() {
 /// says anything, and a fresh DISCOVER from the same MAC gets the same address.
 #[test]
 fn restart_restores_route_and_address() {
+    isodhcp_tests::needs_root!();
     let lab = lab("frestart", 1);
     let cfg = config(&lab);
     let mut daemon = lab.start_isodhcp(&cfg).expect("isodhcp start");
@@ -270,6 +276,7 @@ fn restart_restores_route_and_address() {
 /// Unnumbered deployment: 198.18.0.1/32 on srv0, `-s 198.18.0.1 -p 198.18.0.0/24`.
 #[test]
 fn unnumbered_server() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::build(LabConfig::new("funnum", 1).unnumbered()).expect("lab");
     let addrs = isodhcp_tests::netinfo::addrs(&lab.server, SERVER_IF).unwrap();
@@ -288,6 +295,7 @@ fn unnumbered_server() {
 /// map counts the DHCP frames of a lease.
 #[test]
 fn xdp_auto_counts_dhcp_frames() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fxdp", 1);
     assert!(
         find_tool("bpftool").is_some(),
@@ -331,6 +339,7 @@ fn xdp_auto_counts_dhcp_frames() {
 /// (with stale limits and known clients) after a restart with `--xdp off`.
 #[test]
 fn xdp_off_detaches_a_leftover_program() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fxdpoff", 1);
     ensure_bpffs();
     let mut cfg = config(&lab);

@@ -122,6 +122,7 @@ fn now_secs() -> u64 {
 /// variables.
 #[test]
 fn hook_add_and_del_for_dhclient() {
+    isodhcp_tests::needs_root!();
     let lab = lab("hookad", 1);
     let (script, out) = write_hook(&lab, None);
     let mut cfg = DaemonConfig::for_lab(&lab).expect("daemon configuration");
@@ -227,6 +228,7 @@ fn hook_add_and_del_for_dhclient() {
 /// under 3 s, while the hook is still sleeping; the hook then completes.
 #[test]
 fn slow_hook_does_not_delay_the_ack() {
+    isodhcp_tests::needs_root!();
     let lab = lab("hookslow", 1);
     let (script, out) = write_hook(&lab, Some("5"));
     let mut cfg = DaemonConfig::for_lab(&lab).expect("daemon configuration");
@@ -264,6 +266,7 @@ fn slow_hook_does_not_delay_the_ack() {
 /// and its RFC 1123 form in ISODHCP_HOSTNAME_SAFE.
 #[test]
 fn hook_gets_a_safe_hostname() {
+    isodhcp_tests::needs_root!();
     use isodhcp_tests::crafted::{self, Dhcp};
     let lab = lab("hooksafe", 1);
     let (script, out) = write_hook(&lab, None);

@@ -214,6 +214,7 @@ fn scrape(lab: &Lab) -> (String, Vec<Sample>) {
 
 #[test]
 fn metrics_endpoint_reports_what_happened() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("metrics", 1).expect("lab");
     let mut cfg = crafted::config(&lab);
@@ -474,6 +475,7 @@ fn metrics_endpoint_reports_what_happened() {
 
 #[test]
 fn metrics_listen_off_by_default_and_bad_address_refused() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("metricsoff", 0).expect("lab");
     let cfg = crafted::config(&lab);

@@ -213,16 +213,19 @@ fn client(sock: &Path, args: &[&str]) -> CmdOutput {
 
 #[test]
 fn unprivileged_with_capabilities_serves() {
+    isodhcp_tests::needs_root!();
     unprivileged_serves("privoff", XdpMode::Off);
 }
 
 #[test]
 fn unprivileged_with_capabilities_serves_xdp() {
+    isodhcp_tests::needs_root!();
     unprivileged_serves("privxdp", XdpMode::Auto);
 }
 
 #[test]
 fn without_capabilities_exits_1_clearly() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("privnone", 0).expect("lab");
     let state = state_dir(&lab);

@@ -67,6 +67,7 @@ fn has_addr(lab: &Lab, a: Ipv4Addr, plen: u8) -> bool {
 /// and SIGUSR1 rebuilds it.
 #[test]
 fn sigusr1_restores_lease_state_and_leaves_foreign_state() {
+    isodhcp_tests::needs_root!();
     let lab = lab("rcusr1", 1);
     let sets = TestSets::create(&lab).expect("named sets");
     let m_iso = Mac([0x02, 0x1e, 0x20, 0, 0, 1]);
@@ -342,6 +343,7 @@ fn sigusr1_restores_lease_state_and_leaves_foreign_state() {
 /// routes of other protocols and the administrator's addresses stay.
 #[test]
 fn start_removes_stale_proto108_routes_only() {
+    isodhcp_tests::needs_root!();
     let lab = lab("rcstart", 1);
     let cfg = config(&lab, Vec::new());
     let now = SystemTime::now()

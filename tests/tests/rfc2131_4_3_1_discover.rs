@@ -25,6 +25,7 @@ fn ip(h: u8) -> Ipv4Addr {
 /// proves the daemon had time to write anything the DISCOVER would have).
 #[test]
 fn discover_commits_nothing() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("d1nocommit", 1).expect("building the lab");
     let hook_log = lab.dir().join("hook.log");
@@ -102,6 +103,7 @@ fn discover_commits_nothing() {
 /// addresses come from the top of the pool (§4.1).
 #[test]
 fn discover_holds_the_offer() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("d1hold");
     let a = mac(2, 1);
     let b = mac(2, 2);
@@ -123,6 +125,7 @@ fn discover_holds_the_offer() {
 /// server IP, UDP 67 → 68.
 #[test]
 fn offer_addressing() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("d1addr");
     let a = mac(3, 1);
     let uni = dhcp
@@ -165,6 +168,7 @@ fn offer_addressing() {
 /// DISCOVER without giaddr is answered.
 #[test]
 fn giaddr_set_is_dropped() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("d1giaddr");
     let a = mac(4, 1);
     let mut d = request(MessageType::Discover, a);
@@ -180,6 +184,7 @@ fn giaddr_set_is_dropped() {
 /// SPEC §4.5: chaddr must equal the Ethernet source; a mismatch is dropped.
 #[test]
 fn chaddr_not_ethernet_source_is_dropped() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("d1spoof");
     let a = mac(5, 1);
     let other = mac(5, 2);
@@ -203,6 +208,7 @@ fn chaddr_not_ethernet_source_is_dropped() {
 /// crash; the daemon keeps answering.
 #[test]
 fn non_bootrequest_is_dropped() {
+    isodhcp_tests::needs_root!();
     let (lab, mut d, dhcp) = setup("d1bad");
     let a = mac(6, 1);
     let mut m = request(MessageType::Discover, a);

@@ -53,6 +53,7 @@ fn assert_nak(r: &Captured, what: &str) {
 /// durable record before the ACK), ACK to yiaddr at chaddr.
 #[test]
 fn selecting_commits_and_acks() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2sel");
     let a = mac(1, 1);
     let (offer, ack) = dhcp
@@ -85,6 +86,7 @@ fn selecting_commits_and_acks() {
 /// address is free again for the next client).
 #[test]
 fn selecting_other_server_is_silent_and_frees_offer() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2other");
     let a = mac(2, 1);
     let x = dhcp
@@ -113,6 +115,7 @@ fn selecting_other_server_is_silent_and_frees_offer() {
 /// offered: NAK (only 53/54/56, broadcast); nothing committed.
 #[test]
 fn selecting_wrong_address_naks() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2wrong");
     let a = mac(3, 1);
     let x = dhcp
@@ -137,6 +140,7 @@ fn selecting_wrong_address_naks() {
 /// adopted (commit + ACK).
 #[test]
 fn init_reboot_rules() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2reboot");
     let lf = lab.dir().join("leases.json");
     let a = mac(4, 1);
@@ -197,6 +201,7 @@ fn init_reboot_rules() {
 /// a ciaddr that is not the client's lease is NAKed (broadcast).
 #[test]
 fn renewing_unicast_and_nak() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2renew");
     let a = mac(5, 1);
     let (_, ack) = dhcp
@@ -240,6 +245,7 @@ fn renewing_unicast_and_nak() {
 /// the daemon still answers the next valid message.
 #[test]
 fn request_without_address_is_dropped() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2noaddr");
     let a = mac(6, 1);
     let r = request(MessageType::Request, a);

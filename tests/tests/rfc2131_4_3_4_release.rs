@@ -20,6 +20,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// again (the next client gets it: top of the pool).
 #[test]
 fn release_only_from_owner() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("r4rel", 1).expect("building the lab");
     let _d = lab

@@ -13,6 +13,7 @@ use isodhcp_tests::{DNS_IP, Lab, SERVER_IP, preflight};
 
 #[test]
 fn inform_acks_configuration_only() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("r5inform", 1).expect("building the lab");
     let mut cfg = crafted::config(&lab);

@@ -46,6 +46,7 @@ fn wait_alias(lab: &Lab, a: Addr, present: bool) {
 
 #[test]
 fn compat_mac_udhcpc_gets_30() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("c2udhcpc", 1).expect("lab");
     let c = lab.client(0);
@@ -117,6 +118,7 @@ fn compat_mac_udhcpc_gets_30() {
 /// reused first. Options: mask /30, router and 121/249 default via base+1.
 #[test]
 fn compat_lowest_free_block() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("c2blocks", 1).expect("lab");
     let mut cfg = crafted::config(&lab);

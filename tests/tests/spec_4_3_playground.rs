@@ -26,6 +26,7 @@ fn in_block(a: Ipv4Addr) -> bool {
 
 #[test]
 fn playground_clients_share_block() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("p3real", 3).expect("lab");
     let (a, b, c) = (lab.client(0), lab.client(1), lab.client(2));
@@ -134,6 +135,7 @@ fn playground_clients_share_block() {
 /// gets nothing, and isolated clients never get block addresses.
 #[test]
 fn playground_block_limits() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("p3block", 1).expect("lab");
     let mut cfg = crafted::config(&lab);

@@ -102,6 +102,7 @@ fn check_reply(r: &Captured, what: &str) {
 
 #[test]
 fn offer_and_ack_options() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("o5opts", &["--dhcp-option", "42,ip,198.18.0.9"]);
     let a = mac(1, 1);
     let extra = vec![
@@ -134,6 +135,7 @@ fn offer_and_ack_options() {
 /// a fixed one).
 #[test]
 fn prl_order_follows_the_client() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("o5order", &[]);
     let a = mac(2, 1);
     let prl = vec![121u8, 59, 58, 6, 1, 3];
@@ -151,6 +153,7 @@ fn prl_order_follows_the_client() {
 /// (576 − IP − UDP) that still carries 53, 54 and what it asked for.
 #[test]
 fn max_message_size_honoured() {
+    isodhcp_tests::needs_root!();
     let big = "ab".repeat(200);
     let text = "x".repeat(200);
     let o224 = format!("224,hex,{big}");
@@ -216,6 +219,7 @@ fn max_message_size_honoured() {
 /// echoed unchanged in OFFER and ACK.
 #[test]
 fn option_82_echoed_unchanged() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("o5relay", &[]);
     let a = mac(4, 1);
     let ri = relay_agent_info();
