@@ -60,7 +60,7 @@ script=(
   -e 's/SPEC §4\.3 playground block/The playground block (design.md §Playground mode)/g'
   -e 's/SPEC §4\.4\/§4\.5 classification/Classification (design.md §Classification, §Masquerade)/g'
   -e 's/SPEC §4\.6 static entries/Static entries (design.md §Statics)/g'
-  -e 's/SPEC §7 grace/design.md §Persistence, grace at start/g'
+  -e 's/SPEC §7 grace/design.md §Persistence, grace/g'
   -e 's/append-only journal \(SPEC §7\)/append-only journal (design.md §Lease file, §Persistence)/g'
   -e 's/SPEC §9 end to end/design.md §Admission, end to end/g'
   -e 's/SPEC §9 (`--xdp off`)/design.md §Datapath, \1/g'

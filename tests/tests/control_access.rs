@@ -1,4 +1,4 @@
-//! SPEC §10 access and live blocking, end to end: the socket and lease file
+//! Control access and live blocking (design.md §Control), end to end: the socket and lease file
 //! are private (mode 0600, other users get nothing), a second daemon on the
 //! same socket refuses to start, and `--block`/`--unblock`/`--for` change
 //! what the XDP program (or the userspace limiter) lets through.
@@ -70,8 +70,16 @@ fn socket_and_lease_file_are_private() {
         "{} is not a socket",
         sock.display()
     );
-    assert_eq!(mode_of(&sock), 0o600, "control socket mode (SPEC §10, §12)");
-    assert_eq!(mode_of(&cfg.lease_file), 0o600, "lease file mode (SPEC §7)");
+    assert_eq!(
+        mode_of(&sock),
+        0o600,
+        "control socket mode (design.md §Control, §Privileges)"
+    );
+    assert_eq!(
+        mode_of(&cfg.lease_file),
+        0o600,
+        "lease file mode (design.md §Persistence)"
+    );
     let journal = PathBuf::from(format!("{}.journal", cfg.lease_file.display()));
     if journal.exists() {
         assert_eq!(

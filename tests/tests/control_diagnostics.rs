@@ -1,4 +1,4 @@
-//! SPEC §10 control plane and isodhcp(8) DIAGNOSTICS / EXIT STATUS, end to
+//! The control plane (design.md §Control) and isodhcp(8) DIAGNOSTICS / EXIT STATUS, end to
 //! end: a daemon in a namespace lab holding leases of every mode (isolated
 //! from a stock dhclient and from crafted DORA, compat, playground, a static
 //! with a hostname, a masqueraded client), then the diagnostics client
@@ -11,7 +11,7 @@
 //! with the userspace limiter.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test control -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test control_diagnostics -- --test-threads=1`
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

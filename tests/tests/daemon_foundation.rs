@@ -128,7 +128,7 @@ fn isolated_lease_udhcpc() {
 
 /// The three clients on one segment: three distinct /32 leases, one proto-108
 /// route per client on the server, handed out from the top of the pool down
-/// (SPEC §4.1).
+/// (design.md §Isolated mode).
 #[test]
 fn isolated_three_clients_one_route_each() {
     isodhcp_tests::needs_root!();
@@ -179,7 +179,7 @@ fn dhclient_release_removes_server_route() {
     lab.check_host_untouched().expect("host state");
 }
 
-/// SIGTERM → exit 0 with the lease on disk; kernel routes stay (SPEC §7). We
+/// SIGTERM → exit 0 with the lease on disk; kernel routes stay (design.md §Persistence). We
 /// then delete them (as a reboot would) and restart with the same arguments:
 /// the route is back as soon as `isodhcp ready` is logged, before the client
 /// says anything, and a fresh DISCOVER from the same MAC gets the same address.
@@ -230,7 +230,7 @@ fn restart_restores_route_and_address() {
         "lease file entry {entry}"
     );
 
-    // Kernel state is left in place at shutdown (SPEC §7)...
+    // Kernel state is left in place at shutdown (design.md §Persistence)...
     let routes = lab.server_routes().unwrap();
     assert!(
         routes.iter().any(|r| r.host() == Some(lease.ip())),
@@ -361,7 +361,7 @@ fn xdp_off_detaches_a_leftover_program() {
     d.wait_exit(Duration::from_secs(10)).expect("exit");
     assert!(
         xdp_attached(),
-        "the pinned program stays attached across a restart (SPEC §9)"
+        "the pinned program stays attached across a restart (design.md §Datapath)"
     );
     drop(d);
     cfg.xdp = XdpMode::Off;

@@ -1,9 +1,9 @@
-//! `--hook-file` end to end (SPEC §8): the daemon runs the hook with the
+//! `--hook-file` end to end (design.md §Hooks): the daemon runs the hook with the
 //! documented argv and environment when a lease is committed and when it is
 //! released, and a slow hook never delays the DHCP exchange.
 //!
 //! Needs root, iproute2, isc-dhcp-client and the daemon binary (see
-//! `foundation.rs`). Run single-threaded: `cargo xtask test -- --test-threads=1`.
+//! `daemon_foundation.rs`). Run single-threaded: `cargo xtask test -- --test-threads=1`.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::OpenOptionsExt;

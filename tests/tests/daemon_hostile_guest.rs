@@ -2,7 +2,7 @@
 //! attack with crafted frames from a client namespace and checks what an
 //! operator sees afterwards (`--status`, a stock dhclient).
 //!
-//! `cargo test -p isodhcp-tests --release --test hostile_guest -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test daemon_hostile_guest -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -1,9 +1,9 @@
-//! RFC 2131 §4.3.5 (INFORM) and SPEC §5: ACK without yiaddr and without a
+//! RFC 2131 §4.3.5 (INFORM) and design.md §Protocol: ACK without yiaddr and without a
 //! lease time, with the mode's mask and router, DNS and custom options,
 //! unicast to ciaddr; ciaddr outside the pool is ignored.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test rfc2131_4_3_5_inform -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test dhcp_inform -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 

@@ -1,9 +1,9 @@
-//! SPEC §5 options in OFFER/ACK: 51/58/59 values, parameter-request-list
+//! Options in OFFER/ACK (design.md §Options): 51/58/59 values, parameter-request-list
 //! order, option 57, padding, hostname never echoed, custom options,
 //! option 82 echoed unchanged.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_5_options -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test dhcp_options -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 
@@ -215,7 +215,7 @@ fn max_message_size_honoured() {
     );
 }
 
-/// RFC 3046 / SPEC §5: option 82 inserted by an access point (giaddr 0) is
+/// RFC 3046 / design.md §Protocol: option 82 inserted by an access point (giaddr 0) is
 /// echoed unchanged in OFFER and ACK.
 #[test]
 fn option_82_echoed_unchanged() {

@@ -1,8 +1,8 @@
 //! RFC 2131 §4.3.2 (REQUEST in SELECTING, INIT-REBOOT, RENEWING/REBINDING)
-//! and the NAK rules of SPEC §5, with crafted frames.
+//! and the NAK rules of design.md §Protocol, with crafted frames.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test rfc2131_4_3_2_request -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test dhcp_request -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn ip(h: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, h)
 }
 
-/// SPEC §5: a NAK carries exactly 53, 54 and 56, goes to
+/// design.md §Protocol: a NAK carries exactly 53, 54 and 56, goes to
 /// ff:ff:ff:ff:ff:ff / 255.255.255.255 and has no yiaddr.
 fn assert_nak(r: &Captured, what: &str) {
     assert_eq!(r.kind(), Some(MessageType::Nak), "{what}: expected NAK");
@@ -216,7 +216,7 @@ fn renewing_unicast_and_nak() {
     assert_eq!(r.dst_mac, a, "RENEWING ACK must go to the client MAC");
     assert_eq!(r.src_ip, SERVER_IP);
 
-    // Broadcast flag set but ciaddr set: still unicast to ciaddr (§4.1).
+    // Broadcast flag set but ciaddr set: still unicast to ciaddr (RFC 2131 §4.1).
     let mut rb = request(MessageType::Request, a);
     rb.ciaddr = x;
     rb.flags |= isodhcp::wire::dhcp::FLAG_BROADCAST;

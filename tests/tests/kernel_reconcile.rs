@@ -1,11 +1,11 @@
-//! Reconcile (SPEC §6.4, §6.1, §6.2, §11): SIGUSR1 puts back what a lease
+//! Reconcile (design.md §Reconcile, §Routes, §Aliases, §Signals): SIGUSR1 puts back what a lease
 //! needs (host route, gateway alias, named-set elements, SNAT rule, the
 //! private table) and removes only what isodhcp made and no lease explains;
 //! the start-up reconcile removes stale proto-108 routes and nothing else.
 //!
 //! Needs root, iproute2, nftables and the daemon binary; `--xdp off`. Run
 //! single-threaded:
-//! `cargo test -p isodhcp-tests --release --test reconcile -- --test-threads=1`.
+//! `cargo test -p isodhcp-tests --release --test kernel_reconcile -- --test-threads=1`.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

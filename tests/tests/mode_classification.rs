@@ -1,10 +1,10 @@
-//! SPEC §4.4/§4.5 classification: vendor class (option 60, case-insensitive
-//! substring) selects compat; precedence MAC > OUI > vendor, compat beats
-//! playground at one level; the vendor class is remembered with the lease;
-//! masquerade is an orthogonal flag stored with the lease.
+//! Classification (design.md §Classification, §Masquerade): vendor class (option 60,
+//! case-insensitive substring) selects compat; precedence MAC > OUI > vendor, compat beats
+//! playground at one level; the vendor class is remembered with the lease; masquerade is an
+//! orthogonal flag stored with the lease.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_4_5_classification -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test mode_classification -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 

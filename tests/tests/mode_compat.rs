@@ -1,10 +1,10 @@
-//! SPEC §4.2 compat /30 micro-segments: a stock busybox udhcpc configures
+//! Compat /30 micro-segments (design.md §Compat mode): a stock busybox udhcpc configures
 //! base+2/30 with the default route via base+1, the server holds the alias
 //! base+1/30 and reaches it through that connected route; a release removes
 //! the alias; blocks are the lowest aligned /30 whose four addresses are free.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_4_2_compat -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test mode_compat -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

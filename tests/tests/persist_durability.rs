@@ -1,13 +1,13 @@
-//! Persistence (SPEC §7, §11, §12): crash consistency under `kill -9`
-//! during a stream of new leases, a corrupt lease file, file modes, and
-//! graceful shutdown on SIGTERM/SIGINT/SIGHUP.
+//! Persistence (design.md §Persistence, §Signals, §Privileges): crash consistency under `kill -9`
+//! during a stream of new leases, a corrupt lease file, file modes, and graceful shutdown on
+//! SIGTERM/SIGINT/SIGHUP.
 //!
 //! Leases come from crafted DORA exchanges (AF_PACKET in a client namespace,
 //! one MAC per lease). Needs root, iproute2 and the daemon binary;
 //! `--xdp off`. `ISODHCP_TEST_SEED` replays the random kill points,
 //! `ISODHCP_KILL_ROUNDS` changes the number of rounds (default 20). Run
 //! single-threaded:
-//! `cargo test -p isodhcp-tests --release --test durability -- --test-threads=1`.
+//! `cargo test -p isodhcp-tests --release --test persist_durability -- --test-threads=1`.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

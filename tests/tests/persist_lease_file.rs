@@ -1,7 +1,7 @@
 //! The lease file on disk while the daemon runs: a new lease shows in the
 //! JSON file itself within a second, and a lease folder others may write is
 //! refused. Needs root; `--xdp off`.
-//! `cargo test -p isodhcp-tests --release --test lease_file -- --test-threads=1`.
+//! `cargo test -p isodhcp-tests --release --test persist_lease_file -- --test-threads=1`.
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;

@@ -1,8 +1,8 @@
-//! SPEC §4.7: DECLINE quarantine (600 s, persisted, survives a restart),
+//! design.md §Quarantine: DECLINE quarantine (600 s, persisted, survives a restart),
 //! DECLINE from a non-owner ignored, neighbour-table conflict detection.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_4_7_quarantine -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test pool_quarantine -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

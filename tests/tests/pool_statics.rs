@@ -1,10 +1,10 @@
-//! SPEC §4.6 static entries: reserved at start (route / alias present as
+//! Static entries (design.md §Statics): reserved at start (route / alias present as
 //! soon as the daemon is ready, before any client speaks), handed out
 //! exactly, never returned to the pool, configured hostname kept; invalid
 //! entries are fatal (exit 2, one line naming --static).
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_4_6_statics -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test pool_statics -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! SPEC §9 end to end: a bounded random-MAC DISCOVER flood runs while a
+//! design.md §Admission, end to end: a bounded random-MAC DISCOVER flood runs while a
 //! real dhclient that already holds a lease renews (unicast REQUEST with
 //! ciaddr, as dhclient sends at T1) and rebinds (broadcast REQUEST with
 //! ciaddr, as at T2) with its own MAC, and re-runs dhclient (INIT-REBOOT).
