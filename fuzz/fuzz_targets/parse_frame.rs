@@ -1,7 +1,7 @@
 //! Feeds arbitrary bytes through everything that touches network input:
 //! admission's frame checks (the parser the XDP program runs), frame
-//! parsing, DHCP parsing, the lease engine and reply encoding. Any
-//! panic is a bug (no panic on anything from the network), and so is
+//! parsing, DHCP parsing, the lease engine and reply encoding. Any panic is
+//! a bug (design.md §Protocol: no panic on anything from the network), and so is
 //! an engine whose bookkeeping disagrees with itself or loses an address
 //! after any input (checked after every call).
 #![no_main]

@@ -214,6 +214,7 @@ fn malformed_and_foreign() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 
 #[test]
 fn every_check_gives_the_same_verdict() {
+    isodhcp_tests::needs_root!("BPF");
     let mut b = Both::new(limits((1, 1000), (1, 1000), (1, 1000)));
     for (what, f, counter) in malformed_and_foreign() {
         let c = b.same(&f, what);
@@ -233,6 +234,7 @@ fn every_check_gives_the_same_verdict() {
 
 #[test]
 fn every_truncation_gives_the_same_verdict() {
+    isodhcp_tests::needs_root!("BPF");
     let mut b = Both::new(limits((1, 1000), (1, 1000), (1, 1000)));
     for tags in [&[][..], &[(0x8100, 0)], &[(0x88a8, 0), (0x8100, 0)]] {
         let f = with_tags(discover(mac(2)), tags);
@@ -245,6 +247,7 @@ fn every_truncation_gives_the_same_verdict() {
 
 #[test]
 fn random_corruption_gives_the_same_verdict() {
+    isodhcp_tests::needs_root!("BPF");
     // A fixed xorshift stream: reproducible, no extra crate. Flips one to
     // four bytes of a DISCOVER (tagged or not) in the first 80 bytes, where
     // every check looks, 3000 times.
@@ -273,6 +276,7 @@ fn random_corruption_gives_the_same_verdict() {
 
 #[test]
 fn limits_and_lists_give_the_same_verdicts() {
+    isodhcp_tests::needs_root!("BPF");
     // Per-MAC burst 2, global burst 12, new-client burst 3; all at 1/s.
     let mut b = Both::new(limits((1, 2), (1, 12), (1, 3)));
     let now = monotonic_ns();
@@ -320,6 +324,7 @@ fn limits_and_lists_give_the_same_verdicts() {
 
 #[test]
 fn deny_and_validation_apply_before_limits_are_written() {
+    isodhcp_tests::needs_root!("BPF");
     // The kernel before the daemon wrote its limits (abi 0) admits without
     // limits; the userspace path always has its limits. What both must
     // share even then is validation and the deny list.

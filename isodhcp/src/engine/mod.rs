@@ -1,17 +1,17 @@
-//! Lease engine: sans-IO DHCP server state machine (RFC 2131 §4.3, SPEC §4–§5).
+//! Lease engine: sans-IO DHCP server state machine (RFC 2131 §4.3, design.md §Modes, §Protocol).
 //!
 //! `Engine::handle(now, input) -> Vec<Effect>`: time is passed in (Unix
 //! milliseconds), nothing here reads a clock, opens a socket or talks to the
 //! kernel. Effects are returned in the order they must be carried out:
 //! kernel state first, then durable persistence, then the reply — so an ACK
-//! never leaves before the lease is bound and on disk (SPEC §5 "Commit").
+//! never leaves before the lease is bound and on disk (design.md §Commit order).
 //!
 //! Guarantees:
 //! - A DISCOVER only reserves an address for the offer hold; it commits
 //!   nothing (no binding, no write). Outstanding offers are capped; the
 //!   oldest is dropped first.
 //! - REQUEST handling follows RFC 2131 §4.3.2 by client state (SELECTING,
-//!   INIT-REBOOT, RENEWING/REBINDING) with the ACK/NAK/silence rules of SPEC §5.
+//!   INIT-REBOOT, RENEWING/REBINDING) with the ACK/NAK/silence rules of design.md §Protocol.
 //! - RELEASE and DECLINE are honoured only from the lease owner for its own
 //!   address; static addresses never return to the pool.
 //! - Every lookup is a hash or ordered-set operation: O(log n) in leases.
@@ -57,7 +57,7 @@ pub enum Input<'a> {
     /// BOOTREQUEST for Ethernet whose chaddr is the frame's source MAC, so
     /// the engine does not check those again. `in_use` lists addresses the
     /// kernel neighbour table shows as alive, among those
-    /// [`Engine::candidates`] named (SPEC §4.7); empty when not probed.
+    /// [`Engine::candidates`] named (design.md §Quarantine); empty when not probed.
     Dhcp {
         msg: &'a Message,
         in_use: &'a [Ipv4Addr],
@@ -82,7 +82,7 @@ pub enum Effect {
     Bind(Binding),
     /// A lease ended: undo what `Bind` did, hook `del`.
     Unbind(Binding),
-    /// The XDP known-clients map gains (`true`) or loses a MAC (SPEC §9).
+    /// The XDP known-clients map gains (`true`) or loses a MAC (design.md §Admission).
     Known(Mac, bool),
     /// Write the lease table durably before carrying out the next effect.
     PersistNow,
@@ -289,7 +289,7 @@ impl Engine {
         Some(l)
     }
 
-    /// What the executors need for a lease (SPEC §4, §6).
+    /// What the executors need for a lease (design.md §Modes, §Kernel state).
     pub fn binding(&self, l: &Lease) -> Binding {
         let (gateway, subnet) = match l.profile.mode {
             Mode::Isolated => (self.cfg.server_ip, None),
@@ -334,7 +334,7 @@ impl Engine {
         self.owners.get(&ip).copied()
     }
 
-    /// Bindings that should exist now (SPEC §6.4): one per static and per
+    /// Bindings that should exist now (design.md §Reconcile): one per static and per
     /// lease that has not expired (leases in grace have none until the
     /// client returns).
     pub fn desired(&self, now: Millis) -> Vec<Binding> {
@@ -386,7 +386,7 @@ impl Engine {
     /// What changed since the last call, for the lease store's journal: the
     /// record of every changed MAC (`None`: lease gone) and, if it changed,
     /// the whole quarantine. The caller writes it durably; the engine then
-    /// counts those expiries as written (renewal batching, SPEC §7).
+    /// counts those expiries as written (renewal batching, design.md §Persistence).
     pub fn take_dirty(&mut self) -> Dirty {
         let macs = std::mem::take(&mut self.dirty);
         let mut leases = Vec::with_capacity(macs.len());

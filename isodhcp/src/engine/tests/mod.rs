@@ -1,6 +1,6 @@
 //! Scripted timelines for the lease engine: each test feeds messages at given
 //! times and checks the effects, like a client and the kernel would see them.
-//! One file per area: RFC 2131 protocol rules, and SPEC §4 address modes.
+//! One file per area: RFC 2131 protocol rules, and the address modes (design.md §Modes).
 
 mod hostile;
 mod modes;

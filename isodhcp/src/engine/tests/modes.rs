@@ -1,5 +1,5 @@
-//! SPEC §4 address modes, classification, statics, quarantine, and the
-//! per-mode options of SPEC §5 (INFORM, option 82, custom options).
+//! Address modes (design.md §Modes), classification, statics, quarantine, and the
+//! per-mode options of design.md §Options (INFORM, option 82, custom options).
 
 use std::collections::HashSet;
 

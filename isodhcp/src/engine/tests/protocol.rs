@@ -1,4 +1,4 @@
-//! RFC 2131 §4.3 rules and SPEC §5: DISCOVER, REQUEST by client state,
+//! RFC 2131 §4.3 rules and design.md §Protocol: DISCOVER, REQUEST by client state,
 //! RELEASE, expiry, offer cap, restore and grace.
 
 use super::*;
