@@ -9,13 +9,17 @@ pub struct Limits {
     pub abi: u32,
     /// Per client MAC (`--rate-limit`, `--rate-burst`).
     pub mac_rate: u32,
+    /// Per client MAC burst (tokens).
     pub mac_burst: u32,
     /// Everything the daemon receives (`--global-rate-limit`; burst = 1 s worth).
     pub global_rate: u32,
+    /// Global burst (tokens).
     pub global_burst: u32,
     /// MACs the limiter has not seen yet (`--new-client-rate`; burst = 1 s worth).
     pub new_rate: u32,
+    /// New-client burst (tokens).
     pub new_burst: u32,
+    /// Keeps the layout free of implicit padding; always 0.
     pub _pad: u32,
 }
 
@@ -23,7 +27,9 @@ pub struct Limits {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {
+    /// Tokens left, in thousandths.
     pub tokens_milli: u64,
+    /// CLOCK_MONOTONIC ns up to which refill has been credited.
     pub last_ns: u64,
 }
 
@@ -54,8 +60,8 @@ impl Bucket {
     /// per collision, never a refill.
     #[inline(always)]
     pub fn take(&mut self, now_ns: u64, rate: u32, burst: u32) -> bool {
-        let cap = (burst as u64) * 1000;
-        let rate = rate as u64;
+        let cap = u64::from(burst) * 1000;
+        let rate = u64::from(rate);
         if self.last_ns == 0 {
             self.tokens_milli = cap;
             self.last_ns = now_ns;

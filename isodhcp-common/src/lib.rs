@@ -19,16 +19,25 @@
 //! | `fresh` | LRU hash | [`mac_key`] | [`Bucket`] (per-MAC) | kernel |
 //! | `xsks` | XSKMAP | RX queue | AF_XDP socket | daemon |
 #![no_std]
+#![warn(missing_docs)]
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "isodhcp_xdp";
+/// Verdict counters ([`Counters`]).
 pub const COUNTERS_MAP: &str = "counters";
+/// Admission limits ([`Limits`]).
 pub const LIMITS_MAP: &str = "limits";
+/// The shared buckets ([`GLOBAL_BUCKET`], [`NEW_CLIENT_BUCKET`]).
 pub const BUCKETS_MAP: &str = "buckets";
+/// Denied MACs and their expiry.
 pub const DENY_MAP: &str = "deny";
+/// Trusted MACs.
 pub const TRUST_MAP: &str = "trust";
+/// Known clients' per-MAC buckets.
 pub const KNOWN_MAP: &str = "known";
+/// Recently admitted unknown MACs' buckets (LRU).
 pub const FRESH_MAP: &str = "fresh";
+/// AF_XDP sockets by RX queue.
 pub const XSKS_MAP: &str = "xsks";
 /// Every map, in pin order.
 pub const MAPS: [&str; 8] = [
@@ -42,12 +51,19 @@ pub const MAPS: [&str; 8] = [
     XSKS_MAP,
 ];
 
+/// Index of the global budget in `buckets`.
 pub const GLOBAL_BUCKET: u32 = 0;
+/// Index of the new-client budget in `buckets`.
 pub const NEW_CLIENT_BUCKET: u32 = 1;
+/// Capacity of `deny`.
 pub const DENY_MAX: u32 = 4096;
+/// Capacity of `trust`.
 pub const TRUST_MAX: u32 = 4096;
+/// Capacity of `known`.
 pub const KNOWN_MAX: u32 = 65536;
+/// Capacity of `fresh` (and of the userspace table standing in for it).
 pub const FRESH_MAX: u32 = 8192;
+/// Capacity of `xsks` (RX queues served).
 pub const XSKS_MAX: u32 = 64;
 
 /// Bumped whenever a map layout changes, so stale pins from another build are
@@ -57,12 +73,12 @@ pub const ABI_VERSION: u32 = 3;
 /// Map key of a MAC address: the six bytes big-endian in the low 48 bits.
 #[inline(always)]
 pub fn mac_key(m: [u8; 6]) -> u64 {
-    ((m[0] as u64) << 40)
-        | ((m[1] as u64) << 32)
-        | ((m[2] as u64) << 24)
-        | ((m[3] as u64) << 16)
-        | ((m[4] as u64) << 8)
-        | (m[5] as u64)
+    (u64::from(m[0]) << 40)
+        | (u64::from(m[1]) << 32)
+        | (u64::from(m[2]) << 24)
+        | (u64::from(m[3]) << 16)
+        | (u64::from(m[4]) << 8)
+        | u64::from(m[5])
 }
 
 pub mod admit;

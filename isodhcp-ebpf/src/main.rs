@@ -78,7 +78,7 @@ fn act(ctx: &XdpContext, decision: Decision, count: impl Fn(Slot)) -> u32 {
         Decision::Deliver { .. } => {
             // XDP_PASS in the flags is the action on lookup miss (no socket
             // bound for this queue); with 0 the kernel returns XDP_ABORTED.
-            match XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {
+            match XSKS.redirect(ctx.rx_queue_index(), u64::from(xdp_action::XDP_PASS)) {
                 Ok(action) => {
                     count(Slot::Redirect);
                     action

@@ -78,7 +78,7 @@ impl Tables for Maps {
     fn fresh_insert(&mut self, key: u64, b: &Bucket) {
         // Fails only on memory pressure; a racing insert of the same key
         // simply wins. Either way the frame was already admitted.
-        let _ = FRESH.insert(key, b, BPF_ANY as u64);
+        let _ = FRESH.insert(key, b, u64::from(BPF_ANY));
     }
 
     #[inline(always)]
