@@ -11,7 +11,6 @@ use crate::datapath::{FrameIo, Origin};
 use crate::engine::{Binding, Effect, Mode, Reply};
 use crate::system::hooks::{HookAction, HookEvent};
 use crate::system::netlink::{Netlink, NetlinkError};
-use crate::system::nft::Snat;
 use crate::system::reconcile::{self, Fix, KernelState};
 use crate::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
 
@@ -243,48 +242,10 @@ impl Daemon {
                 self.needs_reconcile = true;
             }
         }
-        if let Err(e) = self.reconcile_nft(&bindings).await {
+        if let Err(e) = self.nft.reconcile(&bindings).await {
             warn!(error = %e, "firewall reconcile failed; will retry");
             self.needs_reconcile = true;
         }
-    }
-
-    async fn reconcile_nft(
-        &mut self,
-        bindings: &[Binding],
-    ) -> Result<(), crate::system::nft::NftError> {
-        let desired = self.nft.cfg.desired(bindings);
-        self.nft.check_sets().await;
-        if !self.nft.table_present().await {
-            info!(table = %self.nft.cfg.table, "reconcile: installing the nft table");
-            self.nft.install_table(&desired.snat).await?;
-        }
-        let mut cmds = Vec::new();
-        let observed: Vec<(Snat, u64)> = self.nft.observe_snat().await?;
-        let present: BTreeSet<Snat> = observed.iter().map(|(s, _)| *s).collect();
-        for (s, handle) in &observed {
-            if !desired.snat.contains(s) {
-                cmds.push(format!(
-                    "delete rule ip {} postrouting handle {handle}",
-                    self.nft.cfg.table
-                ));
-            }
-        }
-        let missing_snat: Vec<Snat> = desired.snat.difference(&present).copied().collect();
-        let elements = self.nft.observe_elements().await?;
-        let mut missing_el = Vec::new();
-        for (set, want) in &desired.elements {
-            // Sets that do not exist are skipped (warned about by check_sets).
-            let Some(have) = elements.get(set) else {
-                continue;
-            };
-            missing_el.extend(want.difference(have).map(|e| (set.clone(), *e)));
-        }
-        cmds.extend(self.nft.cfg.add_commands(&missing_el, &missing_snat));
-        if !cmds.is_empty() {
-            info!(count = cmds.len(), "reconcile: fixing firewall state");
-        }
-        self.nft.run_batch(&cmds).await
     }
 }
 
