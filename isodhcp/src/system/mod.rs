@@ -4,6 +4,7 @@
 
 pub mod detect;
 pub mod hooks;
+pub mod kernel;
 pub mod netlink;
 pub mod nft;
 pub mod reconcile;
