@@ -13,7 +13,7 @@ use crate::datapath::{Origin, PortGuard};
 use crate::engine::{ConfigError, Engine, EngineConfig, Mode};
 use crate::store::LeaseStore;
 use crate::system::detect;
-use crate::system::hooks::{HookConfig, Hooks};
+use crate::system::hooks::{self, HookConfig, Hooks};
 use crate::system::netlink::Netlink;
 use crate::system::nft::{Nft, NftConfig};
 use tokio::sync::mpsc;
@@ -142,29 +142,14 @@ pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
         sets: cfg.nft_sets.clone(),
     });
     let hooks = cfg.hook_file.as_ref().map(|path| {
-        let isolation = match cfg.isolation {
-            Isolation::On => "on",
-            Isolation::Off => "off",
-            Isolation::System => "system",
-        };
-        let env = vec![
-            ("ISODHCP_PID".to_string(), std::process::id().to_string()),
-            ("ISODHCP_INTERFACE".to_string(), cfg.interface.clone()),
-            ("ISODHCP_SERVER_IP".to_string(), server_ip.to_string()),
-            ("ISODHCP_POOL_CIDR".to_string(), pool.to_string()),
-            (
-                "ISODHCP_DNS".to_string(),
-                dns.iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            (
-                "ISODHCP_LEASE_FILE".to_string(),
-                cfg.lease_file.display().to_string(),
-            ),
-            ("ISODHCP_ISOLATION".to_string(), isolation.to_string()),
-        ];
+        let env = hooks::daemon_env(&hooks::DaemonFacts {
+            interface: &cfg.interface,
+            server_ip,
+            pool,
+            dns: &dns,
+            lease_file: &cfg.lease_file,
+            isolation: cfg.isolation,
+        });
         Hooks::new(HookConfig::new(path.clone(), env))
     });
 
