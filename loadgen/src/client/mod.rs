@@ -142,6 +142,14 @@ pub struct ClientResult {
     pub elapsed: Duration,
 }
 
+/// What a phase's step decided (see `Engine::run_phase`).
+enum Step {
+    /// The phase is complete.
+    Done,
+    /// Go on; wake at this instant at the latest (besides timeouts).
+    Wait(Option<Instant>),
+}
+
 /// Where a paced plan stands in its start schedule.
 struct Pace {
     /// `known`, `new`: when the next attempt is due.
@@ -445,12 +453,36 @@ impl Engine<'_> {
     /// drains; sets `res.elapsed`.
     fn main_phase(&mut self, buf: &mut [u8]) -> Result<()> {
         let start = Instant::now();
-        let stop_starting = start + self.cfg.duration;
-        let hard_stop = stop_starting + self.cfg.drain();
         let mut pace = Pace {
             next_start: start,
             started: 0,
         };
+        self.run_phase(start, buf, |e, starting, now| {
+            if e.start_due(starting, now, &mut pace)? || (!starting && e.open.is_empty()) {
+                return Ok(Step::Done);
+            }
+            // Paced plans also wake for their next start; `dora` starts only
+            // when a reply or a timeout frees a slot (no busy polling).
+            let paced = starting && !matches!(e.cfg.plan, Plan::Dora { .. });
+            Ok(Step::Wait(paced.then(|| pace.next_start.max(now))))
+        })?;
+        self.res.elapsed = start.elapsed();
+        Ok(())
+    }
+
+    /// The event loop of a phase that began at `start`. Each turn, `step`
+    /// starts what is due (`starting`: still within `duration`) and says
+    /// whether the phase is complete or, besides the next timeout, until
+    /// when at the latest to wait; at the hard stop (`duration` + drain)
+    /// whatever is still open is abandoned.
+    fn run_phase(
+        &mut self,
+        start: Instant,
+        buf: &mut [u8],
+        mut step: impl FnMut(&mut Self, bool, Instant) -> Result<Step>,
+    ) -> Result<()> {
+        let stop_starting = start + self.cfg.duration;
+        let hard_stop = stop_starting + self.cfg.drain();
         // Bounded by hard_stop: every pump waits at most 50 ms.
         loop {
             let now = Instant::now();
@@ -459,21 +491,16 @@ impl Engine<'_> {
                 break;
             }
             let starting = now < stop_starting;
-            if self.start_due(starting, now, &mut pace)? {
-                break;
-            }
-            if !starting && self.open.is_empty() {
-                break;
-            }
+            let wake = match step(self, starting, now)? {
+                Step::Done => break,
+                Step::Wait(wake) => wake,
+            };
             let mut until = self.next_timeout().unwrap_or(hard_stop).min(hard_stop);
-            // Paced plans also wake for their next start; `dora` starts only
-            // when a reply or a timeout frees a slot (no busy polling).
-            if starting && !matches!(self.cfg.plan, Plan::Dora { .. }) {
-                until = until.min(pace.next_start.max(now));
+            if let Some(w) = wake {
+                until = until.min(w);
             }
             self.pump(until, buf)?;
         }
-        self.res.elapsed = start.elapsed();
         Ok(())
     }
 
@@ -540,18 +567,9 @@ impl Engine<'_> {
         let leases = std::mem::take(&mut self.leases);
         let total = leases.len() * rounds as usize;
         let start = Instant::now();
-        let stop_starting = start + self.cfg.duration;
-        let hard_stop = stop_starting + self.cfg.drain();
         let mut next = 0usize;
-        // Bounded by hard_stop: every pump waits at most 50 ms.
-        loop {
-            let now = Instant::now();
-            if now >= hard_stop {
-                self.abandon_all();
-                break;
-            }
-            let starting = now < stop_starting;
-            while starting && next < total && self.open.len() < inflight {
+        self.run_phase(start, buf, |e, starting, now| {
+            while starting && next < total && e.open.len() < inflight {
                 let (mac, l) = leases[next % leases.len()];
                 next += 1;
                 let req = Req::Renew {
@@ -559,14 +577,13 @@ impl Engine<'_> {
                     server_ip: l.server_ip,
                     server_mac: l.server_mac,
                 };
-                self.start(mac, req, Bucket::Renew, now)?;
+                e.start(mac, req, Bucket::Renew, now)?;
             }
-            if self.open.is_empty() && (!starting || next >= total) {
-                break;
+            if e.open.is_empty() && (!starting || next >= total) {
+                return Ok(Step::Done);
             }
-            let until = self.next_timeout().unwrap_or(hard_stop).min(hard_stop);
-            self.pump(until, buf)?;
-        }
+            Ok(Step::Wait(None))
+        })?;
         self.res.renew_elapsed = start.elapsed();
         self.res.renew = Some(std::mem::take(&mut self.renew));
         Ok(())
