@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::util::{is_root, output, run as sh};
+use crate::util::{host_cargo, is_root, output, run as sh};
 
 /// Debian packages: LLVM 22 for bpf-linker, eBPF/network tools for the tests,
 /// and the DHCP clients/servers the interoperability tests drive.
@@ -163,22 +163,6 @@ fn bpffs(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
         needs_root.push(format!("mount -t bpf bpf {BPFFS}"));
     }
     Ok(())
-}
-
-/// `cargo` for `cargo install` of host tools: without the variables the
-/// xtask's own cargo run sets (toolchain, flags, target directory).
-fn host_cargo() -> Command {
-    let mut cmd = Command::new("cargo");
-    for k in [
-        "RUSTC",
-        "RUSTUP_TOOLCHAIN",
-        "CARGO",
-        "RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-    ] {
-        cmd.env_remove(k);
-    }
-    cmd
 }
 
 fn dpkg_installed(pkg: &str) -> bool {
