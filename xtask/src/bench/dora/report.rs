@@ -27,6 +27,16 @@ pub(super) fn opt(x: Option<u64>) -> String {
     x.map_or("-".into(), |v| v.to_string())
 }
 
+/// Headers of [`stat_cells`].
+const STAT_HEADERS: [&str; 6] = [
+    "ok/attempts",
+    "NAK",
+    "retries",
+    "timeouts",
+    "p50 ms",
+    "p99 ms",
+];
+
 /// Cells about one attempt-stats object: ok/attempts, NAK, retries,
 /// failed+abandoned, p50, p99.
 pub(super) fn stat_cells(s: &Value) -> [String; 6] {
@@ -157,15 +167,34 @@ pub(super) fn render(
     out
 }
 
-/// `ns/host, fulls`: neighbour entries in the server namespace and host-wide,
-/// and ARP table overflows during the run.
-fn neigh_cell(c: &Checks) -> String {
-    format!(
-        "{}/{}, {}",
-        c.neigh_ns,
-        opt(c.arp_entries),
-        opt(c.arp_table_fulls)
-    )
+/// The cost and lease-state columns the DORA and the scale table end with.
+const STATE_HEADERS: [&str; 6] = [
+    "CPU %",
+    "durable writes (mean ms)",
+    "leases ctl/file",
+    "routes",
+    "set elems",
+    "neigh (ns/host, fulls)",
+];
+
+/// A run's cells under [`STATE_HEADERS`]; the neighbour cell is `ns/host,
+/// fulls`: entries in the server namespace and host-wide, and ARP table
+/// overflows during the run.
+fn state_cells(r: &Run) -> [String; 6] {
+    let c = &r.checks;
+    [
+        format!("{:.0}", r.cpu_pct),
+        commit_cell(r),
+        format!("{}/{}", opt(c.ctl_leases), opt(c.file_leases)),
+        opt(c.routes),
+        opt(c.set_elements),
+        format!(
+            "{}/{}, {}",
+            c.neigh_ns,
+            opt(c.arp_entries),
+            opt(c.arp_table_fulls)
+        ),
+    ]
 }
 
 /// Full DORA: the median run of each server, compared with Kea's.
@@ -180,50 +209,27 @@ fn dora_table(opts: &crate::bench::BenchOpts, med: &[(&Run, f64, f64, usize)]) -
         opts.clients, opts.inflight, opts.runs
     );
     let mut cells = vec![
-        [
-            "server",
-            "leases/s",
-            "min–max",
-            "ok/attempts",
-            "NAK",
-            "retries",
-            "timeouts",
-            "p50 ms",
-            "p99 ms",
-            "× Kea",
-            "p99 / Kea p99",
-            "CPU %",
-            "durable writes (mean ms)",
-            "leases ctl/file",
-            "routes",
-            "set elems",
-            "neigh (ns/host, fulls)",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ["server", "leases/s", "min–max"]
+            .into_iter()
+            .chain(STAT_HEADERS)
+            .chain(["× Kea", "p99 / Kea p99"])
+            .chain(STATE_HEADERS)
+            .map(String::from)
+            .collect(),
     ];
     for (r, lo, hi, _) in med {
-        let s = stat_cells(&r.out["stats"]);
-        let c = &r.checks;
-        cells.push(vec![
+        let mut row = vec![
             r.server.label().into(),
             format!("{:.0}", r.leases_per_s()),
             format!("{lo:.0}–{hi:.0}"),
-            s[0].clone(),
-            s[1].clone(),
-            s[2].clone(),
-            s[3].clone(),
-            s[4].clone(),
-            s[5].clone(),
+        ];
+        row.extend(stat_cells(&r.out["stats"]));
+        row.extend([
             ratio(Some(r.leases_per_s()), kea_lps),
             ratio(r.out["stats"]["p99_ms"].as_f64(), kea_p99),
-            format!("{:.0}", r.cpu_pct),
-            commit_cell(r),
-            format!("{}/{}", opt(c.ctl_leases), opt(c.file_leases)),
-            opt(c.routes),
-            opt(c.set_elements),
-            neigh_cell(c),
         ]);
+        row.extend(state_cells(r));
+        cells.push(row);
     }
     out += &render_cells(&cells);
     out
@@ -239,19 +245,12 @@ fn renew_table(opts: &crate::bench::BenchOpts, renewing: &[&Server], runs: &[Run
         opts.renew_rounds, opts.inflight, opts.runs
     );
     let mut cells = vec![
-        [
-            "server",
-            "renewals/s",
-            "ok/attempts",
-            "NAK",
-            "retries",
-            "timeouts",
-            "p50 ms",
-            "p99 ms",
-            "× Kea",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ["server", "renewals/s"]
+            .into_iter()
+            .chain(STAT_HEADERS)
+            .chain(["× Kea"])
+            .map(String::from)
+            .collect(),
     ];
     for &&s in renewing {
         let rps = median_of(runs, s, Run::renew_per_s);
@@ -263,18 +262,10 @@ fn renew_table(opts: &crate::bench::BenchOpts, renewing: &[&Server], runs: &[Run
         else {
             continue;
         };
-        let x = stat_cells(&r.out["renew"]["stats"]);
-        cells.push(vec![
-            s.label().into(),
-            f0(rps),
-            x[0].clone(),
-            x[1].clone(),
-            x[2].clone(),
-            x[3].clone(),
-            x[4].clone(),
-            x[5].clone(),
-            ratio(rps, kea_r),
-        ]);
+        let mut row = vec![s.label().into(), f0(rps)];
+        row.extend(stat_cells(&r.out["renew"]["stats"]));
+        row.push(ratio(rps, kea_r));
+        cells.push(row);
     }
     out += &render_cells(&cells);
     out
@@ -308,23 +299,18 @@ fn scale_table(
             "p99 ms",
             "renewals/s",
             "renew p99 ms",
-            "CPU %",
-            "durable writes (mean ms)",
-            "leases ctl/file",
-            "routes",
-            "set elems",
-            "neigh (ns/host, fulls)",
         ]
+        .into_iter()
+        .chain(STATE_HEADERS)
         .map(String::from)
-        .to_vec(),
+        .collect(),
     ];
     let small = med.iter().filter(|m| m.0.server.is_isodhcp()).map(|m| m.0);
     let big = medians(servers, scale);
     for r in small.chain(big.iter().map(|m| m.0)) {
         let s = stat_cells(&r.out["stats"]);
         let x = stat_cells(&r.out["renew"]["stats"]);
-        let c = &r.checks;
-        cells.push(vec![
+        let mut row = vec![
             r.server.label().into(),
             r.clients.to_string(),
             format!("{:.0}", r.leases_per_s()),
@@ -334,13 +320,9 @@ fn scale_table(
             s[5].clone(),
             f0(r.renew_per_s()),
             x[5].clone(),
-            format!("{:.0}", r.cpu_pct),
-            commit_cell(r),
-            format!("{}/{}", opt(c.ctl_leases), opt(c.file_leases)),
-            opt(c.routes),
-            opt(c.set_elements),
-            neigh_cell(c),
-        ]);
+        ];
+        row.extend(state_cells(r));
+        cells.push(row);
     }
     out += &render_cells(&cells);
     out
