@@ -110,19 +110,7 @@ fn start_flood(flooder: &Client) -> Flood {
 /// XDP.
 fn admission_counters(lab: &Lab, xdp: XdpMode) -> serde_json::Value {
     match xdp {
-        XdpMode::Off => {
-            let out = Command::new(isodhcp_bin().unwrap())
-                .args([
-                    "--socket",
-                    daemon_socket(lab).to_str().unwrap(),
-                    "--status",
-                    "--json",
-                ])
-                .output()
-                .expect("isodhcp --status");
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-            v["admission"].clone()
-        }
+        XdpMode::Off => ctl_json(lab, "--status")["admission"].clone(),
         _ => {
             let pin = lab.pin_dir().join("counters");
             let v =
@@ -169,16 +157,7 @@ fn worst_renew_rebind(d: &Dhcp, mac: isodhcp::wire::Mac, ip: std::net::Ipv4Addr)
 /// No flood MAC holds a lease: every lease the daemon has is the holder's
 /// (`holder_mac`).
 fn assert_only_holder_leased(lab: &Lab, holder_mac: &str) {
-    let out = Command::new(isodhcp_bin().unwrap())
-        .args([
-            "--socket",
-            daemon_socket(lab).to_str().unwrap(),
-            "--dump=leases",
-            "--json",
-        ])
-        .output()
-        .expect("dump");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("dump JSON");
+    let v = ctl_json(lab, "--dump=leases");
     let leases = v["leases"].as_array().expect("leases");
     assert_eq!(
         leases.len(),
@@ -245,6 +224,20 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
 
     assert_only_holder_leased(&lab, &holder.mac);
     drop(daemon);
+}
+
+/// `isodhcp --socket <lab socket> <what> --json`, parsed.
+fn ctl_json(lab: &Lab, what: &str) -> serde_json::Value {
+    let out = Command::new(isodhcp_bin().unwrap())
+        .args([
+            "--socket",
+            daemon_socket(lab).to_str().unwrap(),
+            what,
+            "--json",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("isodhcp {what}: {e}"));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what} JSON: {e}"))
 }
 
 fn daemon_socket(lab: &Lab) -> PathBuf {
