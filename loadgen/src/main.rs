@@ -156,40 +156,7 @@ fn run(cli: Cli) -> Result<()> {
             mac_prefix,
             tags,
         } => {
-            if frames == 0 || frames > MAX_FRAMES {
-                bail!("--frames must be 1..={MAX_FRAMES}");
-            }
-            let cfg = FloodConfig {
-                rate,
-                max_frames: frames,
-                duration: seconds(s)?,
-                mac_prefix: prefix(&mac_prefix)?,
-                tags: isodhcp_loadgen::packet::parse_tags(&tags)?,
-            };
-            let sock = PacketSocket::open(&cli.iface, false)?;
-            eprintln!(
-                "loadgen: flood on {} ({}): rate {}, at most {} frames / {} s",
-                cli.iface,
-                sock.mac,
-                if rate == 0 {
-                    "max".to_string()
-                } else {
-                    format!("{rate}/s")
-                },
-                frames,
-                s
-            );
-            eprintln!("loadgen: ready");
-            let mut rng = rng;
-            let r = flood::run(&sock, &cfg, &mut rng)?;
-            eprintln!(
-                "loadgen: flood done: {} frames in {:.2} s = {:.0}/s ({} refused)",
-                r.sent,
-                r.elapsed.as_secs_f64(),
-                r.rate(),
-                r.refused
-            );
-            println!("{}", flood::to_json(&cfg, &r));
+            run_flood(&cli.iface, rng, rate, frames, s, &mac_prefix, &tags)?;
         }
         Mode::Probe {
             kind,
@@ -206,18 +173,7 @@ fn run(cli: Cli) -> Result<()> {
             let sock = PacketSocket::open(&cli.iface, true)?;
             let interval = Duration::from_millis(interval.max(1));
             let plan = match kind {
-                Kind::Known => Plan::Known {
-                    mac: match mac {
-                        Some(m) => Mac::parse(&m).with_context(|| format!("bad --mac {m:?}"))?,
-                        None => sock.mac,
-                    },
-                    interval,
-                    repeat: match repeat {
-                        RepeatArg::Renew => Repeat::Renew,
-                        RepeatArg::Rebind => Repeat::Rebind,
-                        RepeatArg::Dora => Repeat::Dora,
-                    },
-                },
+                Kind::Known => known_plan(mac.as_deref(), sock.mac, interval, repeat)?,
                 Kind::New => Plan::New {
                     interval,
                     max_inflight: max_inflight.clamp(1, 4096),
@@ -249,6 +205,69 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `flood`: validates the limits, sends, prints the JSON report.
+fn run_flood(
+    iface: &str,
+    mut rng: Rng,
+    rate: u64,
+    frames: u64,
+    s: u64,
+    mac_prefix: &str,
+    tags: &str,
+) -> Result<()> {
+    if frames == 0 || frames > MAX_FRAMES {
+        bail!("--frames must be 1..={MAX_FRAMES}");
+    }
+    let cfg = FloodConfig {
+        rate,
+        max_frames: frames,
+        duration: seconds(s)?,
+        mac_prefix: prefix(mac_prefix)?,
+        tags: isodhcp_loadgen::packet::parse_tags(tags)?,
+    };
+    let sock = PacketSocket::open(iface, false)?;
+    eprintln!(
+        "loadgen: flood on {} ({}): rate {}, at most {} frames / {} s",
+        iface,
+        sock.mac,
+        if rate == 0 {
+            "max".to_string()
+        } else {
+            format!("{rate}/s")
+        },
+        frames,
+        s
+    );
+    eprintln!("loadgen: ready");
+    let r = flood::run(&sock, &cfg, &mut rng)?;
+    eprintln!(
+        "loadgen: flood done: {} frames in {:.2} s = {:.0}/s ({} refused)",
+        r.sent,
+        r.elapsed.as_secs_f64(),
+        r.rate(),
+        r.refused
+    );
+    println!("{}", flood::to_json(&cfg, &r));
+    Ok(())
+}
+
+/// `probe --kind known`: the plan for one fixed MAC (`--mac`, default the
+/// interface's).
+fn known_plan(mac: Option<&str>, own: Mac, interval: Duration, repeat: RepeatArg) -> Result<Plan> {
+    Ok(Plan::Known {
+        mac: match mac {
+            Some(m) => Mac::parse(m).with_context(|| format!("bad --mac {m:?}"))?,
+            None => own,
+        },
+        interval,
+        repeat: match repeat {
+            RepeatArg::Renew => Repeat::Renew,
+            RepeatArg::Rebind => Repeat::Rebind,
+            RepeatArg::Dora => Repeat::Dora,
+        },
+    })
 }
 
 fn run_clients(

@@ -67,6 +67,85 @@ fn setsockopt<T>(
     check(rc, what).map(|_| ())
 }
 
+/// Best-effort transmit tuning: bypass the qdisc layer (veth has none
+/// anyway) and a 4 MiB send buffer.
+fn tune_send(fd: RawFd) {
+    let one: libc::c_int = 1;
+    let _ = setsockopt(
+        fd,
+        libc::SOL_PACKET,
+        PACKET_QDISC_BYPASS,
+        &one,
+        "PACKET_QDISC_BYPASS",
+    );
+    let sndbuf: libc::c_int = 4 << 20;
+    let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &sndbuf, "SO_SNDBUF");
+}
+
+/// Receive set-up: the IPv4/UDP-to-port-68 filter (required), then, best
+/// effort, no copies of our own frames and a 4 MiB receive buffer.
+fn setup_receive(fd: RawFd) -> Result<()> {
+    let one: libc::c_int = 1;
+    let prog = libc::sock_fprog {
+        len: FILTER_UDP_DST_68.len() as u16,
+        filter: FILTER_UDP_DST_68.as_ptr() as *mut _,
+    };
+    setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_FILTER,
+        &prog,
+        "SO_ATTACH_FILTER",
+    )?;
+    let _ = setsockopt(
+        fd,
+        libc::SOL_PACKET,
+        PACKET_IGNORE_OUTGOING,
+        &one,
+        "PACKET_IGNORE_OUTGOING",
+    );
+    let rcvbuf: libc::c_int = 4 << 20;
+    let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf, "SO_RCVBUF");
+    Ok(())
+}
+
+/// Binds the socket to `ifindex` for ethertype `proto` (host order; 0:
+/// receive nothing).
+fn bind_ll(fd: RawFd, ifindex: i32, proto: u16) -> Result<()> {
+    // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto.to_be();
+    sll.sll_ifindex = ifindex;
+    // SAFETY: sll is a valid sockaddr_ll of the given size.
+    check(
+        unsafe {
+            libc::bind(
+                fd,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        },
+        "bind(AF_PACKET)",
+    )?;
+    Ok(())
+}
+
+/// The interface's MAC: getsockname() on a bound packet socket reports the
+/// device address.
+fn bound_mac(fd: RawFd) -> Result<Mac> {
+    // SAFETY: out-parameters sized correctly.
+    let mut got: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    check(
+        unsafe { libc::getsockname(fd, (&mut got as *mut libc::sockaddr_ll).cast(), &mut len) },
+        "getsockname(AF_PACKET)",
+    )?;
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&got.sll_addr[..6]);
+    Ok(Mac(mac))
+}
+
 impl PacketSocket {
     /// Opens a socket on `ifname`. `receive`: also receive IPv4/UDP frames to
     /// port 68 (classic BPF filter, attached before binding, so nothing else
@@ -86,95 +165,18 @@ impl PacketSocket {
         )?;
         // SAFETY: fresh fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let one: libc::c_int = 1;
-        // Best effort: bypass the qdisc layer (veth has none anyway).
-        let _ = setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            PACKET_QDISC_BYPASS,
-            &one,
-            "PACKET_QDISC_BYPASS",
-        );
-        let sndbuf: libc::c_int = 4 << 20;
-        let _ = setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            &sndbuf,
-            "SO_SNDBUF",
-        );
+        tune_send(fd.as_raw_fd());
         let proto = if receive {
-            let prog = libc::sock_fprog {
-                len: FILTER_UDP_DST_68.len() as u16,
-                filter: FILTER_UDP_DST_68.as_ptr() as *mut _,
-            };
-            setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                &prog,
-                "SO_ATTACH_FILTER",
-            )?;
-            let _ = setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                PACKET_IGNORE_OUTGOING,
-                &one,
-                "PACKET_IGNORE_OUTGOING",
-            );
-            let rcvbuf: libc::c_int = 4 << 20;
-            let _ = setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &rcvbuf,
-                "SO_RCVBUF",
-            );
+            setup_receive(fd.as_raw_fd())?;
             ETH_P_IP
         } else {
             0
         };
-        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto.to_be();
-        sll.sll_ifindex = ifindex;
-        // SAFETY: sll is a valid sockaddr_ll of the given size.
-        check(
-            unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            },
-            "bind(AF_PACKET)",
-        )?;
-        // The interface's MAC: getsockname() reports the device address.
-        // SAFETY: out-parameters sized correctly.
-        let mut got: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        check(
-            unsafe {
-                libc::getsockname(
-                    fd.as_raw_fd(),
-                    (&mut got as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
-            },
-            "getsockname(AF_PACKET)",
-        )?;
-        let mut mac = [0u8; 6];
-        mac.copy_from_slice(&got.sll_addr[..6]);
-        Ok(PacketSocket {
-            fd,
-            ifindex,
-            mac: Mac(mac),
-        })
+        bind_ll(fd.as_raw_fd(), ifindex, proto)?;
+        let mac = bound_mac(fd.as_raw_fd())?;
+        Ok(PacketSocket { fd, ifindex, mac })
     }
 
-    /// Sends one frame; returns false if the kernel had no room (ENOBUFS,
-    /// EAGAIN).
     pub fn send(&self, frame: &[u8]) -> Result<bool> {
         // SAFETY: valid buffer; the socket is bound, so no address is needed.
         let rc = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };

@@ -192,6 +192,8 @@ pub fn world(tag: &str) -> World {
     world_with(tag, |_| {})
 }
 
+/// [`world`] with `tweak` applied to the daemon's configuration before the
+/// start.
 pub fn world_with(tag: &str, tweak: impl FnOnce(&mut DaemonConfig)) -> World {
     preflight().expect("preflight");
     let lab = Lab::new(tag, 2).expect("lab");
@@ -214,7 +216,23 @@ pub fn world_with(tag: &str, tweak: impl FnOnce(&mut DaemonConfig)) -> World {
     }
     tweak(&mut cfg);
     let daemon = lab.start_isodhcp(&cfg).expect("isodhcp start");
-    // Default control socket: $STATE_DIRECTORY (the lab folder) unless given.
+    let sock = wait_control_socket(&lab, &cfg);
+    let (clients, port) = lease_clients(&lab);
+    let w = World {
+        daemon,
+        sets,
+        sock,
+        xdp: cfg.xdp,
+        clients,
+        port,
+        lab,
+    };
+    check_world(w)
+}
+
+/// The daemon's control socket (`--socket`, default in $STATE_DIRECTORY,
+/// the lab folder), once the file exists.
+fn wait_control_socket(lab: &Lab, cfg: &DaemonConfig) -> PathBuf {
     let sock = match cfg.extra.iter().position(|a| a == "--socket") {
         Some(i) => PathBuf::from(&cfg.extra[i + 1]),
         None => lab.dir().join("isodhcp_srv0.sock"),
@@ -223,7 +241,13 @@ pub fn world_with(tag: &str, tweak: impl FnOnce(&mut DaemonConfig)) -> World {
         Ok(sock.exists().then_some(()))
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
+    sock
+}
 
+/// The world's leases: dhclient on client 0, then crafted DORA from client
+/// 1's port for each mode and the static client; returns the clients and
+/// the port.
+fn lease_clients(lab: &Lab) -> (Vec<Known>, Dhcp) {
     let mut clients = Vec::new();
     let c0 = lab.client(0);
     let l = c0
@@ -273,16 +297,12 @@ pub fn world_with(tag: &str, tweak: impl FnOnce(&mut DaemonConfig)) -> World {
         masq: false,
         is_static: true,
     });
-    let w = World {
-        daemon,
-        sets,
-        sock,
-        xdp: cfg.xdp,
-        clients,
-        port,
-        lab,
-    };
-    // Facts the rest relies on (design.md §Compat mode, §Playground mode).
+    (clients, port)
+}
+
+/// Facts the suites rely on (design.md §Compat mode, §Playground mode),
+/// then dhclient's hostname as the daemon saw it filled in.
+fn check_world(mut w: World) -> World {
     assert_eq!(
         w.client(M_COMPAT).ip,
         ip(6),
@@ -296,7 +316,6 @@ pub fn world_with(tag: &str, tweak: impl FnOnce(&mut DaemonConfig)) -> World {
     // dhclient's hostname (Debian sends the host name) as the daemon saw it.
     let d = cli_json(&w.sock, &["--show", &w.dhclient().mac.clone()]);
     let h = d["client"]["hostname"].as_str().map(String::from);
-    let mut w = w;
     w.clients[0].hostname = h;
     w
 }

@@ -135,6 +135,16 @@ impl HostSnapshot {
     }
 }
 
+/// MAC bytes unique per lab: derived from the pid and the lab id (FNV-1a
+/// of the id).
+fn mac_seed(id: &str) -> u32 {
+    let mut h: u32 = 2166136261;
+    for b in id.bytes() {
+        h = (h ^ b as u32).wrapping_mul(16777619);
+    }
+    h
+}
+
 /// The whole topology. Drop order: clients, server, switch, temp folder.
 pub struct Lab {
     pub clients: Vec<Client>,
@@ -153,8 +163,45 @@ impl Lab {
         Lab::build(LabConfig::new(tag, clients))
     }
 
+    /// Builds the topology of `config`: the switch with its bridge, the
+    /// server, then every client; returns once every endpoint has carrier.
     pub fn build(config: LabConfig) -> Result<Lab> {
         util::preflight()?;
+        Lab::check_config(&config)?;
+        let tag = &config.tag;
+        let host = HostSnapshot::take();
+        let id = unique_suffix();
+        let dir = TempDir::new(&format!("{tag}-{id}"))?;
+        let prefix = format!("isd-{tag}-{id}");
+
+        let switch = Netns::create(&format!("{prefix}-sw"))?;
+        let server = Netns::create(&format!("{prefix}-srv"))?;
+        Lab::wire_server(&switch, &server, &config)?;
+
+        let mut lab = Lab {
+            clients: Vec::new(),
+            server,
+            switch,
+            config: config.clone(),
+            id: id.clone(),
+            host,
+            dir,
+        };
+        let seed = mac_seed(&id);
+        for i in 0..config.clients {
+            lab.add_client(&prefix, i, seed)?;
+        }
+        // Readiness: every endpoint has carrier.
+        wait_link_up(&lab.server, SERVER_IF)?;
+        for c in &lab.clients {
+            wait_link_up(&c.ns, &c.ifname)?;
+        }
+        Ok(lab)
+    }
+
+    /// The tag names namespaces and interfaces: 1..=12 of [a-z0-9]; at most
+    /// 50 clients.
+    fn check_config(config: &LabConfig) -> Result<()> {
         let tag = &config.tag;
         if tag.is_empty()
             || tag.len() > 12
@@ -167,13 +214,13 @@ impl Lab {
         if config.clients > 50 {
             bail!("at most 50 clients per lab");
         }
-        let host = HostSnapshot::take();
-        let id = unique_suffix();
-        let dir = TempDir::new(&format!("{tag}-{id}"))?;
-        let prefix = format!("isd-{tag}-{id}");
+        Ok(())
+    }
 
-        let switch = Netns::create(&format!("{prefix}-sw"))?;
-        let server = Netns::create(&format!("{prefix}-srv"))?;
+    /// The bridge `br0` in `switch`, and the server's port on it: `srv0`
+    /// in `server` with the server MAC, the server address (/24 numbered,
+    /// /32 unnumbered) and the upstream address on `lo`.
+    fn wire_server(switch: &Netns, server: &Netns, config: &LabConfig) -> Result<()> {
         // Bridge in the switch namespace.
         switch.ip(&[
             "link",
@@ -222,69 +269,51 @@ impl Lab {
             SERVER_IF,
         ])?;
         server.ip(&["addr", "add", &format!("{UPSTREAM_IP}/32"), "dev", "lo"])?;
+        Ok(())
+    }
 
-        let mut lab = Lab {
-            clients: Vec::new(),
-            server,
-            switch,
-            config: config.clone(),
-            id: id.clone(),
-            host,
-            dir,
-        };
-        // MAC bytes unique per lab: derived from the pid and the lab id.
-        let seed = {
-            let mut h: u32 = 2166136261;
-            for b in id.bytes() {
-                h = (h ^ b as u32).wrapping_mul(16777619);
-            }
-            h
-        };
-        for i in 0..config.clients {
-            let ns = Netns::create(&format!("{prefix}-c{i}"))?;
-            let ifname = format!("i{id}c{i}");
-            if ifname.len() > 15 {
-                bail!("interface name {ifname} too long");
-            }
-            let port = format!("p{i}");
-            lab.switch.ip(&[
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &ifname,
-                "netns",
-                ns.name(),
-            ])?;
-            lab.switch
-                .ip(&["link", "set", &port, "master", "br0", "up"])?;
-            let mac = format!(
-                "02:1d:{:02x}:{:02x}:{:02x}:{:02x}",
-                (seed >> 16) & 0xff,
-                (seed >> 8) & 0xff,
-                seed & 0xff,
-                (i + 0x10) & 0xff
-            );
-            ns.ip(&["link", "set", &ifname, "address", &mac, "up"])?;
-            let cdir = lab.dir.path().join(format!("c{i}"));
-            std::fs::create_dir_all(&cdir)?;
-            lab.clients.push(Client {
-                index: i,
-                ifname,
-                mac,
-                dir: cdir,
-                ns,
-            });
+    /// Client `i`: namespace `<prefix>-c<i>`, its veth to port `p<i>` on
+    /// the bridge, a MAC unique to this lab (from `seed`) and a folder.
+    fn add_client(&mut self, prefix: &str, i: usize, seed: u32) -> Result<()> {
+        let ns = Netns::create(&format!("{prefix}-c{i}"))?;
+        let id = &self.id;
+        let ifname = format!("i{id}c{i}");
+        if ifname.len() > 15 {
+            bail!("interface name {ifname} too long");
         }
-        // Readiness: every endpoint has carrier.
-        wait_link_up(&lab.server, SERVER_IF)?;
-        for c in &lab.clients {
-            wait_link_up(&c.ns, &c.ifname)?;
-        }
-        Ok(lab)
+        let port = format!("p{i}");
+        self.switch.ip(&[
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ifname,
+            "netns",
+            ns.name(),
+        ])?;
+        self.switch
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
+        let mac = format!(
+            "02:1d:{:02x}:{:02x}:{:02x}:{:02x}",
+            (seed >> 16) & 0xff,
+            (seed >> 8) & 0xff,
+            seed & 0xff,
+            (i + 0x10) & 0xff
+        );
+        ns.ip(&["link", "set", &ifname, "address", &mac, "up"])?;
+        let cdir = self.dir.path().join(format!("c{i}"));
+        std::fs::create_dir_all(&cdir)?;
+        self.clients.push(Client {
+            index: i,
+            ifname,
+            mac,
+            dir: cdir,
+            ns,
+        });
+        Ok(())
     }
 
     /// Folder for this lab's files (logs, lease files); removed on drop.

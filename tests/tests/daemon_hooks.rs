@@ -117,6 +117,85 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
+/// The `add` run of the isolated client: argv `add MAC IP [HOSTNAME]` with
+/// `mac` in lower case, and the full isolated-mode environment (`pid`:
+/// the daemon's; `t0`: Unix seconds before the lease was requested).
+fn assert_add_env(add: &Run, mac: &str, ip: &str, pid: u32, t0: u64) {
+    assert!(
+        add.args.len() <= 4,
+        "argv is `add MAC IP [HOSTNAME]`, got {:?}",
+        add.args
+    );
+    assert_eq!(add.args[1], mac.to_ascii_lowercase(), "MAC is lower-case");
+    match add.args.get(3) {
+        Some(h) => assert_eq!(var(add, "ISODHCP_HOSTNAME"), h),
+        None => assert!(!add.vars.contains_key("ISODHCP_HOSTNAME")),
+    }
+    for (k, v) in [
+        ("ISODHCP_MODE", "standard"),
+        ("ISODHCP_NETMASK", "255.255.255.255"),
+        ("ISODHCP_GATEWAY", "198.18.0.1"),
+        ("ISODHCP_MASQ", "0"),
+        ("ISODHCP_COMPAT", "0"),
+        ("ISODHCP_MAC", add.args[1].as_str()),
+        ("ISODHCP_IP", ip),
+        ("ISODHCP_INTERFACE", SERVER_IF),
+        ("ISODHCP_SERVER_IP", &SERVER_IP.to_string()),
+        ("ISODHCP_POOL_CIDR", "198.18.0.0/24"),
+        ("ISODHCP_DNS", "198.18.0.53"),
+        ("ISODHCP_ISOLATION", "system"),
+        ("ISODHCP_TOTAL_LEASES", "1"),
+    ] {
+        assert_eq!(var(add, k), v, "{k}; all: {:#?}", add.vars);
+    }
+    assert!(
+        !add.vars.contains_key("ISODHCP_SUBNET"),
+        "ISODHCP_SUBNET is for compat and playground only: {:#?}",
+        add.vars
+    );
+    assert_eq!(var(add, "ISODHCP_PID"), pid.to_string(), "ISODHCP_PID");
+    assert!(
+        var(add, "ISODHCP_LEASE_FILE").ends_with("leases.json"),
+        "ISODHCP_LEASE_FILE {}",
+        var(add, "ISODHCP_LEASE_FILE")
+    );
+    let free: u64 = var(add, "ISODHCP_FREE_IPS")
+        .parse()
+        .expect("ISODHCP_FREE_IPS");
+    assert!(free > 0 && free < 254, "ISODHCP_FREE_IPS {free}");
+    // Lease time 600 s: expiry in Unix seconds, about now + 600.
+    let expiry: u64 = var(add, "ISODHCP_EXPIRY")
+        .parse()
+        .expect("ISODHCP_EXPIRY is an integer");
+    assert!(
+        expiry >= t0 + 590 && expiry <= now_secs() + 610,
+        "ISODHCP_EXPIRY {expiry}, now {}",
+        now_secs()
+    );
+}
+
+/// The `del` run: argv `del MAC IP [HOSTNAME]`, the MAC of the `add`, and
+/// none of the add-only variables.
+fn assert_del_env(del: &Run, mac: &str, ip: &str) {
+    assert!(del.args.len() <= 4, "argv {:?}", del.args);
+    assert_eq!(var(del, "ISODHCP_MAC"), mac);
+    assert_eq!(var(del, "ISODHCP_IP"), ip);
+    assert_eq!(var(del, "ISODHCP_TOTAL_LEASES"), "0");
+    for k in [
+        "ISODHCP_MODE",
+        "ISODHCP_NETMASK",
+        "ISODHCP_GATEWAY",
+        "ISODHCP_EXPIRY",
+        "ISODHCP_SUBNET",
+    ] {
+        assert!(
+            !del.vars.contains_key(k),
+            "{k} is for `add` only: {:#?}",
+            del.vars
+        );
+    }
+}
+
 /// dhclient gets a lease: `add MAC IP [HOSTNAME]` with the isolated-mode
 /// environment; `dhclient -r`: `del MAC IP [HOSTNAME]` without the add-only
 /// variables.
@@ -139,82 +218,12 @@ fn hook_add_and_del_for_dhclient() {
 
     let add = wait_run(&lab, &out, "add", &c.mac, &ip);
     eprintln!("add: {add:#?}");
-    assert!(
-        add.args.len() <= 4,
-        "argv is `add MAC IP [HOSTNAME]`, got {:?}",
-        add.args
-    );
-    assert_eq!(add.args[1], c.mac.to_ascii_lowercase(), "MAC is lower-case");
-    match add.args.get(3) {
-        Some(h) => assert_eq!(var(&add, "ISODHCP_HOSTNAME"), h),
-        None => assert!(!add.vars.contains_key("ISODHCP_HOSTNAME")),
-    }
-    for (k, v) in [
-        ("ISODHCP_MODE", "standard"),
-        ("ISODHCP_NETMASK", "255.255.255.255"),
-        ("ISODHCP_GATEWAY", "198.18.0.1"),
-        ("ISODHCP_MASQ", "0"),
-        ("ISODHCP_COMPAT", "0"),
-        ("ISODHCP_MAC", add.args[1].as_str()),
-        ("ISODHCP_IP", ip.as_str()),
-        ("ISODHCP_INTERFACE", SERVER_IF),
-        ("ISODHCP_SERVER_IP", &SERVER_IP.to_string()),
-        ("ISODHCP_POOL_CIDR", "198.18.0.0/24"),
-        ("ISODHCP_DNS", "198.18.0.53"),
-        ("ISODHCP_ISOLATION", "system"),
-        ("ISODHCP_TOTAL_LEASES", "1"),
-    ] {
-        assert_eq!(var(&add, k), v, "{k}; all: {:#?}", add.vars);
-    }
-    assert!(
-        !add.vars.contains_key("ISODHCP_SUBNET"),
-        "ISODHCP_SUBNET is for compat and playground only: {:#?}",
-        add.vars
-    );
-    assert_eq!(
-        var(&add, "ISODHCP_PID"),
-        daemon.pid().unwrap().to_string(),
-        "ISODHCP_PID"
-    );
-    assert!(
-        var(&add, "ISODHCP_LEASE_FILE").ends_with("leases.json"),
-        "ISODHCP_LEASE_FILE {}",
-        var(&add, "ISODHCP_LEASE_FILE")
-    );
-    let free: u64 = var(&add, "ISODHCP_FREE_IPS")
-        .parse()
-        .expect("ISODHCP_FREE_IPS");
-    assert!(free > 0 && free < 254, "ISODHCP_FREE_IPS {free}");
-    // Lease time 600 s: expiry in Unix seconds, about now + 600.
-    let expiry: u64 = var(&add, "ISODHCP_EXPIRY")
-        .parse()
-        .expect("ISODHCP_EXPIRY is an integer");
-    assert!(
-        expiry >= t0 + 590 && expiry <= now_secs() + 610,
-        "ISODHCP_EXPIRY {expiry}, now {}",
-        now_secs()
-    );
+    assert_add_env(&add, &c.mac, &ip, daemon.pid().unwrap(), t0);
 
     c.dhclient_release().expect("dhclient -r");
     let del = wait_run(&lab, &out, "del", &c.mac, &ip);
     eprintln!("del: {del:#?}");
-    assert!(del.args.len() <= 4, "argv {:?}", del.args);
-    assert_eq!(var(&del, "ISODHCP_MAC"), add.args[1]);
-    assert_eq!(var(&del, "ISODHCP_IP"), ip);
-    assert_eq!(var(&del, "ISODHCP_TOTAL_LEASES"), "0");
-    for k in [
-        "ISODHCP_MODE",
-        "ISODHCP_NETMASK",
-        "ISODHCP_GATEWAY",
-        "ISODHCP_EXPIRY",
-        "ISODHCP_SUBNET",
-    ] {
-        assert!(
-            !del.vars.contains_key(k),
-            "{k} is for `add` only: {:#?}",
-            del.vars
-        );
-    }
+    assert_del_env(&del, &add.args[1], &ip);
     let all = runs(&out);
     assert_eq!(
         all.iter().map(|r| r.args[0].as_str()).collect::<Vec<_>>(),

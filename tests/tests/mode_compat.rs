@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use isodhcp::wire::options::{self, ClasslessRoute, MessageType, decode_classless_routes};
 use isodhcp_tests::crafted::{
-    self, Dhcp, has_route, lease_entry, lease_files_text, mac, parse_mac, request, server_addrs,
+    self, Captured, Dhcp, has_route, lease_entry, lease_files_text, mac, parse_mac, request,
+    server_addrs,
 };
 use isodhcp_tests::{Addr, Lab, SERVER_IP, UPSTREAM_IP, preflight, wait_until};
 
@@ -112,6 +113,29 @@ fn compat_mac_udhcpc_gets_30() {
     lab.check_host_untouched().expect("host state");
 }
 
+/// A compat reply's options: mask /30, router `gw`, and option 121 and 249
+/// each with the one default route via `gw`.
+fn assert_compat_options(what: &str, r: &Captured, gw: Ipv4Addr) {
+    assert_eq!(
+        r.opt_ip(options::SUBNET_MASK),
+        Some(Ipv4Addr::new(255, 255, 255, 252)),
+        "{what} mask"
+    );
+    assert_eq!(r.opt_ip(options::ROUTER), Some(gw), "{what} router");
+    let want = vec![ClasslessRoute {
+        dest: Ipv4Addr::UNSPECIFIED,
+        prefix: 0,
+        router: gw,
+    }];
+    for code in [options::CLASSLESS_ROUTES, options::MS_CLASSLESS_ROUTES] {
+        assert_eq!(
+            r.opt(code).and_then(decode_classless_routes),
+            Some(want.clone()),
+            "{what} option {code}"
+        );
+    }
+}
+
 /// Lowest aligned /30 with all four addresses free: 198.18.0.0/30 holds the
 /// network address and the server, an isolated lease at .13 blocks
 /// 198.18.0.12/30, so compat clients get .6, .10, .18; a released block is
@@ -148,24 +172,7 @@ fn compat_lowest_free_block() {
         let y = ack.msg.yiaddr;
         let gw = Ipv4Addr::from(u32::from(y) & !3 | 1);
         for (what, r) in [("OFFER", &offer), ("ACK", &ack)] {
-            assert_eq!(
-                r.opt_ip(options::SUBNET_MASK),
-                Some(Ipv4Addr::new(255, 255, 255, 252)),
-                "{what} mask"
-            );
-            assert_eq!(r.opt_ip(options::ROUTER), Some(gw), "{what} router");
-            let want = vec![ClasslessRoute {
-                dest: Ipv4Addr::UNSPECIFIED,
-                prefix: 0,
-                router: gw,
-            }];
-            for code in [options::CLASSLESS_ROUTES, options::MS_CLASSLESS_ROUTES] {
-                assert_eq!(
-                    r.opt(code).and_then(decode_classless_routes),
-                    Some(want.clone()),
-                    "{what} option {code}"
-                );
-            }
+            assert_compat_options(what, r, gw);
         }
         assert!(
             has_alias(

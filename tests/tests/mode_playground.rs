@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use isodhcp::wire::options::{self, ClasslessRoute, decode_classless_routes};
 use isodhcp_tests::crafted::{self, Dhcp, To, mac, request, server_addrs};
 use isodhcp_tests::nftutil::set_sysctl;
-use isodhcp_tests::{Addr, Lab, UPSTREAM_IP, preflight};
+use isodhcp_tests::{Addr, Client, Lab, Lease, UPSTREAM_IP, preflight};
 
 const PORT: u16 = 7043;
 
@@ -22,6 +22,32 @@ fn ip(h: u8) -> Ipv4Addr {
 
 fn in_block(a: Ipv4Addr) -> bool {
     u32::from(a) & !7 == u32::from(ip(248))
+}
+
+/// Playground client `n` (lease `l`): a host of 198.18.0.248/29 with mask
+/// /29 and the gateway .249 as router, reaching upstream through it.
+fn assert_playground_client(n: &str, l: &Lease, cl: &Client) {
+    assert!(
+        in_block(l.ip()),
+        "{n} got {} outside 198.18.0.248/29",
+        l.addr
+    );
+    assert_eq!(l.addr.prefixlen, 29, "{n}: mask must be the block's /29");
+    assert!(
+        ![ip(248), ip(249), ip(255)].contains(&l.ip()),
+        "{n} got the block's network, gateway or broadcast address {}",
+        l.ip()
+    );
+    let def = cl.default_route().unwrap().expect("default route");
+    assert_eq!(
+        def.gateway,
+        Some(ip(249)),
+        "{n}: router must be the playground gateway"
+    );
+    let seen = cl
+        .tcp_check(UPSTREAM_IP, PORT)
+        .unwrap_or_else(|e| panic!("{n}: TCP via the gateway: {e:#}\n{}", cl.describe()));
+    assert_eq!(seen, l.ip());
 }
 
 #[test]
@@ -66,28 +92,8 @@ fn playground_clients_share_block() {
         .udhcpc()
         .unwrap_or_else(|e| panic!("B: {e:#}\n{}", lab.daemon_logs()));
     eprintln!("{}\n{}", a.describe(), b.describe());
-    for (n, l, cl) in [("A", la, a), ("B", lb, b)] {
-        assert!(
-            in_block(l.ip()),
-            "{n} got {} outside 198.18.0.248/29",
-            l.addr
-        );
-        assert_eq!(l.addr.prefixlen, 29, "{n}: mask must be the block's /29");
-        assert!(
-            ![ip(248), ip(249), ip(255)].contains(&l.ip()),
-            "{n} got the block's network, gateway or broadcast address {}",
-            l.ip()
-        );
-        let def = cl.default_route().unwrap().expect("default route");
-        assert_eq!(
-            def.gateway,
-            Some(ip(249)),
-            "{n}: router must be the playground gateway"
-        );
-        let seen = cl
-            .tcp_check(UPSTREAM_IP, PORT)
-            .unwrap_or_else(|e| panic!("{n}: TCP via the gateway: {e:#}\n{}", cl.describe()));
-        assert_eq!(seen, l.ip());
+    for (n, l, cl) in [("A", &la, a), ("B", &lb, b)] {
+        assert_playground_client(n, l, cl);
     }
     assert_ne!(la.ip(), lb.ip());
 

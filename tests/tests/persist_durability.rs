@@ -19,9 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use isodhcp::wire::Mac;
 use isodhcp::wire::options::MessageType;
-use isodhcp_tests::Lab;
 use isodhcp_tests::nftutil::{DhcpProbe, Rng, journal_path, leases_on_disk, test_mac};
 use isodhcp_tests::persist::{config, daemon_logs, key, lab, mode};
+use isodhcp_tests::{Client, Lab};
 
 /// Asserts that every (MAC, IP) in `acked` is on disk (lease file + journal).
 fn assert_on_disk(lab: &Lab, file: &Path, acked: &[(Mac, Ipv4Addr)], when: &str) {
@@ -52,6 +52,72 @@ fn assert_still_owned(lab: &Lab, probe: &mut DhcpProbe, acked: &[(Mac, Ipv4Addr)
                 other.as_ref().map(|r| r.yiaddr),
                 daemon_logs(lab, 2)
             ),
+        }
+    }
+}
+
+/// Two crafted clients doing DORA with new MACs (`test_mac(mac_seed, n)`,
+/// `n` from `counter`) as a paced stream, collecting what was ACKed.
+struct LeaseStream {
+    acked: Arc<Mutex<Vec<(Mac, Ipv4Addr)>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl LeaseStream {
+    /// Starts both stream threads on client `c`'s interface.
+    fn start(c: &Client, mac_seed: u16, counter: &Arc<AtomicU32>) -> LeaseStream {
+        let acked: Arc<Mutex<Vec<(Mac, Ipv4Addr)>>> = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let mut probe = DhcpProbe::open(&c.ns, &c.ifname).expect("raw socket");
+            probe.reply_timeout = Duration::from_millis(400);
+            let (acked, stop, counter) = (acked.clone(), stop.clone(), counter.clone());
+            threads.push(std::thread::spawn(move || {
+                // Bounded: at most 2000 leases per thread and round.
+                for _ in 0..2000 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let mac = test_mac(mac_seed, counter.fetch_add(1, Ordering::SeqCst));
+                    if let Ok(ip) = probe.dora(mac, 1) {
+                        acked.lock().unwrap().push((mac, ip));
+                    }
+                    // Pace the stream (a few hundred leases per second and
+                    // thread) so twenty rounds fit the pool.
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }));
+        }
+        LeaseStream {
+            acked,
+            stop,
+            threads,
+        }
+    }
+
+    /// Are both threads still streaming?
+    fn streaming(&self) -> bool {
+        self.threads.iter().all(|t| !t.is_finished())
+    }
+
+    /// Stops the stream; the leases ACKed, in ACK order.
+    fn finish(self) -> Vec<(Mac, Ipv4Addr)> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().expect("stream thread");
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// No address was ever ACKed to two MACs.
+fn assert_unique_ips(all: &[(Mac, Ipv4Addr)]) {
+    let mut by_ip: BTreeMap<Ipv4Addr, Mac> = BTreeMap::new();
+    for (m, ip) in all {
+        if let Some(other) = by_ip.insert(*ip, *m) {
+            panic!("{ip} ACKed to both {other} and {m}");
         }
     }
 }
@@ -93,34 +159,12 @@ fn kill9_during_lease_stream_keeps_every_acked_lease() {
             &format!("round {round}, after restart"),
         );
 
-        let acked: Arc<Mutex<Vec<(Mac, Ipv4Addr)>>> = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        for _ in 0..2 {
-            let mut probe = DhcpProbe::open(&c.ns, &c.ifname).expect("raw socket");
-            probe.reply_timeout = Duration::from_millis(400);
-            let (acked, stop, counter) = (acked.clone(), stop.clone(), counter.clone());
-            threads.push(std::thread::spawn(move || {
-                // Bounded: at most 2000 leases per thread and round.
-                for _ in 0..2000 {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let mac = test_mac(mac_seed, counter.fetch_add(1, Ordering::SeqCst));
-                    if let Ok(ip) = probe.dora(mac, 1) {
-                        acked.lock().unwrap().push((mac, ip));
-                    }
-                    // Pace the stream (a few hundred leases per second and
-                    // thread) so twenty rounds fit the pool.
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }));
-        }
+        let stream = LeaseStream::start(c, mac_seed, &counter);
         // Kill at a random point of the stream (bounded: 20..600 ms).
         let delay = Duration::from_millis(rng.range(20, 600));
         let t0 = Instant::now();
         std::thread::sleep(delay);
-        let streaming = threads.iter().all(|t| !t.is_finished());
+        let streaming = stream.streaming();
         d.signal(libc::SIGKILL).unwrap();
         let st = d
             .wait_exit(Duration::from_secs(10))
@@ -132,11 +176,7 @@ fn kill9_during_lease_stream_keeps_every_acked_lease() {
              when killed)\n{}",
             daemon_logs(&lab, 1)
         );
-        stop.store(true, Ordering::SeqCst);
-        for t in threads {
-            t.join().expect("stream thread");
-        }
-        let round_acked = acked.lock().unwrap().clone();
+        let round_acked = stream.finish();
         if streaming {
             killed_mid_stream += 1;
         }
@@ -161,13 +201,7 @@ fn kill9_during_lease_stream_keeps_every_acked_lease() {
         previous = round_acked;
     }
 
-    // No address was ever ACKed to two MACs.
-    let mut by_ip: BTreeMap<Ipv4Addr, Mac> = BTreeMap::new();
-    for (m, ip) in &all {
-        if let Some(other) = by_ip.insert(*ip, *m) {
-            panic!("{ip} ACKed to both {other} and {m}");
-        }
-    }
+    assert_unique_ips(&all);
     assert!(
         all.len() >= 20,
         "only {} leases ACKed over {rounds} rounds",

@@ -16,7 +16,7 @@ use isodhcp::wire::dhcp::Message;
 use isodhcp::wire::options::{self, MessageType};
 use isodhcp_tests::crafted::{Dhcp, To, parse_mac};
 use isodhcp_tests::daemon::{bpftool_json, sum_field};
-use isodhcp_tests::{DaemonConfig, Lab, XdpMode, isodhcp_bin, preflight, wait_until};
+use isodhcp_tests::{Client, DaemonConfig, Lab, XdpMode, isodhcp_bin, preflight, wait_until};
 
 /// The flood: unpaced, at most this many frames and seconds.
 const FLOOD_FRAMES: &str = "3000000";
@@ -78,22 +78,9 @@ fn exchange(d: &Dhcp, msg: &Message, to: To) -> Duration {
     t.elapsed()
 }
 
-fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
-    preflight().expect("preflight");
-    let lab = Lab::new(tag, 2).expect("lab");
-    let mut cfg = DaemonConfig::for_lab(&lab).expect("config");
-    cfg.xdp = xdp;
-    cfg.extra = ["--rate-limit", "10", "--rate-burst", "10"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let daemon = lab.start_isodhcp(&cfg).expect("isodhcp");
-    let holder = lab.client(0);
-    let lease = holder.dhclient().expect("dhclient lease before the flood");
-    let mac = parse_mac(&holder.mac);
-    let ip = lease.ip();
-
-    let flooder = lab.client(1);
+/// Starts the unpaced random-MAC flood on `flooder` (TSO off on its veth
+/// first, best effort); killed when the [`Flood`] drops.
+fn start_flood(flooder: &Client) -> Flood {
     let _ = flooder
         .ns
         .run_ok("ethtool", &["-K", &flooder.ifname, "tso", "off"]);
@@ -115,45 +102,90 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting the flood");
-    let flood = Flood(child);
+    Flood(child)
+}
+
+/// The admission drop counters, read the way an operator would: `--status
+/// --json` with `--xdp off`, the pinned counters map through bpftool with
+/// XDP.
+fn admission_counters(lab: &Lab, xdp: XdpMode) -> serde_json::Value {
+    match xdp {
+        XdpMode::Off => ctl_json(lab, "--status")["admission"].clone(),
+        _ => {
+            let pin = lab.pin_dir().join("counters");
+            let v =
+                bpftool_json(&["map", "dump", "pinned", pin.to_str().unwrap()]).expect("bpftool");
+            let mut o = serde_json::Map::new();
+            for f in [
+                "dhcp",
+                "drop_new_budget",
+                "drop_global",
+                "drop_fresh_rate",
+                "redirect",
+                "pass_stack",
+            ] {
+                o.insert(f.into(), sum_field(&v, f).into());
+            }
+            serde_json::Value::Object(o)
+        }
+    }
+}
+
+/// Six rounds of RENEWING (unicast to the server, ciaddr set, no 50/54)
+/// and REBINDING (broadcast, ciaddr set) for `mac` at `ip`; the slowest
+/// answer.
+fn worst_renew_rebind(d: &Dhcp, mac: isodhcp::wire::Mac, ip: std::net::Ipv4Addr) -> Duration {
+    let mut worst = Duration::ZERO;
+    for round in 0..6u32 {
+        // RENEWING: unicast to the server, ciaddr set, no 50/54.
+        worst = worst.max(exchange(
+            d,
+            &request(mac, ip, 0x5e00 + round),
+            To::Server { src: ip },
+        ));
+        // REBINDING: broadcast, ciaddr set.
+        worst = worst.max(exchange(
+            d,
+            &request(mac, ip, 0x5f00 + round),
+            To::Broadcast,
+        ));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    worst
+}
+
+/// No flood MAC holds a lease: every lease the daemon has is the holder's
+/// (`holder_mac`).
+fn assert_only_holder_leased(lab: &Lab, holder_mac: &str) {
+    let v = ctl_json(lab, "--dump=leases");
+    let leases = v["leases"].as_array().expect("leases");
+    assert_eq!(
+        leases.len(),
+        1,
+        "only the holder may have a lease: {leases:?}"
+    );
+    assert_eq!(leases[0]["mac"], holder_mac.to_lowercase());
+}
+
+fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
+    preflight().expect("preflight");
+    let lab = Lab::new(tag, 2).expect("lab");
+    let mut cfg = DaemonConfig::for_lab(&lab).expect("config");
+    cfg.xdp = xdp;
+    cfg.extra = ["--rate-limit", "10", "--rate-burst", "10"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let daemon = lab.start_isodhcp(&cfg).expect("isodhcp");
+    let holder = lab.client(0);
+    let lease = holder.dhclient().expect("dhclient lease before the flood");
+    let mac = parse_mac(&holder.mac);
+    let ip = lease.ip();
+
+    let flood = start_flood(lab.client(1));
     let started = Instant::now();
 
-    // Read the drop counters the way an operator would.
-    let counters = || -> serde_json::Value {
-        match xdp {
-            XdpMode::Off => {
-                let out = Command::new(isodhcp_bin().unwrap())
-                    .args([
-                        "--socket",
-                        daemon_socket(&lab).to_str().unwrap(),
-                        "--status",
-                        "--json",
-                    ])
-                    .output()
-                    .expect("isodhcp --status");
-                let v: serde_json::Value =
-                    serde_json::from_slice(&out.stdout).expect("status JSON");
-                v["admission"].clone()
-            }
-            _ => {
-                let pin = lab.pin_dir().join("counters");
-                let v = bpftool_json(&["map", "dump", "pinned", pin.to_str().unwrap()])
-                    .expect("bpftool");
-                let mut o = serde_json::Map::new();
-                for f in [
-                    "dhcp",
-                    "drop_new_budget",
-                    "drop_global",
-                    "drop_fresh_rate",
-                    "redirect",
-                    "pass_stack",
-                ] {
-                    o.insert(f.into(), sum_field(&v, f).into());
-                }
-                serde_json::Value::Object(o)
-            }
-        }
-    };
+    let counters = || admission_counters(&lab, xdp);
     // The flood is on once thousands of frames were counted.
     wait_until(
         "the flood in the drop counters",
@@ -166,22 +198,7 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
     .unwrap_or_else(|e| panic!("flood not visible in the counters: {e:#}: {}", counters()));
 
     let d = Dhcp::open(holder).expect("raw port");
-    let mut worst = Duration::ZERO;
-    for round in 0..6u32 {
-        // RENEWING: unicast to the server, ciaddr set, no 50/54.
-        worst = worst.max(exchange(
-            &d,
-            &request(mac, ip, 0x5e00 + round),
-            To::Server { src: ip },
-        ));
-        // REBINDING: broadcast, ciaddr set.
-        worst = worst.max(exchange(
-            &d,
-            &request(mac, ip, 0x5f00 + round),
-            To::Broadcast,
-        ));
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let worst = worst_renew_rebind(&d, mac, ip);
     // The real client again (INIT-REBOOT for its address).
     let t = Instant::now();
     let again = holder.dhclient().expect("dhclient during the flood");
@@ -205,25 +222,22 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
     );
     drop(flood);
 
-    // No flood MAC holds a lease: every lease in the file is the holder's.
+    assert_only_holder_leased(&lab, &holder.mac);
+    drop(daemon);
+}
+
+/// `isodhcp --socket <lab socket> <what> --json`, parsed.
+fn ctl_json(lab: &Lab, what: &str) -> serde_json::Value {
     let out = Command::new(isodhcp_bin().unwrap())
         .args([
             "--socket",
-            daemon_socket(&lab).to_str().unwrap(),
-            "--dump=leases",
+            daemon_socket(lab).to_str().unwrap(),
+            what,
             "--json",
         ])
         .output()
-        .expect("dump");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("dump JSON");
-    let leases = v["leases"].as_array().expect("leases");
-    assert_eq!(
-        leases.len(),
-        1,
-        "only the holder may have a lease: {leases:?}"
-    );
-    assert_eq!(leases[0]["mac"], holder.mac.to_lowercase());
-    drop(daemon);
+        .unwrap_or_else(|e| panic!("isodhcp {what}: {e}"));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what} JSON: {e}"))
 }
 
 fn daemon_socket(lab: &Lab) -> PathBuf {

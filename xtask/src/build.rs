@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{cargo, run as sh, target_dir, workspace_root};
+use crate::util::{cargo, host_cargo, run as sh, target_dir, workspace_root};
 
 /// Environment that a `cargo run` of xtask (stable) leaks into children and
 /// that would make the nightly eBPF build use the wrong compiler or flags.
@@ -144,16 +144,7 @@ pub fn test(args: &[String]) -> Result<()> {
 
 /// Builds the fuzz target with cargo-fuzz (nightly) and runs it briefly.
 fn fuzz_smoke() -> Result<()> {
-    let mut cmd = std::process::Command::new("cargo");
-    for k in [
-        "RUSTC",
-        "RUSTUP_TOOLCHAIN",
-        "CARGO",
-        "RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-    ] {
-        cmd.env_remove(k);
-    }
+    let mut cmd = host_cargo();
     let max_time = format!("-max_total_time={FUZZ_SECONDS}");
     sh(cmd.current_dir(workspace_root()).args([
         "+nightly",

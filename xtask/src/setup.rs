@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::util::{is_root, output, run as sh};
+use crate::util::{host_cargo, is_root, output, run as sh};
 
 /// Debian packages: LLVM 22 for bpf-linker, eBPF/network tools for the tests,
 /// and the DHCP clients/servers the interoperability tests drive.
@@ -37,6 +37,30 @@ pub fn run() -> Result<()> {
     let mut needs_root: Vec<String> = Vec::new();
 
     // 1. apt packages.
+    apt_packages(root, &mut needs_root)?;
+    // 2. rust-src for the nightly toolchain (build-std=core).
+    rust_src()?;
+    // 3. bpf-linker 0.13 built against Debian's LLVM 22.
+    bpf_linker(&mut needs_root)?;
+    // 4. cargo-fuzz: the fuzz target is built (and run briefly) by `xtask test`.
+    cargo_fuzz()?;
+    // 5. bpffs, where the daemon pins its maps and program link.
+    bpffs(root, &mut needs_root)?;
+
+    if !needs_root.is_empty() {
+        eprintln!("xtask setup: not root; run as root (or do by hand):");
+        for s in &needs_root {
+            eprintln!("    {s}");
+        }
+        bail!("setup incomplete: root needed");
+    }
+    say("done");
+    Ok(())
+}
+
+/// Installs the missing [`APT_PACKAGES`] (as root; otherwise records the
+/// command in `needs_root`).
+fn apt_packages(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
         .copied()
@@ -57,8 +81,11 @@ pub fn run() -> Result<()> {
             missing.join(" ")
         ));
     }
+    Ok(())
+}
 
-    // 2. rust-src for the nightly toolchain (build-std=core).
+/// Adds rust-src to the nightly toolchain (build-std=core) if missing.
+fn rust_src() -> Result<()> {
     let installed = output(Command::new("rustup").args([
         "component",
         "list",
@@ -79,8 +106,12 @@ pub fn run() -> Result<()> {
             "nightly",
         ]))?;
     }
+    Ok(())
+}
 
-    // 3. bpf-linker 0.13 built against Debian's LLVM 22.
+/// Builds bpf-linker against Debian's LLVM 22 unless 0.13 is installed
+/// (needs LLVM 22 first; otherwise records that in `needs_root`).
+fn bpf_linker(needs_root: &mut Vec<String>) -> Result<()> {
     let version = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
     if version.contains("0.13") {
         say(&format!("bpf-linker: {}, skipped", version.trim()));
@@ -94,42 +125,31 @@ pub fn run() -> Result<()> {
             "bpf-linker: installing {BPF_LINKER_VERSION} (about a minute)"
         ));
         // Both variables: llvm-config on PATH may be another LLVM version.
-        let mut cmd = Command::new("cargo");
-        for k in [
-            "RUSTC",
-            "RUSTUP_TOOLCHAIN",
-            "CARGO",
-            "RUSTFLAGS",
-            "CARGO_TARGET_DIR",
-        ] {
-            cmd.env_remove(k);
-        }
+        let mut cmd = host_cargo();
         sh(cmd
             .env("LLVM_PREFIX", LLVM_PREFIX)
             .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX)
             .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
             .args(["--no-default-features", "--features", "llvm-22"]))?;
     }
+    Ok(())
+}
 
-    // 4. cargo-fuzz: the fuzz target is built (and run briefly) by `xtask test`.
+/// Installs cargo-fuzz if missing.
+fn cargo_fuzz() -> Result<()> {
     if output(Command::new("cargo").args(["fuzz", "--version"])).is_some() {
         say("cargo-fuzz: installed, skipped");
     } else {
         say("cargo-fuzz: installing (about two minutes)");
-        let mut cmd = Command::new("cargo");
-        for k in [
-            "RUSTC",
-            "RUSTUP_TOOLCHAIN",
-            "CARGO",
-            "RUSTFLAGS",
-            "CARGO_TARGET_DIR",
-        ] {
-            cmd.env_remove(k);
-        }
+        let mut cmd = host_cargo();
         sh(cmd.args(["install", "cargo-fuzz", "--locked"]))?;
     }
+    Ok(())
+}
 
-    // 5. bpffs, where the daemon pins its maps and program link.
+/// Mounts bpffs at [`BPFFS`] if it is not (as root; otherwise records the
+/// command in `needs_root`).
+fn bpffs(root: bool, needs_root: &mut Vec<String>) -> Result<()> {
     let mounted = Command::new("mountpoint")
         .args(["-q", BPFFS])
         .status()
@@ -142,15 +162,6 @@ pub fn run() -> Result<()> {
     } else {
         needs_root.push(format!("mount -t bpf bpf {BPFFS}"));
     }
-
-    if !needs_root.is_empty() {
-        eprintln!("xtask setup: not root; run as root (or do by hand):");
-        for s in &needs_root {
-            eprintln!("    {s}");
-        }
-        bail!("setup incomplete: root needed");
-    }
-    say("done");
     Ok(())
 }
 

@@ -49,6 +49,23 @@ pub fn cargo() -> Command {
     c
 }
 
+/// Plain `cargo` from PATH (rustup picks the toolchain): without the
+/// variables the xtask's own cargo run sets (toolchain, flags, target
+/// directory), for `cargo install` of host tools and `cargo +nightly fuzz`.
+pub fn host_cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    for k in [
+        "RUSTC",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
 /// Runs `cmd`, echoing it; a non-zero exit becomes `ChildFailed`.
 pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {}", show(cmd));

@@ -27,6 +27,16 @@ pub(super) fn opt(x: Option<u64>) -> String {
     x.map_or("-".into(), |v| v.to_string())
 }
 
+/// Headers of [`stat_cells`].
+const STAT_HEADERS: [&str; 6] = [
+    "ok/attempts",
+    "NAK",
+    "retries",
+    "timeouts",
+    "p50 ms",
+    "p99 ms",
+];
+
 /// Cells about one attempt-stats object: ok/attempts, NAK, retries,
 /// failed+abandoned, p50, p99.
 pub(super) fn stat_cells(s: &Value) -> [String; 6] {
@@ -143,6 +153,52 @@ pub(super) fn render(
     restarts: &[Restart],
 ) -> String {
     let med = medians(servers, runs);
+    let mut out = dora_table(opts, &med);
+    let renewing: Vec<&Server> = servers.iter().filter(|s| s.renews()).collect();
+    if !renewing.is_empty() {
+        out += &renew_table(opts, &renewing, runs);
+    }
+    if !scale.is_empty() {
+        out += &scale_table(opts, servers, &med, scale);
+    }
+    if !restarts.is_empty() {
+        out += &restart_table(restarts);
+    }
+    out
+}
+
+/// The cost and lease-state columns the DORA and the scale table end with.
+const STATE_HEADERS: [&str; 6] = [
+    "CPU %",
+    "durable writes (mean ms)",
+    "leases ctl/file",
+    "routes",
+    "set elems",
+    "neigh (ns/host, fulls)",
+];
+
+/// A run's cells under [`STATE_HEADERS`]; the neighbour cell is `ns/host,
+/// fulls`: entries in the server namespace and host-wide, and ARP table
+/// overflows during the run.
+fn state_cells(r: &Run) -> [String; 6] {
+    let c = &r.checks;
+    [
+        format!("{:.0}", r.cpu_pct),
+        commit_cell(r),
+        format!("{}/{}", opt(c.ctl_leases), opt(c.file_leases)),
+        opt(c.routes),
+        opt(c.set_elements),
+        format!(
+            "{}/{}, {}",
+            c.neigh_ns,
+            opt(c.arp_entries),
+            opt(c.arp_table_fulls)
+        ),
+    ]
+}
+
+/// Full DORA: the median run of each server, compared with Kea's.
+fn dora_table(opts: &crate::bench::BenchOpts, med: &[(&Run, f64, f64, usize)]) -> String {
     let kea = med.iter().find(|m| m.0.server == Server::Kea).map(|m| m.0);
     let kea_lps = kea.map(Run::leases_per_s);
     let kea_p99 = kea.and_then(|k| k.out["stats"]["p99_ms"].as_f64());
@@ -153,202 +209,159 @@ pub(super) fn render(
         opts.clients, opts.inflight, opts.runs
     );
     let mut cells = vec![
+        ["server", "leases/s", "min–max"]
+            .into_iter()
+            .chain(STAT_HEADERS)
+            .chain(["× Kea", "p99 / Kea p99"])
+            .chain(STATE_HEADERS)
+            .map(String::from)
+            .collect(),
+    ];
+    for (r, lo, hi, _) in med {
+        let mut row = vec![
+            r.server.label().into(),
+            format!("{:.0}", r.leases_per_s()),
+            format!("{lo:.0}–{hi:.0}"),
+        ];
+        row.extend(stat_cells(&r.out["stats"]));
+        row.extend([
+            ratio(Some(r.leases_per_s()), kea_lps),
+            ratio(r.out["stats"]["p99_ms"].as_f64(), kea_p99),
+        ]);
+        row.extend(state_cells(r));
+        cells.push(row);
+    }
+    out += &render_cells(&cells);
+    out
+}
+
+/// Renewals: the run with the median renewals/s of each server that
+/// renews, compared with Kea's.
+fn renew_table(opts: &crate::bench::BenchOpts, renewing: &[&Server], runs: &[Run]) -> String {
+    let mut out = String::new();
+    let kea_r = median_of(runs, Server::Kea, Run::renew_per_s);
+    out += &format!(
+        "\nRenewals: the same clients renew (unicast REQUEST with ciaddr), {} round(s), {} in flight; median of {} run(s) by renewals/s\n\n",
+        opts.renew_rounds, opts.inflight, opts.runs
+    );
+    let mut cells = vec![
+        ["server", "renewals/s"]
+            .into_iter()
+            .chain(STAT_HEADERS)
+            .chain(["× Kea"])
+            .map(String::from)
+            .collect(),
+    ];
+    for &&s in renewing {
+        let rps = median_of(runs, s, Run::renew_per_s);
+        // The run whose renewals/s is the median.
+        let Some(r) = runs
+            .iter()
+            .filter(|r| r.server == s)
+            .find(|r| r.renew_per_s() == rps)
+        else {
+            continue;
+        };
+        let mut row = vec![s.label().into(), f0(rps)];
+        row.extend(stat_cells(&r.out["renew"]["stats"]));
+        row.push(ratio(rps, kea_r));
+        cells.push(row);
+    }
+    out += &render_cells(&cells);
+    out
+}
+
+/// Scale: the isodhcp medians at `--clients` and at `--scale-clients`.
+fn scale_table(
+    opts: &crate::bench::BenchOpts,
+    servers: &[Server],
+    med: &[(&Run, f64, f64, usize)],
+    scale: &[Run],
+) -> String {
+    let mut out = String::new();
+    out += &format!(
+        "\nScale (isodhcp, same flags, {} in flight, {} renewal round(s)): median run by leases/s of {} run(s) at {} clients, of {} at {}\n\n",
+        opts.inflight,
+        opts.renew_rounds,
+        opts.runs,
+        opts.clients,
+        opts.scale_runs,
+        opts.scale_clients
+    );
+    let mut cells = vec![
         [
             "server",
+            "clients",
             "leases/s",
-            "min–max",
             "ok/attempts",
-            "NAK",
-            "retries",
             "timeouts",
             "p50 ms",
             "p99 ms",
-            "× Kea",
-            "p99 / Kea p99",
-            "CPU %",
-            "durable writes (mean ms)",
-            "leases ctl/file",
+            "renewals/s",
+            "renew p99 ms",
+        ]
+        .into_iter()
+        .chain(STATE_HEADERS)
+        .map(String::from)
+        .collect(),
+    ];
+    let small = med.iter().filter(|m| m.0.server.is_isodhcp()).map(|m| m.0);
+    let big = medians(servers, scale);
+    for r in small.chain(big.iter().map(|m| m.0)) {
+        let s = stat_cells(&r.out["stats"]);
+        let x = stat_cells(&r.out["renew"]["stats"]);
+        let mut row = vec![
+            r.server.label().into(),
+            r.clients.to_string(),
+            format!("{:.0}", r.leases_per_s()),
+            s[0].clone(),
+            s[3].clone(),
+            s[4].clone(),
+            s[5].clone(),
+            f0(r.renew_per_s()),
+            x[5].clone(),
+        ];
+        row.extend(state_cells(r));
+        cells.push(row);
+    }
+    out += &render_cells(&cells);
+    out
+}
+
+/// Start-up with the scale run's leases, warm and cold.
+fn restart_table(restarts: &[Restart]) -> String {
+    let mut out = String::new();
+    out += "\nStart-up with the scale run's leases (SIGTERM, then exec → `isodhcp ready`; warm = kernel state left in place, cold = routes and set flushed first)\n\n";
+    let mut cells = vec![
+        [
+            "server",
+            "restart",
+            "leases",
+            "exec→ready ms",
+            "VmRSS at ready MiB",
+            "routes+set complete ms",
+            "VmRSS after MiB",
             "routes",
             "set elems",
-            "neigh (ns/host, fulls)",
+            "leases ctl",
         ]
         .map(String::from)
         .to_vec(),
     ];
-    for (r, lo, hi, _) in &med {
-        let s = stat_cells(&r.out["stats"]);
-        let c = &r.checks;
+    for r in restarts {
         cells.push(vec![
             r.server.label().into(),
-            format!("{:.0}", r.leases_per_s()),
-            format!("{lo:.0}–{hi:.0}"),
-            s[0].clone(),
-            s[1].clone(),
-            s[2].clone(),
-            s[3].clone(),
-            s[4].clone(),
-            s[5].clone(),
-            ratio(Some(r.leases_per_s()), kea_lps),
-            ratio(r.out["stats"]["p99_ms"].as_f64(), kea_p99),
-            format!("{:.0}", r.cpu_pct),
-            commit_cell(r),
-            format!("{}/{}", opt(c.ctl_leases), opt(c.file_leases)),
-            opt(c.routes),
-            opt(c.set_elements),
-            format!(
-                "{}/{}, {}",
-                c.neigh_ns,
-                opt(c.arp_entries),
-                opt(c.arp_table_fulls)
-            ),
+            r.kind.into(),
+            r.leases_in_file.to_string(),
+            format!("{:.0}", r.ready_ms),
+            format!("{:.1}", r.rss_ready_kib as f64 / 1024.0),
+            ms(r.complete_ms),
+            format!("{:.1}", r.rss_after_kib as f64 / 1024.0),
+            r.routes.to_string(),
+            r.set_elements.to_string(),
+            opt(r.ctl_leases),
         ]);
     }
     out += &render_cells(&cells);
-
-    let renewing: Vec<&Server> = servers.iter().filter(|s| s.renews()).collect();
-    if !renewing.is_empty() {
-        let kea_r = median_of(runs, Server::Kea, Run::renew_per_s);
-        out += &format!(
-            "\nRenewals: the same clients renew (unicast REQUEST with ciaddr), {} round(s), {} in flight; median of {} run(s) by renewals/s\n\n",
-            opts.renew_rounds, opts.inflight, opts.runs
-        );
-        let mut cells = vec![
-            [
-                "server",
-                "renewals/s",
-                "ok/attempts",
-                "NAK",
-                "retries",
-                "timeouts",
-                "p50 ms",
-                "p99 ms",
-                "× Kea",
-            ]
-            .map(String::from)
-            .to_vec(),
-        ];
-        for &&s in &renewing {
-            let rps = median_of(runs, s, Run::renew_per_s);
-            // The run whose renewals/s is the median.
-            let Some(r) = runs
-                .iter()
-                .filter(|r| r.server == s)
-                .find(|r| r.renew_per_s() == rps)
-            else {
-                continue;
-            };
-            let x = stat_cells(&r.out["renew"]["stats"]);
-            cells.push(vec![
-                s.label().into(),
-                f0(rps),
-                x[0].clone(),
-                x[1].clone(),
-                x[2].clone(),
-                x[3].clone(),
-                x[4].clone(),
-                x[5].clone(),
-                ratio(rps, kea_r),
-            ]);
-        }
-        out += &render_cells(&cells);
-    }
-
-    if !scale.is_empty() {
-        out += &format!(
-            "\nScale (isodhcp, same flags, {} in flight, {} renewal round(s)): median run by leases/s of {} run(s) at {} clients, of {} at {}\n\n",
-            opts.inflight,
-            opts.renew_rounds,
-            opts.runs,
-            opts.clients,
-            opts.scale_runs,
-            opts.scale_clients
-        );
-        let mut cells = vec![
-            [
-                "server",
-                "clients",
-                "leases/s",
-                "ok/attempts",
-                "timeouts",
-                "p50 ms",
-                "p99 ms",
-                "renewals/s",
-                "renew p99 ms",
-                "CPU %",
-                "durable writes (mean ms)",
-                "leases ctl/file",
-                "routes",
-                "set elems",
-                "neigh (ns/host, fulls)",
-            ]
-            .map(String::from)
-            .to_vec(),
-        ];
-        let small = med.iter().filter(|m| m.0.server.is_isodhcp()).map(|m| m.0);
-        let big = medians(servers, scale);
-        for r in small.chain(big.iter().map(|m| m.0)) {
-            let s = stat_cells(&r.out["stats"]);
-            let x = stat_cells(&r.out["renew"]["stats"]);
-            let c = &r.checks;
-            cells.push(vec![
-                r.server.label().into(),
-                r.clients.to_string(),
-                format!("{:.0}", r.leases_per_s()),
-                s[0].clone(),
-                s[3].clone(),
-                s[4].clone(),
-                s[5].clone(),
-                f0(r.renew_per_s()),
-                x[5].clone(),
-                format!("{:.0}", r.cpu_pct),
-                commit_cell(r),
-                format!("{}/{}", opt(c.ctl_leases), opt(c.file_leases)),
-                opt(c.routes),
-                opt(c.set_elements),
-                format!(
-                    "{}/{}, {}",
-                    c.neigh_ns,
-                    opt(c.arp_entries),
-                    opt(c.arp_table_fulls)
-                ),
-            ]);
-        }
-        out += &render_cells(&cells);
-    }
-
-    if !restarts.is_empty() {
-        out += "\nStart-up with the scale run's leases (SIGTERM, then exec → `isodhcp ready`; warm = kernel state left in place, cold = routes and set flushed first)\n\n";
-        let mut cells = vec![
-            [
-                "server",
-                "restart",
-                "leases",
-                "exec→ready ms",
-                "VmRSS at ready MiB",
-                "routes+set complete ms",
-                "VmRSS after MiB",
-                "routes",
-                "set elems",
-                "leases ctl",
-            ]
-            .map(String::from)
-            .to_vec(),
-        ];
-        for r in restarts {
-            cells.push(vec![
-                r.server.label().into(),
-                r.kind.into(),
-                r.leases_in_file.to_string(),
-                format!("{:.0}", r.ready_ms),
-                format!("{:.1}", r.rss_ready_kib as f64 / 1024.0),
-                ms(r.complete_ms),
-                format!("{:.1}", r.rss_after_kib as f64 / 1024.0),
-                r.routes.to_string(),
-                r.set_elements.to_string(),
-                opt(r.ctl_leases),
-            ]);
-        }
-        out += &render_cells(&cells);
-    }
     out
 }

@@ -327,6 +327,8 @@ fn start_server(lab: &Lab, server: Server, n: usize, daemon: &Path) -> Result<(D
     }
 }
 
+/// One row: the server, both probes, the flood (or the baseline window),
+/// then the probes' results, the XDP counters and the leases.
 fn run_row(
     lab: &Lab,
     server: Server,
@@ -339,13 +341,59 @@ fn run_row(
     let seconds = opts.seconds;
     let (mut daemon, lease_file) = start_server(lab, server, n, daemon_bin)?;
     let pid = daemon.pid().context("server pid")?;
-    let dir = lab.dir();
     let pins = lab.pin_dir();
     let xdp_before = xdp_counters(&pins);
     let attached = matches!(server, Server::IsodhcpXdp | Server::Isodhcp)
         .then(|| xdp_attached(lab))
         .flatten();
 
+    let (mut known, mut newp) = spawn_probes(lab, n, seconds, loadgen)?;
+
+    let flood_secs = seconds + 4;
+    let cpu0 = cpu_seconds(pid)?;
+    let t0 = Instant::now();
+    let flood = flood_window(lab, rate, n, &opts.tags, loadgen, flood_secs)?;
+    let window = t0.elapsed().as_secs_f64();
+    let cpu1 = cpu_seconds(pid)?;
+    let drain = Duration::from_millis(PROBE_TIMEOUT_MS * u64::from(PROBE_TRIES) * 2 + 500);
+    let limit = Duration::from_secs(seconds) + drain + Duration::from_secs(10);
+    let known_v = known.finish(limit)?;
+    let new_v = newp.finish(limit)?;
+    let xdp_after = xdp_counters(&pins);
+    if !daemon.is_running() {
+        bail!(
+            "server exited during the run; log:\n{}",
+            tail(&daemon.log, 30)
+        );
+    }
+    drop(daemon);
+    let (flood_leases, total_leases) = match server {
+        Server::Kea => kea_leases(&lease_file)?,
+        _ => isodhcp_leases(&lease_file)?,
+    };
+    Ok(Row {
+        server,
+        rate,
+        flood,
+        known: known_v,
+        new: new_v,
+        flood_leases,
+        total_leases,
+        cpu_pct: 100.0 * (cpu1 - cpu0) / window.max(1e-3),
+        window_s: (window * 100.0).round() / 100.0,
+        xdp: match server {
+            Server::IsodhcpXdp => delta(&xdp_before, &xdp_after),
+            _ => None,
+        },
+        xdp_attached: attached,
+    })
+}
+
+/// Starts the two probes of a row, `seconds` long: the known client on
+/// `c1` (renewing) and the new clients on `c2` (with RELEASE); returns
+/// them once both are measuring.
+fn spawn_probes(lab: &Lab, n: usize, seconds: u64, loadgen: &Path) -> Result<(Loadgen, Loadgen)> {
+    let dir = lab.dir();
     let secs = seconds.to_string();
     let probe_common = |kind: &str, interval: u64| -> Vec<String> {
         [
@@ -390,11 +438,22 @@ fn run_row(
         &new_args,
     )?;
     newp.wait_ready(Duration::from_secs(5))?;
+    Ok((known, newp))
+}
 
-    let flood_secs = seconds + 4;
-    let cpu0 = cpu_seconds(pid)?;
-    let t0 = Instant::now();
-    let flood = match rate {
+/// The measurement window: a flood from `c0` at `rate` (`Some(0)`: as fast
+/// as possible) for `flood_secs`, returning the generator's JSON, or
+/// (`None`) the same window without a flood.
+fn flood_window(
+    lab: &Lab,
+    rate: Option<u64>,
+    n: usize,
+    tags: &str,
+    loadgen: &Path,
+    flood_secs: u64,
+) -> Result<Option<Value>> {
+    let dir = lab.dir();
+    Ok(match rate {
         Some(r) => {
             let frames = if r == 0 {
                 MAX_FLOOD_FRAMES
@@ -414,7 +473,7 @@ fn run_row(
                 "--mac-prefix".into(),
                 FLOOD_PREFIX.into(),
                 "--tags".into(),
-                opts.tags.clone(),
+                tags.to_string(),
             ];
             let mut f = Loadgen::spawn(
                 &lab.client(0).ns,
@@ -431,40 +490,6 @@ fn run_row(
             std::thread::sleep(Duration::from_secs(flood_secs));
             None
         }
-    };
-    let window = t0.elapsed().as_secs_f64();
-    let cpu1 = cpu_seconds(pid)?;
-    let drain = Duration::from_millis(PROBE_TIMEOUT_MS * u64::from(PROBE_TRIES) * 2 + 500);
-    let limit = Duration::from_secs(seconds) + drain + Duration::from_secs(10);
-    let known_v = known.finish(limit)?;
-    let new_v = newp.finish(limit)?;
-    let xdp_after = xdp_counters(&pins);
-    if !daemon.is_running() {
-        bail!(
-            "server exited during the run; log:\n{}",
-            tail(&daemon.log, 30)
-        );
-    }
-    drop(daemon);
-    let (flood_leases, total_leases) = match server {
-        Server::Kea => kea_leases(&lease_file)?,
-        _ => isodhcp_leases(&lease_file)?,
-    };
-    Ok(Row {
-        server,
-        rate,
-        flood,
-        known: known_v,
-        new: new_v,
-        flood_leases,
-        total_leases,
-        cpu_pct: 100.0 * (cpu1 - cpu0) / window.max(1e-3),
-        window_s: (window * 100.0).round() / 100.0,
-        xdp: match server {
-            Server::IsodhcpXdp => delta(&xdp_before, &xdp_after),
-            _ => None,
-        },
-        xdp_attached: attached,
     })
 }
 

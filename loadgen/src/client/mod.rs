@@ -26,12 +26,15 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use isodhcp::wire::Mac;
 use isodhcp::wire::options::MessageType;
-use serde_json::{Value, json};
 
 use crate::packet::{Req, client_frame, parse_reply};
 use crate::rng::Rng;
 use crate::sock::PacketSocket;
 use crate::stats::AttemptStats;
+
+mod report;
+
+pub use report::to_json;
 
 /// How the known client repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +140,22 @@ pub struct ClientResult {
     /// From the first counted attempt to the end of the loop (for `dora`:
     /// of the DORA phase).
     pub elapsed: Duration,
+}
+
+/// What a phase's step decided (see `Engine::run_phase`).
+enum Step {
+    /// The phase is complete.
+    Done,
+    /// Go on; wake at this instant at the latest (besides timeouts).
+    Wait(Option<Instant>),
+}
+
+/// Where a paced plan stands in its start schedule.
+struct Pace {
+    /// `known`, `new`: when the next attempt is due.
+    next_start: Instant,
+    /// `dora`: clients started so far.
+    started: u64,
 }
 
 struct Engine<'a> {
@@ -396,92 +415,12 @@ pub fn run(
     };
     let mut buf = vec![0u8; 4096];
 
-    // The known client's initial DORA (bounded by one attempt's retry budget).
     if let Plan::Known { mac, .. } = cfg.plan {
-        let now = Instant::now();
-        e.start(mac, Req::Discover, Bucket::Initial, now)?;
-        let hard = now + cfg.drain();
-        while !e.open.is_empty() && Instant::now() < hard {
-            let until = e.next_timeout().unwrap_or(hard).min(hard);
-            e.pump(until, &mut buf)?;
-        }
-        e.abandon_all();
-        e.res.initial = Some(e.initial.clone());
+        e.initial_dora(mac, &mut buf)?;
     }
     on_ready();
 
-    let start = Instant::now();
-    let stop_starting = start + cfg.duration;
-    let hard_stop = stop_starting + cfg.drain();
-    let mut next_start = start;
-    let mut started: u64 = 0;
-    // Bounded by hard_stop: every pump waits at most 50 ms.
-    loop {
-        let now = Instant::now();
-        if now >= hard_stop {
-            e.abandon_all();
-            break;
-        }
-        let starting = now < stop_starting;
-        match cfg.plan {
-            Plan::Known {
-                mac,
-                interval,
-                repeat,
-            } => {
-                if starting && e.open.is_empty() && now >= next_start {
-                    e.start_known(mac, repeat, Bucket::Main, now)?;
-                    next_start = (next_start + interval).max(now);
-                }
-            }
-            Plan::New {
-                interval,
-                max_inflight,
-                mac_prefix,
-                ..
-            } => {
-                // At most 1000 starts per loop turn (catch-up bound).
-                for _ in 0..1000 {
-                    if !(starting && now >= next_start) {
-                        break;
-                    }
-                    if e.open.len() < max_inflight {
-                        let mac = e.rng.mac(mac_prefix);
-                        e.start(mac, Req::Discover, Bucket::Main, now)?;
-                    } else {
-                        e.res.skipped_ticks += 1;
-                    }
-                    next_start += interval;
-                }
-            }
-            Plan::Dora {
-                clients,
-                inflight,
-                mac_prefix,
-                ..
-            } => {
-                while starting && started < clients && e.open.len() < inflight {
-                    let mac = e.rng.mac(mac_prefix);
-                    e.start(mac, Req::Discover, Bucket::Main, now)?;
-                    started += 1;
-                }
-                if started >= clients && e.open.is_empty() {
-                    break;
-                }
-            }
-        }
-        if !starting && e.open.is_empty() {
-            break;
-        }
-        let mut until = e.next_timeout().unwrap_or(hard_stop).min(hard_stop);
-        // Paced plans also wake for their next start; `dora` starts only
-        // when a reply or a timeout frees a slot (no busy polling).
-        if starting && !matches!(cfg.plan, Plan::Dora { .. }) {
-            until = until.min(next_start.max(now));
-        }
-        e.pump(until, &mut buf)?;
-    }
-    e.res.elapsed = start.elapsed();
+    e.main_phase(&mut buf)?;
 
     if let Plan::Dora {
         renew, inflight, ..
@@ -495,17 +434,55 @@ pub fn run(
 }
 
 impl Engine<'_> {
-    /// Every lease of the DORA phase renewed `rounds` times (RENEWING:
-    /// unicast REQUEST to the server with ciaddr; round after round),
-    /// `inflight` at a time; starts only during `duration`, then the usual
-    /// drain.
-    fn renew_phase(&mut self, inflight: usize, rounds: u32, buf: &mut [u8]) -> Result<()> {
-        let leases = std::mem::take(&mut self.leases);
-        let total = leases.len() * rounds as usize;
+    /// The known client's initial DORA (bounded by one attempt's retry
+    /// budget), reported as `initial`.
+    fn initial_dora(&mut self, mac: Mac, buf: &mut [u8]) -> Result<()> {
+        let now = Instant::now();
+        self.start(mac, Req::Discover, Bucket::Initial, now)?;
+        let hard = now + self.cfg.drain();
+        while !self.open.is_empty() && Instant::now() < hard {
+            let until = self.next_timeout().unwrap_or(hard).min(hard);
+            self.pump(until, buf)?;
+        }
+        self.abandon_all();
+        self.res.initial = Some(self.initial.clone());
+        Ok(())
+    }
+
+    /// The plan's counted attempts: starts them during `duration`, then
+    /// drains; sets `res.elapsed`.
+    fn main_phase(&mut self, buf: &mut [u8]) -> Result<()> {
         let start = Instant::now();
+        let mut pace = Pace {
+            next_start: start,
+            started: 0,
+        };
+        self.run_phase(start, buf, |e, starting, now| {
+            if e.start_due(starting, now, &mut pace)? || (!starting && e.open.is_empty()) {
+                return Ok(Step::Done);
+            }
+            // Paced plans also wake for their next start; `dora` starts only
+            // when a reply or a timeout frees a slot (no busy polling).
+            let paced = starting && !matches!(e.cfg.plan, Plan::Dora { .. });
+            Ok(Step::Wait(paced.then(|| pace.next_start.max(now))))
+        })?;
+        self.res.elapsed = start.elapsed();
+        Ok(())
+    }
+
+    /// The event loop of a phase that began at `start`. Each turn, `step`
+    /// starts what is due (`starting`: still within `duration`) and says
+    /// whether the phase is complete or, besides the next timeout, until
+    /// when at the latest to wait; at the hard stop (`duration` + drain)
+    /// whatever is still open is abandoned.
+    fn run_phase(
+        &mut self,
+        start: Instant,
+        buf: &mut [u8],
+        mut step: impl FnMut(&mut Self, bool, Instant) -> Result<Step>,
+    ) -> Result<()> {
         let stop_starting = start + self.cfg.duration;
         let hard_stop = stop_starting + self.cfg.drain();
-        let mut next = 0usize;
         // Bounded by hard_stop: every pump waits at most 50 ms.
         loop {
             let now = Instant::now();
@@ -514,7 +491,85 @@ impl Engine<'_> {
                 break;
             }
             let starting = now < stop_starting;
-            while starting && next < total && self.open.len() < inflight {
+            let wake = match step(self, starting, now)? {
+                Step::Done => break,
+                Step::Wait(wake) => wake,
+            };
+            let mut until = self.next_timeout().unwrap_or(hard_stop).min(hard_stop);
+            if let Some(w) = wake {
+                until = until.min(w);
+            }
+            self.pump(until, buf)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the attempts the plan wants at `now` (none once `starting` is
+    /// over). Returns true when the plan is complete (`dora`: every client
+    /// started and none open).
+    fn start_due(&mut self, starting: bool, now: Instant, pace: &mut Pace) -> Result<bool> {
+        let cfg = self.cfg;
+        match cfg.plan {
+            Plan::Known {
+                mac,
+                interval,
+                repeat,
+            } => {
+                if starting && self.open.is_empty() && now >= pace.next_start {
+                    self.start_known(mac, repeat, Bucket::Main, now)?;
+                    pace.next_start = (pace.next_start + interval).max(now);
+                }
+            }
+            Plan::New {
+                interval,
+                max_inflight,
+                mac_prefix,
+                ..
+            } => {
+                // At most 1000 starts per loop turn (catch-up bound).
+                for _ in 0..1000 {
+                    if !(starting && now >= pace.next_start) {
+                        break;
+                    }
+                    if self.open.len() < max_inflight {
+                        let mac = self.rng.mac(mac_prefix);
+                        self.start(mac, Req::Discover, Bucket::Main, now)?;
+                    } else {
+                        self.res.skipped_ticks += 1;
+                    }
+                    pace.next_start += interval;
+                }
+            }
+            Plan::Dora {
+                clients,
+                inflight,
+                mac_prefix,
+                ..
+            } => {
+                while starting && pace.started < clients && self.open.len() < inflight {
+                    let mac = self.rng.mac(mac_prefix);
+                    self.start(mac, Req::Discover, Bucket::Main, now)?;
+                    pace.started += 1;
+                }
+                if pace.started >= clients && self.open.is_empty() {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every lease of the DORA phase renewed `rounds` times (RENEWING:
+    /// unicast REQUEST to the server with ciaddr; round after round),
+    /// `inflight` at a time; starts only during `duration`, then the usual
+    /// drain.
+    fn renew_phase(&mut self, inflight: usize, rounds: u32, buf: &mut [u8]) -> Result<()> {
+        let leases = std::mem::take(&mut self.leases);
+        let total = leases.len() * rounds as usize;
+        let start = Instant::now();
+        let mut next = 0usize;
+        self.run_phase(start, buf, |e, starting, now| {
+            while starting && next < total && e.open.len() < inflight {
                 let (mac, l) = leases[next % leases.len()];
                 next += 1;
                 let req = Req::Renew {
@@ -522,84 +577,15 @@ impl Engine<'_> {
                     server_ip: l.server_ip,
                     server_mac: l.server_mac,
                 };
-                self.start(mac, req, Bucket::Renew, now)?;
+                e.start(mac, req, Bucket::Renew, now)?;
             }
-            if self.open.is_empty() && (!starting || next >= total) {
-                break;
+            if e.open.is_empty() && (!starting || next >= total) {
+                return Ok(Step::Done);
             }
-            let until = self.next_timeout().unwrap_or(hard_stop).min(hard_stop);
-            self.pump(until, buf)?;
-        }
+            Ok(Step::Wait(None))
+        })?;
         self.res.renew_elapsed = start.elapsed();
         self.res.renew = Some(std::mem::take(&mut self.renew));
         Ok(())
     }
-}
-
-pub fn to_json(cfg: &ClientConfig, r: &ClientResult) -> Value {
-    let (mode, kind, extra) = match &cfg.plan {
-        Plan::Known {
-            mac,
-            interval,
-            repeat,
-        } => (
-            "probe",
-            "known",
-            json!({"mac": mac.to_string(), "interval_ms": interval.as_millis() as u64,
-                   "repeat": format!("{repeat:?}").to_lowercase()}),
-        ),
-        Plan::New {
-            interval,
-            max_inflight,
-            release,
-            mac_prefix,
-        } => (
-            "probe",
-            "new",
-            json!({"interval_ms": interval.as_millis() as u64, "max_inflight": max_inflight,
-                   "release": release, "mac_prefix": format!("{mac_prefix:02x}")}),
-        ),
-        Plan::Dora {
-            clients,
-            inflight,
-            release,
-            mac_prefix,
-            renew,
-        } => (
-            "dora",
-            "dora",
-            json!({"clients": clients, "inflight": inflight, "release": release,
-                   "mac_prefix": format!("{mac_prefix:02x}"), "renew_rounds": renew}),
-        ),
-    };
-    let secs = r.elapsed.as_secs_f64();
-    let rsecs = r.renew_elapsed.as_secs_f64();
-    let per_s = |n: u64, s: f64| {
-        if s > 0.0 {
-            ((n as f64 / s) * 10.0).round() / 10.0
-        } else {
-            0.0
-        }
-    };
-    json!({
-        "mode": mode,
-        "kind": kind,
-        "config": extra,
-        "timeout_ms": cfg.timeout.as_millis() as u64,
-        "max_tries": cfg.max_tries,
-        "duration_s": cfg.duration.as_secs_f64(),
-        "elapsed_s": (secs * 1000.0).round() / 1000.0,
-        "initial": r.initial.as_ref().map(AttemptStats::to_json),
-        "stats": r.stats.to_json(),
-        "successes_per_s": per_s(r.stats.successes, secs),
-        "renew": r.renew.as_ref().map(|s| json!({
-            "stats": s.to_json(),
-            "elapsed_s": (rsecs * 1000.0).round() / 1000.0,
-            "successes_per_s": per_s(s.successes, rsecs),
-        })),
-        "tx_frames": r.tx_frames,
-        "rx_frames": r.rx_frames,
-        "rx_ignored": r.rx_ignored,
-        "skipped_ticks": r.skipped_ticks,
-    })
 }
