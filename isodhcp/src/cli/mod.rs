@@ -9,11 +9,11 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
-use crate::engine::cidr::{Cidr, CidrError, parse_ipv4};
 use crate::engine::classify::{Classifier, Matcher};
 pub use crate::engine::config::{CustomOption, StaticEntry};
 use crate::system::nft::{NamedSets, SetRef};
 use crate::wire::Mac;
+use crate::wire::cidr::{Cidr, CidrError, parse_ipv4};
 use values::{parse_dhcp_option, parse_mac, parse_oui, parse_static, parse_uint};
 
 mod values;

@@ -2,9 +2,9 @@
 //! `--dhcp-option`. Each returns a [`CliError`] naming the option.
 
 use super::{CliError, bad};
-use crate::engine::cidr::parse_ipv4;
 use crate::engine::config::{CustomOption, StaticEntry};
 use crate::wire::Mac;
+use crate::wire::cidr::parse_ipv4;
 
 pub(super) fn parse_mac(option: &'static str, s: &str) -> Result<Mac, CliError> {
     Mac::parse(s).ok_or_else(|| bad(option, s, "expected a MAC like aa:bb:cc:dd:ee:ff"))

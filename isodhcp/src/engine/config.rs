@@ -3,9 +3,9 @@
 use std::net::Ipv4Addr;
 
 use super::Millis;
-use super::cidr::Cidr;
 use super::classify::Classifier;
 use crate::wire::Mac;
+use crate::wire::cidr::Cidr;
 
 /// One static reservation (SPEC §4.6).
 #[derive(Clone, Debug, PartialEq, Eq)]
