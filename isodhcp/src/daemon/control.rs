@@ -115,7 +115,7 @@ impl Daemon {
 
     fn config_json(&self) -> Value {
         let c = self.engine.config();
-        let l = &self.cfg.limits;
+        let l = &self.cfg.rates;
         json!({
             "interface": self.iface,
             "server_ip": c.server_ip.to_string(),
@@ -148,7 +148,7 @@ impl Daemon {
                 "subnets" => json!(self.engine.desired(now_ms()).iter().filter(|b| b.mode == Mode::Compat).map(|b| json!({"mac": b.mac.to_string(), "gateway": b.gateway.to_string(), "subnet": b.subnet.map(|s| s.to_string())})).collect::<Vec<_>>()),
                 "quarantine" => json!(self.engine.quarantined().iter().map(|q| json!({"ip": q.ip.to_string(), "until": epoch(q.until), "reason": q.reason})).collect::<Vec<_>>()),
                 "ratelimit" => {
-                    let l = &self.cfg.limits;
+                    let l = &self.cfg.rates;
                     let counters: serde_json::Map<String, Value> = self.admission.counters().named().iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
                     json!({"rate_limit": l.mac_rate, "rate_burst": l.mac_burst, "global_rate_limit": l.global_rate, "new_client_rate": l.new_rate, "counters": counters})
                 }
@@ -331,7 +331,7 @@ impl Daemon {
             }
             Err(e) => add(3, format!("nft table unreadable: {e}")),
         }
-        if self.cfg.xdp != crate::cli::XdpMode::Off && self.admission.mode() == "off" {
+        if self.cfg.xdp != crate::config::XdpMode::Off && self.admission.mode() == "off" {
             add(
                 2,
                 "XDP program is not attached: admission runs in userspace".into(),
