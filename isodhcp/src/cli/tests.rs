@@ -93,113 +93,115 @@ fn manual_examples_parse() {
 }
 
 /// The exact lines of the command-line contract, one bad value each.
+const REFUSED: &[(&[&str], &str)] = &[
+    (
+        &["-p", "198.18.0.1/24"],
+        "invalid value '198.18.0.1/24' for --pool: host bits set (did you mean 198.18.0.0/24?)",
+    ),
+    (
+        &["-p", "198.18.0.0/31"],
+        "invalid value '198.18.0.0/31' for --pool: pool must be /30 or larger",
+    ),
+    (
+        &["-p", "198.18.0.0/24", "-s", "198.19.0.1"],
+        "invalid value '198.19.0.1' for --server-ip: outside the pool 198.18.0.0/24",
+    ),
+    (
+        &["-i", "a/b"],
+        "invalid value 'a/b' for --interface: not a valid interface name",
+    ),
+    (
+        &["-t", "59"],
+        "invalid value '59' for --lease-time: must be at least 60 seconds",
+    ),
+    (
+        &["-t", "1h"],
+        "invalid value '1h' for --lease-time: expected a non-negative integer",
+    ),
+    (
+        &["-t", "99999999999"],
+        "invalid value '99999999999' for --lease-time: number out of range",
+    ),
+    (
+        &["--compat-oui", "B8-27-EB"],
+        "invalid value 'B8-27-EB' for --compat-oui: expected an OUI like AA:BB:CC",
+    ),
+    (
+        &["--deny-mac", "aa:bb:cc:dd:ee"],
+        "invalid value 'aa:bb:cc:dd:ee' for --deny-mac: expected a MAC like aa:bb:cc:dd:ee:ff",
+    ),
+    (
+        &["-d", "1.1.1.1,x"],
+        "invalid value '1.1.1.1,x' for --dns: expected an IPv4 address",
+    ),
+    (
+        &["-d", "1.1.1.1", "-d", "1.0.0.1", "-d", "8.8.8.8,8.8.4.4"],
+        "invalid value '1.1.1.1,1.0.0.1,8.8.8.8,8.8.4.4' for --dns: at most 3 DNS servers",
+    ),
+    (
+        &["--static", "aa:bb:cc:dd:ee:ff=1.2.3"],
+        "invalid value 'aa:bb:cc:dd:ee:ff=1.2.3' for --static: bad IPv4 address",
+    ),
+    (
+        &["--static", "aa:bb:cc:dd:ee:ff=198.18.0.6,compat,playground"],
+        "invalid value 'aa:bb:cc:dd:ee:ff=198.18.0.6,compat,playground' for --static: compat and playground exclude each other",
+    ),
+    (
+        &[
+            "--static",
+            "aa:bb:cc:dd:ee:01=198.18.0.6",
+            "--static",
+            "aa:bb:cc:dd:ee:02=198.18.0.6",
+        ],
+        "invalid value 'aa:bb:cc:dd:ee:02=198.18.0.6' for --static: 198.18.0.6 is already given to aa:bb:cc:dd:ee:01",
+    ),
+    (
+        &["--static", "aa:bb:cc:dd:ee:01=198.18.0.6,playground"],
+        "invalid value 'aa:bb:cc:dd:ee:01=198.18.0.6,playground' for --static: playground needs --playground-size",
+    ),
+    (
+        &["--playground-size", "5"],
+        "invalid value '5' for --playground-size: must be at least 6",
+    ),
+    (
+        &["-p", "198.18.0.0/28", "--playground-size", "032"],
+        "invalid value '032' for --playground-size: larger than the pool 198.18.0.0/28",
+    ),
+    (
+        &["--rate-limit", "0"],
+        "invalid value '0' for --rate-limit: must be 1..10000000",
+    ),
+    (
+        &["--new-client-rate", "x"],
+        "invalid value 'x' for --new-client-rate: expected a non-negative integer",
+    ),
+    (
+        &["--metrics-listen", "nope"],
+        "invalid value 'nope' for --metrics-listen: expected ADDR:PORT",
+    ),
+    (
+        &["--nft-set-isolated", "inet filter"],
+        "invalid value 'inet filter' for --nft-set-isolated: expected \"FAMILY TABLE NAME\", e.g. \"inet filter iso_clients\"",
+    ),
+    (
+        &["--dhcp-option", "3,ip,1.2.3.4"],
+        "invalid value '3,ip,1.2.3.4' for --dhcp-option: option 3 is managed by isodhcp",
+    ),
+    (
+        &["--hook-file", ""],
+        "a value is required for '--hook-file <HOOK_FILE>' but none was supplied",
+    ),
+    (
+        &["--xdp", "turbo"],
+        "invalid value 'turbo' for '--xdp <XDP>'",
+    ),
+    (&["--bogus"], "unexpected argument '--bogus' found"),
+];
+
 #[test]
 fn bad_values_name_option_and_value() {
-    for (argv, line) in [
-        (
-            &["-p", "198.18.0.1/24"][..],
-            "invalid value '198.18.0.1/24' for --pool: host bits set (did you mean 198.18.0.0/24?)",
-        ),
-        (
-            &["-p", "198.18.0.0/31"],
-            "invalid value '198.18.0.0/31' for --pool: pool must be /30 or larger",
-        ),
-        (
-            &["-p", "198.18.0.0/24", "-s", "198.19.0.1"],
-            "invalid value '198.19.0.1' for --server-ip: outside the pool 198.18.0.0/24",
-        ),
-        (
-            &["-i", "a/b"],
-            "invalid value 'a/b' for --interface: not a valid interface name",
-        ),
-        (
-            &["-t", "59"],
-            "invalid value '59' for --lease-time: must be at least 60 seconds",
-        ),
-        (
-            &["-t", "1h"],
-            "invalid value '1h' for --lease-time: expected a non-negative integer",
-        ),
-        (
-            &["-t", "99999999999"],
-            "invalid value '99999999999' for --lease-time: number out of range",
-        ),
-        (
-            &["--compat-oui", "B8-27-EB"],
-            "invalid value 'B8-27-EB' for --compat-oui: expected an OUI like AA:BB:CC",
-        ),
-        (
-            &["--deny-mac", "aa:bb:cc:dd:ee"],
-            "invalid value 'aa:bb:cc:dd:ee' for --deny-mac: expected a MAC like aa:bb:cc:dd:ee:ff",
-        ),
-        (
-            &["-d", "1.1.1.1,x"],
-            "invalid value '1.1.1.1,x' for --dns: expected an IPv4 address",
-        ),
-        (
-            &["-d", "1.1.1.1", "-d", "1.0.0.1", "-d", "8.8.8.8,8.8.4.4"],
-            "invalid value '1.1.1.1,1.0.0.1,8.8.8.8,8.8.4.4' for --dns: at most 3 DNS servers",
-        ),
-        (
-            &["--static", "aa:bb:cc:dd:ee:ff=1.2.3"],
-            "invalid value 'aa:bb:cc:dd:ee:ff=1.2.3' for --static: bad IPv4 address",
-        ),
-        (
-            &["--static", "aa:bb:cc:dd:ee:ff=198.18.0.6,compat,playground"],
-            "invalid value 'aa:bb:cc:dd:ee:ff=198.18.0.6,compat,playground' for --static: compat and playground exclude each other",
-        ),
-        (
-            &[
-                "--static",
-                "aa:bb:cc:dd:ee:01=198.18.0.6",
-                "--static",
-                "aa:bb:cc:dd:ee:02=198.18.0.6",
-            ],
-            "invalid value 'aa:bb:cc:dd:ee:02=198.18.0.6' for --static: 198.18.0.6 is already given to aa:bb:cc:dd:ee:01",
-        ),
-        (
-            &["--static", "aa:bb:cc:dd:ee:01=198.18.0.6,playground"],
-            "invalid value 'aa:bb:cc:dd:ee:01=198.18.0.6,playground' for --static: playground needs --playground-size",
-        ),
-        (
-            &["--playground-size", "5"],
-            "invalid value '5' for --playground-size: must be at least 6",
-        ),
-        (
-            &["-p", "198.18.0.0/28", "--playground-size", "032"],
-            "invalid value '032' for --playground-size: larger than the pool 198.18.0.0/28",
-        ),
-        (
-            &["--rate-limit", "0"],
-            "invalid value '0' for --rate-limit: must be 1..10000000",
-        ),
-        (
-            &["--new-client-rate", "x"],
-            "invalid value 'x' for --new-client-rate: expected a non-negative integer",
-        ),
-        (
-            &["--metrics-listen", "nope"],
-            "invalid value 'nope' for --metrics-listen: expected ADDR:PORT",
-        ),
-        (
-            &["--nft-set-isolated", "inet filter"],
-            "invalid value 'inet filter' for --nft-set-isolated: expected \"FAMILY TABLE NAME\", e.g. \"inet filter iso_clients\"",
-        ),
-        (
-            &["--dhcp-option", "3,ip,1.2.3.4"],
-            "invalid value '3,ip,1.2.3.4' for --dhcp-option: option 3 is managed by isodhcp",
-        ),
-        (
-            &["--hook-file", ""],
-            "a value is required for '--hook-file <HOOK_FILE>' but none was supplied",
-        ),
-        (
-            &["--xdp", "turbo"],
-            "invalid value 'turbo' for '--xdp <XDP>'",
-        ),
-        (&["--bogus"], "unexpected argument '--bogus' found"),
-    ] {
-        assert_eq!(refused(argv), line, "{argv:?}");
+    for (argv, line) in REFUSED {
+        assert_eq!(refused(argv), *line, "{argv:?}");
     }
 }
 
