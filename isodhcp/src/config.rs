@@ -4,7 +4,7 @@
 //! else of the crate: every layer may use it.
 //!
 //! The daemon's whole configuration, and how it is completed by what start-up
-//! detects, is [`crate::daemon::Config`].
+//! detects, is `daemon::Config` (above `system`, whose types it holds).
 
 use std::fmt;
 
