@@ -1,6 +1,7 @@
 //! Feeds arbitrary bytes through everything that touches network input:
-//! frame parsing, DHCP parsing, the lease engine and reply encoding. Any
-//! panic is a bug (SPEC: no panic on anything from the network), and so is
+//! admission's frame checks (the parser the XDP program runs), frame
+//! parsing, DHCP parsing, the lease engine and reply encoding. Any panic is
+//! a bug (design.md §Protocol: no panic on anything from the network), and so is
 //! an engine whose bookkeeping disagrees with itself or loses an address
 //! after any input (checked after every call).
 #![no_main]
@@ -9,23 +10,30 @@ use std::net::Ipv4Addr;
 
 use isodhcp::engine::{Engine, EngineConfig, Input};
 use isodhcp::wire::{Mac, dhcp::Message, frame};
+use isodhcp_common::parse::{Parsed, parse_frame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    // As a whole frame.
+    // As a whole frame: what admission delivers reaches the engine, as in
+    // the daemon.
+    let admitted = matches!(parse_frame(data), Parsed::Request(_));
     if let Ok(f) = frame::parse(data) {
         if let Ok(m) = Message::parse(f.payload) {
-            run_engine(f.src_mac, &m);
+            if admitted {
+                run_engine(&m);
+            }
         }
     }
-    // As a bare BOOTP payload, so the fuzzer need not find valid headers first.
+    // As a bare BOOTP payload, so the fuzzer need not find valid headers
+    // first. The engine must not panic or lose an address even on messages
+    // admission would have dropped.
     if let Ok(m) = Message::parse(data) {
         let _ = m.emit(Some(576), 0);
-        run_engine(m.client_mac(), &m);
+        run_engine(&m);
     }
 });
 
-fn run_engine(src: Mac, m: &Message) {
+fn run_engine(m: &Message) {
     let mut cfg = EngineConfig::new(
         Ipv4Addr::new(198, 18, 0, 1),
         Mac([2, 0, 0, 0, 0, 1]),
@@ -52,7 +60,6 @@ fn run_engine(src: Mac, m: &Message) {
         let _ = e.handle(
             now + i,
             Input::Dhcp {
-                src_mac: src,
                 msg: m,
                 in_use: busy,
             },

@@ -1,10 +1,11 @@
-//! The isodhcp XDP program (SPEC §9).
+//! The isodhcp XDP program (design.md §Admission).
 //!
 //! Every frame that is not IPv4/UDP to port 67 is passed untouched (counted
 //! `non_dhcp`); so is DHCP tagged for another VLAN (`pass_vlan`), while a
 //! stack of priority tags too deep to read is dropped (`drop_vlan_depth`).
-//! DHCP frames (`dhcp`) are validated ([`parse`]), admitted or
-//! dropped ([`admit`]), and survivors are redirected to the daemon's AF_XDP
+//! DHCP frames (`dhcp`) are validated and admitted or dropped by
+//! `isodhcp_common::decide` (the same code the daemon runs with XDP off,
+//! here over the BPF maps of [`maps`]), and survivors are redirected to the daemon's AF_XDP
 //! socket of this RX queue, or passed to the kernel stack when none is bound.
 //! Every DHCP frame lands in exactly one `drop_*`, `redirect` or `pass_stack`
 //! counter.
@@ -12,78 +13,72 @@
 //! Built for `bpfel-unknown-none` with bpf-linker (`cargo xtask build-ebpf`).
 //! On the host this crate compiles to a dummy binary so that
 //! `cargo clippy --workspace --all-targets` works without the eBPF toolchain;
-//! `parse`, `admit` and `verdict` are unit-tested there.
+//! the logic it runs is unit-tested in `isodhcp-common`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // On the host only the unit tests use most of the code.
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code))]
 
-mod admit;
 mod maps;
-mod parse;
-mod verdict;
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
+use isodhcp_common::counters::bump;
+use isodhcp_common::{Decision, Slot, active, decide};
 
-use crate::admit::{Admission, active, admit};
 use crate::maps::{COUNTERS, LIMITS, Maps, XSKS};
-use crate::parse::{Parsed, parse};
-use crate::verdict::{Slot, bump};
 
 #[xdp]
 pub fn isodhcp_xdp(ctx: XdpContext) -> u32 {
     // The lookup of key 0 of a 1-entry array cannot fail; if it ever did, the
     // frame is still handled (fail-open for non-DHCP) and only the count is lost.
     let counters = COUNTERS.get_ptr_mut(0);
+    // The last counter bumped, for the opt-in debug event (u32: aya-log-ebpf
+    // 0.2 lost every record that carried a usize argument).
+    #[cfg(feature = "debug-events")]
+    let last = core::cell::Cell::new(0u32);
     let count = |s: Slot| {
+        #[cfg(feature = "debug-events")]
+        last.set((s as usize / 8) as u32);
         if let Some(c) = counters {
             // SAFETY: this CPU's slot of the per-CPU array; XDP runs with
             // migration disabled, so no other program run writes it now.
             unsafe { bump(c, s) }
         }
     };
-
-    let req = match parse(ctx.data(), ctx.data_end()) {
-        Parsed::NotDhcp => {
-            count(Slot::NonDhcp);
-            return xdp_action::XDP_PASS;
-        }
-        Parsed::OtherVlan => {
-            count(Slot::PassVlan);
-            return xdp_action::XDP_PASS;
-        }
-        Parsed::Drop(Slot::DropVlanDepth) => {
-            count(Slot::DropVlanDepth);
-            return xdp_action::XDP_DROP;
-        }
-        Parsed::Drop(s) => {
-            count(Slot::Dhcp);
-            count(s);
-            return xdp_action::XDP_DROP;
-        }
-        Parsed::Request(r) => {
-            count(Slot::Dhcp);
-            r
-        }
-    };
-
     // SAFETY: bpf_ktime_get_ns has no preconditions (CLOCK_MONOTONIC ns).
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = || unsafe { bpf_ktime_get_ns() };
     let limits = active(LIMITS.get(0));
-    match admit(&Maps, req.mac, limits, now) {
-        Admission::Drop(s) => {
-            count(s);
-            xdp_action::XDP_DROP
-        }
-        Admission::Admit { trusted } => {
-            if trusted {
-                count(Slot::PassTrusted);
-            }
+    // SAFETY: `[data, data_end)` is the packet, readable for this run.
+    let decision = unsafe { decide(ctx.data(), ctx.data_end(), &mut Maps, limits, now, count) };
+    let action = act(&ctx, decision, count);
+    #[cfg(feature = "debug-events")]
+    if last.get() != 0 {
+        // Every frame but non-DHCP. Counter numbers index
+        // `isodhcp_common::COUNTER_NAMES` (the order `bpftool map dump name
+        // counters` prints them in); the daemon logs them by name.
+        aya_log_ebpf::debug!(
+            &ctx,
+            "dhcp frame: action {} counter #{}",
+            action,
+            last.get()
+        );
+    }
+    action
+}
+
+/// The XDP action for `decision`; delivered frames go to this RX queue's
+/// AF_XDP socket, or to the stack when none is bound.
+#[inline(always)]
+fn act(ctx: &XdpContext, decision: Decision, count: impl Fn(Slot)) -> u32 {
+    match decision {
+        Decision::Pass => xdp_action::XDP_PASS,
+        Decision::Drop => xdp_action::XDP_DROP,
+        Decision::Deliver { .. } => {
             // XDP_PASS in the flags is the action on lookup miss (no socket
             // bound for this queue); with 0 the kernel returns XDP_ABORTED.
-            match XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {
+            match XSKS.redirect(ctx.rx_queue_index(), u64::from(xdp_action::XDP_PASS)) {
                 Ok(action) => {
                     count(Slot::Redirect);
                     action

@@ -10,7 +10,7 @@ use isodhcp_common::{
     Bucket, Counters, DENY_MAX, FRESH_MAX, KNOWN_MAX, Limits, TRUST_MAX, XSKS_MAX,
 };
 
-use crate::admit::Tables;
+use isodhcp_common::Tables;
 
 /// Verdict counters: one entry (key 0), one copy per CPU.
 #[btf_map(name = "counters")]
@@ -49,36 +49,41 @@ pub struct Maps;
 
 impl Tables for Maps {
     #[inline(always)]
-    fn deny_until(&self, key: u64) -> Option<u64> {
+    fn deny_until(&mut self, key: u64) -> Option<u64> {
         // SAFETY: a plain copy out of the value; the daemon may rewrite it
         // concurrently, which at worst yields the old or the new expiry.
         DENY.get_ptr(key).map(|p| unsafe { *p })
     }
 
     #[inline(always)]
-    fn trusted(&self, key: u64) -> bool {
+    fn trusted(&mut self, key: u64) -> bool {
         TRUST.get_ptr(key).is_some()
     }
 
     #[inline(always)]
-    fn known(&self, key: u64) -> Option<*mut Bucket> {
-        KNOWN.get_ptr_mut(key)
+    fn known(&mut self, key: u64) -> Option<&mut Bucket> {
+        // SAFETY: a live map value for the rest of this run; other CPUs may
+        // update it concurrently, which admission tolerates (see
+        // `isodhcp_common::admit`, "Concurrency").
+        KNOWN.get_ptr_mut(key).map(|p| unsafe { &mut *p })
     }
 
     #[inline(always)]
-    fn fresh(&self, key: u64) -> Option<*mut Bucket> {
-        FRESH.get_ptr_mut(key)
+    fn fresh(&mut self, key: u64) -> Option<&mut Bucket> {
+        // SAFETY: as for `known`.
+        FRESH.get_ptr_mut(key).map(|p| unsafe { &mut *p })
     }
 
     #[inline(always)]
-    fn fresh_insert(&self, key: u64, b: &Bucket) {
+    fn fresh_insert(&mut self, key: u64, b: &Bucket) {
         // Fails only on memory pressure; a racing insert of the same key
         // simply wins. Either way the frame was already admitted.
-        let _ = FRESH.insert(key, b, BPF_ANY as u64);
+        let _ = FRESH.insert(key, b, u64::from(BPF_ANY));
     }
 
     #[inline(always)]
-    fn shared(&self, idx: u32) -> Option<*mut Bucket> {
-        BUCKETS.get_ptr_mut(idx)
+    fn shared(&mut self, idx: u32) -> Option<&mut Bucket> {
+        // SAFETY: as for `known`.
+        BUCKETS.get_ptr_mut(idx).map(|p| unsafe { &mut *p })
     }
 }

@@ -34,7 +34,7 @@ fn every_flag_is_in_the_manual_page() {
         missing.is_empty(),
         "not described in man/isodhcp.8: {missing:?}"
     );
-    // Every hook variable of SPEC §8 and every signal are documented too.
+    // Every hook variable of design.md §Hooks and every signal are documented too.
     for needle in [
         "ISODHCP_SUBNET",
         "ISODHCP_EXPIRY",

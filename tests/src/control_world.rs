@@ -1,4 +1,4 @@
-//! The control-plane test world (SPEC §10): a daemon in a namespace lab
+//! The control-plane test world (design.md §Control): a daemon in a namespace lab
 //! holding leases of every mode, the diagnostics client runner and the
 //! parsers the `control` and `control_access` suites share.
 #![allow(clippy::missing_panics_doc)]
@@ -282,7 +282,7 @@ pub fn world_with(tag: &str, tweak: impl FnOnce(&mut DaemonConfig)) -> World {
         port,
         lab,
     };
-    // Facts the rest relies on (SPEC §4.2, §4.3).
+    // Facts the rest relies on (design.md §Compat mode, §Playground mode).
     assert_eq!(
         w.client(M_COMPAT).ip,
         ip(6),

@@ -1,4 +1,4 @@
-//! Crafted DHCP frames from a client namespace (SPEC §4–§5 tests).
+//! Crafted DHCP frames from a client namespace (tests of design.md §Modes, §Protocol).
 //!
 //! [`RawPort`] is an `AF_PACKET` raw socket created by a thread that joined
 //! the client's network namespace (the socket stays in that namespace and is
@@ -517,7 +517,7 @@ pub fn with_broadcast(mut m: Message) -> Message {
 /// The lease file as JSON (error if missing or not JSON), with the
 /// daemon's append-only journal (`<file>.journal`, one `{"put": MAC,
 /// "lease": {..}}` / `{"del": MAC}` / `{"quarantine": {..}}` per line)
-/// replayed onto it: together they are what is durable on disk (SPEC §7).
+/// replayed onto it: together they are what is durable on disk (design.md §Persistence).
 pub fn lease_json(path: &Path) -> Result<serde_json::Value> {
     use serde_json::Value;
     let mut j: Value = match std::fs::read_to_string(path) {

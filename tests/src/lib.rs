@@ -19,8 +19,12 @@
 //! - daemons run under `nsenter --net=/run/netns/NS` (no /sys remount, so the
 //!   daemon sees the host's /sys/fs/bpf).
 //!
-//! Tests must run as root; [`preflight`] turns a missing precondition into a
-//! clear error (tests call `.expect()` on it, so they fail, never pass silently).
+//! Tests need root. Each one starts with [`needs_root!`]: as another user it
+//! returns at once with one line `skipped: needs root (network namespaces)`
+//! on stderr, so `cargo test` as a normal user skips the suites instead of
+//! failing them. As root, [`preflight`] turns any other missing precondition
+//! into a clear error (tests call `.expect()` on it, so they fail, never pass
+//! silently).
 
 pub mod clients;
 pub mod control_world;

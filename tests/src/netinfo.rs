@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::netns::Netns;
 
-/// Route protocol number isodhcp uses for its host routes (§6.1).
+/// Route protocol number isodhcp uses for its host routes (design.md §Routes).
 pub const ISODHCP_RT_PROTO: u8 = 108;
 
 /// One IPv4 address of an interface.

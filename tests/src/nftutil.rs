@@ -181,7 +181,7 @@ pub fn snat_rules_for(ns: &Netns, mac: &str) -> Result<Vec<NatRule>> {
 }
 
 /// The operator's named sets, created by the test in `table inet filter`
-/// of the server namespace (isodhcp never creates sets, SPEC §6.3).
+/// of the server namespace (isodhcp never creates sets, design.md §Firewall).
 #[derive(Debug, Clone)]
 pub struct TestSets {
     pub family: &'static str,

@@ -267,6 +267,43 @@ pub fn require_tool(name: &str) -> Result<PathBuf> {
     })
 }
 
+/// Whether this process runs as root (effective uid 0), which every
+/// namespace suite and the XDP verdict suites need.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Says once per test binary, on the real stderr (the harness does not
+/// capture it), that its suites are skipped and why.
+pub fn report_skip(needs: &str) {
+    use std::io::Write;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = writeln!(std::io::stderr(), "skipped: needs root ({needs})");
+    });
+}
+
+/// First line of every test that needs root: as any other user the test
+/// returns at once (so it passes) after [`report_skip`] said why. `cargo
+/// test` as a normal user thus runs the unit tests and skips the namespace
+/// suites instead of failing them; as root nothing changes, and a missing
+/// tool still fails in [`preflight`].
+///
+/// `needs_root!()` names network namespaces; `needs_root!("BPF")` another need.
+#[macro_export]
+macro_rules! needs_root {
+    () => {
+        $crate::needs_root!("network namespaces")
+    };
+    ($needs:expr) => {
+        if !$crate::util::is_root() {
+            $crate::util::report_skip($needs);
+            return;
+        }
+    };
+}
+
 /// Preconditions for every lab test: root, `ip`, `nsenter`, `unshare`.
 /// Returns a clear error; tests `.expect()` it so they FAIL when unmet.
 pub fn preflight() -> Result<()> {

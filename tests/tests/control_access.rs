@@ -1,4 +1,4 @@
-//! SPEC §10 access and live blocking, end to end: the socket and lease file
+//! Control access and live blocking (design.md §Control), end to end: the socket and lease file
 //! are private (mode 0600, other users get nothing), a second daemon on the
 //! same socket refuses to start, and `--block`/`--unblock`/`--for` change
 //! what the XDP program (or the userspace limiter) lets through.
@@ -50,6 +50,7 @@ fn mode_of(p: &Path) -> u32 {
 
 #[test]
 fn socket_and_lease_file_are_private() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     assert!(
         find_tool("setpriv").is_some(),
@@ -69,8 +70,16 @@ fn socket_and_lease_file_are_private() {
         "{} is not a socket",
         sock.display()
     );
-    assert_eq!(mode_of(&sock), 0o600, "control socket mode (SPEC §10, §12)");
-    assert_eq!(mode_of(&cfg.lease_file), 0o600, "lease file mode (SPEC §7)");
+    assert_eq!(
+        mode_of(&sock),
+        0o600,
+        "control socket mode (design.md §Control, §Privileges)"
+    );
+    assert_eq!(
+        mode_of(&cfg.lease_file),
+        0o600,
+        "lease file mode (design.md §Persistence)"
+    );
     let journal = PathBuf::from(format!("{}.journal", cfg.lease_file.display()));
     if journal.exists() {
         assert_eq!(
@@ -165,6 +174,7 @@ fn socket_and_lease_file_are_private() {
 
 #[test]
 fn second_daemon_refuses_the_socket() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("ctltwice", 1).expect("lab");
     let cfg = crafted::config(&lab);
@@ -387,6 +397,7 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
 
 #[test]
 fn block_unblock_with_xdp() {
+    isodhcp_tests::needs_root!();
     assert!(
         find_tool("bpftool").is_some(),
         "bpftool is required (package bpftool)"
@@ -396,5 +407,6 @@ fn block_unblock_with_xdp() {
 
 #[test]
 fn block_unblock_userspace_limiter() {
+    isodhcp_tests::needs_root!();
     block_unblock("ctlblkoff", XdpMode::Off);
 }

@@ -25,6 +25,7 @@ fn raw_chars(text: &str) -> Vec<char> {
 
 #[test]
 fn hostile_client_text_is_escaped_in_show_and_dump() {
+    isodhcp_tests::needs_root!();
     let (lab, _daemon, port) = crafted::setup("ctlhostile");
     let sock = lab.dir().join("isodhcp_srv0.sock");
     let vendor = "\x1b]0;pwned\x07MSFT\x1b[2J\r\x08\x08\u{202e}5.0";

@@ -24,6 +24,7 @@ fn in_dnsmasq_range(ip: Ipv4Addr) -> bool {
 /// leased address as source, and writes DNS into its private resolv.conf only.
 #[test]
 fn selfcheck_three_clients_against_dnsmasq() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("selfall", 3).expect("lab");
     let dns = Dnsmasq::start(&lab, &[]).expect("dnsmasq");
@@ -80,6 +81,7 @@ fn selfcheck_three_clients_against_dnsmasq() {
 /// foundation tests works.
 #[test]
 fn selfcheck_dhclient_release_and_rediscover() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("selfrel", 1).expect("lab");
     let dns = Dnsmasq::start(&lab, &[]).expect("dnsmasq");
@@ -120,6 +122,7 @@ fn selfcheck_dhclient_release_and_rediscover() {
 /// tests rely on.
 #[test]
 fn selfcheck_isolated_options_via_dnsmasq() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("selfiso", 3).expect("lab");
     let dns = Dnsmasq::start(
@@ -155,6 +158,7 @@ fn selfcheck_isolated_options_via_dnsmasq() {
 /// when the test panics while the lab is alive.
 #[test]
 fn selfcheck_cleanup_on_panic() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let names2 = names.clone();
@@ -196,5 +200,6 @@ fn selfcheck_cleanup_on_panic() {
 /// Preconditions are enforced (this machine runs tests as root).
 #[test]
 fn selfcheck_preflight_passes_as_root() {
+    isodhcp_tests::needs_root!();
     preflight().expect("tests must run as root with iproute2 installed");
 }

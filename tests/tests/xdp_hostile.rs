@@ -22,6 +22,7 @@ fn verdict(x: &XdpRun, f: &[u8], act: u32, counters: &[(&str, u64)], what: &str)
 
 #[test]
 fn tagged_flood_meets_the_same_limits() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = XdpRun::load().expect("load");
     // New-client budget 3; a per-MAC limit that never matters here.
     x.set_limits(limits((1, 100), (1, 1000), (1, 3))).unwrap();
@@ -57,6 +58,7 @@ fn tagged_flood_meets_the_same_limits() {
 
 #[test]
 fn unreadable_priority_stacks_drop_and_other_vlans_pass() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = XdpRun::load().expect("load");
     x.set_limits(limits((1, 100), (1, 1000), (1, 100))).unwrap();
     let three = tagged(mac(1), &[(0x88a8, 0), (0x8100, 0), (0x8100, 0)]);
@@ -85,6 +87,7 @@ fn unreadable_priority_stacks_drop_and_other_vlans_pass() {
 
 #[test]
 fn a_bucket_written_by_a_cpu_with_a_later_clock_is_not_refilled() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = XdpRun::load().expect("load");
     x.set_limits(limits((1, 100), (1, 1000), (1, 3))).unwrap();
     // Another CPU read a clock 10 s ahead of ours and spent the last token.

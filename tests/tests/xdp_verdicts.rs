@@ -69,6 +69,7 @@ fn drops(x: &XdpRun, f: &[u8], counter: &str, what: &str) {
 
 #[test]
 fn non_dhcp_passes_untouched() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = load();
     // Limits that would drop every DHCP frame: non-DHCP must not care.
     x.set_limits(limits((1, 0), (1, 0), (1, 0))).unwrap();
@@ -127,6 +128,7 @@ fn non_dhcp_passes_untouched() {
 
 #[test]
 fn conforming_frame_without_socket_passes_to_stack() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = load();
     let f = discover(CLIENT);
     // Limits not written yet (abi 0): fail-open, but still validated.
@@ -174,6 +176,7 @@ fn conforming_frame_without_socket_passes_to_stack() {
 
 #[test]
 fn malformed_requests_drop_with_their_counter() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = load();
     x.set_limits(roomy()).unwrap();
     let good = discover(CLIENT);
@@ -256,6 +259,7 @@ fn malformed_requests_drop_with_their_counter() {
 
 #[test]
 fn deny_drops_until_expiry() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = load();
     x.set_limits(roomy()).unwrap();
     let (forever, later, expired) = (mac(1), mac(2), mac(3));
@@ -281,6 +285,7 @@ fn deny_drops_until_expiry() {
 
 #[test]
 fn trust_bypasses_the_per_mac_limit() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = load();
     x.set_limits(limits((1, 2), (1, 1000), (1, 1))).unwrap();
     let t = mac(7);
@@ -305,6 +310,7 @@ fn trust_bypasses_the_per_mac_limit() {
 
 #[test]
 fn known_client_over_its_rate_drops() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = load();
     x.set_limits(limits((1, 3), (1, 1000), (1, 1000))).unwrap();
     let k = mac(20);
@@ -325,6 +331,7 @@ fn known_client_over_its_rate_drops() {
 
 #[test]
 fn new_client_budget_exhaustion_spares_known_clients() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = load();
     // New-client budget 2, per-MAC burst 3.
     x.set_limits(limits((1, 3), (1, 1000), (1, 2))).unwrap();
@@ -385,6 +392,7 @@ fn new_client_budget_exhaustion_spares_known_clients() {
 
 #[test]
 fn global_budget_caps_everything() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = load();
     x.set_limits(limits((1, 1000), (1, 3), (1, 1000))).unwrap();
     let (known, trusted) = (mac(50), mac(51));
@@ -413,6 +421,7 @@ fn global_budget_caps_everything() {
 
 #[test]
 fn foreign_abi_limits_fail_open() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = load();
     let mut l = limits((1, 0), (1, 0), (1, 0));
     l.abi = 0xdead;
@@ -438,6 +447,7 @@ impl Drop for Pin {
 
 #[test]
 fn pinned_counters_dump_with_field_names() {
+    isodhcp_tests::needs_root!("BPF");
     let x = load();
     find_tool("bpftool").expect("bpftool is needed for this test");
     let pin = Pin(PathBuf::from(format!(
@@ -467,6 +477,7 @@ fn pinned_counters_dump_with_field_names() {
 /// Mean in-kernel cost per frame (`--nocapture` prints it). Only sanity-checked.
 #[test]
 fn cost_per_frame() {
+    isodhcp_tests::needs_root!("BPF");
     let mut x = load();
     let dns = udp(CLIENT, 1, 53, &[0; 64]);
     let f = discover(CLIENT);

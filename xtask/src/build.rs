@@ -42,7 +42,9 @@ pub fn daemon_bin() -> PathBuf {
 }
 
 /// Builds the XDP object with nightly and bpf-linker; returns its path.
-pub fn build_ebpf() -> Result<PathBuf> {
+/// `xdp_debug` compiles in the opt-in debug events (the
+/// `debug-events` feature of isodhcp-ebpf).
+pub fn build_ebpf_with(xdp_debug: bool) -> Result<PathBuf> {
     let mut cmd = Command::new("rustup");
     for k in TOOLCHAIN_ENV {
         cmd.env_remove(k);
@@ -59,6 +61,9 @@ pub fn build_ebpf() -> Result<PathBuf> {
             "--release",
         ])
         .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"]);
+    if xdp_debug {
+        cmd.args(["--features", "debug-events"]);
+    }
     sh(&mut cmd).context("eBPF build failed (run `cargo xtask setup` for the toolchain)")?;
     let obj = ebpf_object();
     if !obj.is_file() {
@@ -69,7 +74,12 @@ pub fn build_ebpf() -> Result<PathBuf> {
 
 /// build-ebpf, then the release daemon with the object embedded.
 pub fn build() -> Result<PathBuf> {
-    let obj = build_ebpf()?;
+    build_with(false)
+}
+
+/// [`build`], with the XDP debug events compiled in when `xdp_debug`.
+pub fn build_with(xdp_debug: bool) -> Result<PathBuf> {
+    let obj = build_ebpf_with(xdp_debug)?;
     sh(cargo().env("ISODHCP_EBPF_OBJ", &obj).args([
         "build",
         "--release",

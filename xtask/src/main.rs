@@ -26,9 +26,18 @@ enum Cmd {
     /// nightly, bpf-linker 0.13, bpffs mount). Idempotent; needs root for apt/mount.
     Setup,
     /// Build the XDP object (nightly, bpfel-unknown-none, bpf-linker, BTF).
-    BuildEbpf,
+    BuildEbpf {
+        /// Compile in the opt-in debug events (aya-log; one record per DHCP
+        /// frame, logged by the daemon under the target `isodhcp::xdp`).
+        #[arg(long)]
+        xdp_debug: bool,
+    },
     /// build-ebpf, then `cargo build --release -p isodhcp` with the object embedded.
-    Build,
+    Build {
+        /// As for build-ebpf.
+        #[arg(long)]
+        xdp_debug: bool,
+    },
     /// build, then exec target/release/isodhcp with ARGS.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -59,10 +68,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Setup => setup::run(),
-        Cmd::BuildEbpf => build::build_ebpf().map(|obj| {
+        Cmd::BuildEbpf { xdp_debug } => build::build_ebpf_with(xdp_debug).map(|obj| {
             eprintln!("xtask: eBPF object: {}", obj.display());
         }),
-        Cmd::Build => build::build().map(|bin| {
+        Cmd::Build { xdp_debug } => build::build_with(xdp_debug).map(|bin| {
             eprintln!("xtask: daemon: {}", bin.display());
         }),
         Cmd::Run { args } => build::run(&args),

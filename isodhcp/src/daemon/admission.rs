@@ -1,6 +1,9 @@
-//! Who decides which DHCP frames reach the engine (SPEC §9): the XDP program
-//! in the kernel when it is attached, else the userspace [`Limiter`] with the
-//! same rules and counters. Also opens the matching datapath.
+//! Who decides which DHCP frames reach the engine (design.md §Admission):
+//! the XDP program in the kernel when it is attached, else the userspace
+//! [`Limiter`]; both run the one decision of `isodhcp_common::decide`. This
+//! module only orchestrates: it keeps the kernel maps and the userspace
+//! tables in step (deny, trust, known clients), owns the clock of the
+//! userspace path, and opens the matching datapath.
 
 use anyhow::{Context, Result};
 use isodhcp_common::{COUNTER_COUNT, Counters};
@@ -14,9 +17,9 @@ use crate::datapath::limiter::Limiter;
 use crate::datapath::{Datapath, Hybrid, Origin};
 use crate::engine::Engine;
 use crate::system::xdp::{self, XdpAttachment, XdpError, XdpMaps};
-use crate::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
-use crate::wire::frame::{self, DHCP_SERVER_PORT};
-use crate::wire::{Mac, WireError};
+use crate::wire::Mac;
+use crate::wire::dhcp::Message;
+use crate::wire::frame;
 
 /// CLOCK_MONOTONIC in ns: the clock of the kernel's token buckets and deny expiries.
 pub fn monotonic_ns() -> u64 {
@@ -96,10 +99,7 @@ impl Admission {
     /// verdict (in XDP mode also in `packet_path`).
     pub fn check(&mut self, bytes: &[u8], origin: Origin) -> Option<(Mac, Message)> {
         let l = match (self, origin) {
-            (Admission::Kernel(..), Origin::Xsk(_)) => {
-                let f = frame::parse(bytes).ok()?;
-                return Message::parse(f.payload).ok().map(|m| (f.src_mac, m));
-            }
+            (Admission::Kernel(..), Origin::Xsk(_)) => return parse_admitted(bytes),
             (Admission::Kernel(_, l), Origin::Packet) => {
                 l.counters.packet_path += 1;
                 l
@@ -137,53 +137,19 @@ impl Admission {
     }
 }
 
-/// The XDP program's checks and limits in userspace, for one frame from
-/// the packet socket (already IPv4/UDP to port 67, unfragmented, behind no
-/// tag with a VLAN id: the socket's filter and the kernel saw to that).
+/// The XDP program's decision in userspace, for one frame from the packet
+/// socket: the same `isodhcp_common::decide` over the limiter's tables.
 fn user_check(l: &mut Limiter, bytes: &[u8]) -> Option<(Mac, Message)> {
-    let c = &mut l.counters;
-    let f = match frame::parse(bytes) {
-        Ok(f) if f.dst_port != DHCP_SERVER_PORT => {
-            c.non_dhcp += 1;
-            return None;
-        }
-        Ok(f) if f.vlan.is_some() => {
-            c.pass_vlan += 1;
-            return None;
-        }
-        Ok(f) => f,
-        Err(WireError::NotIpv4Udp) => {
-            c.non_dhcp += 1;
-            return None;
-        }
-        Err(e) => {
-            c.dhcp += 1;
-            match e {
-                WireError::Fragment => c.drop_fragment += 1,
-                WireError::BadUdpLength => c.drop_udp_len += 1,
-                _ => c.drop_ihl += 1,
-            }
-            return None;
-        }
-    };
-    c.dhcp += 1;
-    let msg = match Message::parse(f.payload) {
-        Ok(m) => m,
-        Err(_) => {
-            c.drop_bootp_short += 1;
-            return None;
-        }
-    };
-    if msg.op != BOOTREQUEST || msg.htype != HTYPE_ETHERNET || msg.hlen != 6 {
-        c.drop_not_request += 1;
-        return None;
-    }
-    if msg.client_mac() != f.src_mac {
-        c.drop_chaddr_spoof += 1;
-        return None;
-    }
-    l.admit(monotonic_ns(), f.src_mac)
-        .then_some((f.src_mac, msg))
+    l.decide(monotonic_ns(), bytes)?;
+    parse_admitted(bytes)
+}
+
+/// Source MAC and DHCP message of a frame admission delivered. It passed
+/// the frame checks, so only the options can still be malformed: such a
+/// frame is ignored, whichever path it came by.
+fn parse_admitted(bytes: &[u8]) -> Option<(Mac, Message)> {
+    let f = frame::parse(bytes).ok()?;
+    Message::parse(f.payload).ok().map(|m| (f.src_mac, m))
 }
 
 /// Attaches XDP per `--xdp` (auto falls back to userspace with a warning),

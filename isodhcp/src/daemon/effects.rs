@@ -1,17 +1,18 @@
 //! Carrying out the engine's effects for a batch of frames, persistence and
-//! reconcile (SPEC §5 commit order, §6, §7).
-
-use std::collections::BTreeSet;
+//! reconcile (SPEC §5 commit order, §6, §7). Orchestration only: what a
+//! binding needs comes from `system::reconcile` and `system::nft::model`,
+//! the changes are made by the executors in `system/`; this file orders
+//! them and reports failures (which mark a reconcile as needed).
 
 use anyhow::Result;
 use tracing::{debug, info, warn};
 
 use super::{Daemon, now_ms};
 use crate::datapath::{FrameIo, Origin};
-use crate::engine::{Binding, Effect, Mode, Reply};
+use crate::engine::{Binding, Effect, Reply};
 use crate::system::hooks::{HookAction, HookEvent};
-use crate::system::netlink::{Netlink, NetlinkError};
-use crate::system::nft::Snat;
+use crate::system::kernel::{self, Target};
+use crate::system::netlink::NetlinkError;
 use crate::system::reconcile::{self, Fix, KernelState};
 use crate::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
 
@@ -32,12 +33,12 @@ impl Daemon {
             for fx in effects {
                 match fx {
                     Effect::Bind(b) => {
-                        fixes.extend(kernel_fix(&b, true));
+                        fixes.extend(reconcile::bring_up(&b));
                         hooks.push((HookAction::Add, b.clone()));
                         up.push(b);
                     }
                     Effect::Unbind(b) => {
-                        fixes.extend(kernel_fix(&b, false));
+                        fixes.extend(reconcile::take_down(&b));
                         hooks.push((HookAction::Del, b.clone()));
                         // Bound and unbound within one batch: nothing to tell nft.
                         match up.iter().position(|u| u.mac == b.mac && u.ip == b.ip) {
@@ -179,33 +180,10 @@ impl Daemon {
         }
     }
 
-    /// Carries out kernel changes. Changes to distinct routes and aliases
-    /// are independent and go to netlink together; if one target appears
-    /// twice (down then up in one batch), they run one by one, in order.
+    /// Carries out kernel changes (see `system::kernel` for their order);
+    /// a failed one is logged and retried at the next reconcile.
     async fn apply_fixes(&mut self, fixes: Vec<Fix>) {
-        let (nl, ifindex, src) = (self.nl.clone(), self.ifindex, self.server_ip);
-        let distinct = fixes.iter().map(Fix::target).collect::<BTreeSet<_>>().len() == fixes.len();
-        let results = if distinct {
-            futures::future::join_all(fixes.iter().map(|f| run_fix(&nl, f, ifindex, src))).await
-        } else {
-            let mut r: Vec<Result<(), NetlinkError>> = Vec::with_capacity(fixes.len());
-            for f in &fixes {
-                // Once netlink timed out, each further request would wait
-                // as long again: fail the rest now, the reconcile retries.
-                let stalled = r
-                    .iter()
-                    .any(|x| matches!(x, Err(NetlinkError::Timeout { .. })));
-                r.push(if stalled {
-                    Err(NetlinkError::Timeout {
-                        op: "change (skipped after a timeout)",
-                        limit: crate::system::netlink::NETLINK_TIMEOUT,
-                    })
-                } else {
-                    run_fix(&nl, f, ifindex, src).await
-                });
-            }
-            r
-        };
+        let results = kernel::apply_fixes(&self.nl, self.target(), &fixes).await;
         for (fix, r) in fixes.iter().zip(results) {
             if let Err(e) = r {
                 warn!(?fix, error = %e, "kernel change failed; will retry");
@@ -214,14 +192,18 @@ impl Daemon {
         }
     }
 
+    fn target(&self) -> Target {
+        Target {
+            ifindex: self.ifindex,
+            server_ip: self.server_ip,
+        }
+    }
+
     /// Reads the kernel state isodhcp manages.
     pub(super) async fn observe(&self) -> Result<KernelState, NetlinkError> {
-        let routes = self.nl.our_routes(self.ifindex).await?;
-        let info = self.nl.interface(&self.iface).await?;
         let pg = self.engine.playground_block().map(|b| b.prefix);
-        let aliases =
-            KernelState::our_aliases(&info.addrs, self.engine.pool().cidr(), self.server_ip, pg);
-        Ok(KernelState { routes, aliases })
+        let pool = self.engine.pool().cidr();
+        kernel::observe(&self.nl, self.target(), &self.iface, pool, pg).await
     }
 
     /// Makes kernel and firewall state match the leases (SPEC §6.4): adds
@@ -243,73 +225,9 @@ impl Daemon {
                 self.needs_reconcile = true;
             }
         }
-        if let Err(e) = self.reconcile_nft(&bindings).await {
+        if let Err(e) = self.nft.reconcile(&bindings).await {
             warn!(error = %e, "firewall reconcile failed; will retry");
             self.needs_reconcile = true;
         }
-    }
-
-    async fn reconcile_nft(
-        &mut self,
-        bindings: &[Binding],
-    ) -> Result<(), crate::system::nft::NftError> {
-        let desired = self.nft.cfg.desired(bindings);
-        self.nft.check_sets().await;
-        if !self.nft.table_present().await {
-            info!(table = %self.nft.cfg.table, "reconcile: installing the nft table");
-            self.nft.install_table(&desired.snat).await?;
-        }
-        let mut cmds = Vec::new();
-        let observed: Vec<(Snat, u64)> = self.nft.observe_snat().await?;
-        let present: BTreeSet<Snat> = observed.iter().map(|(s, _)| *s).collect();
-        for (s, handle) in &observed {
-            if !desired.snat.contains(s) {
-                cmds.push(format!(
-                    "delete rule ip {} postrouting handle {handle}",
-                    self.nft.cfg.table
-                ));
-            }
-        }
-        let missing_snat: Vec<Snat> = desired.snat.difference(&present).copied().collect();
-        let elements = self.nft.observe_elements().await?;
-        let mut missing_el = Vec::new();
-        for (set, want) in &desired.elements {
-            // Sets that do not exist are skipped (warned about by check_sets).
-            let Some(have) = elements.get(set) else {
-                continue;
-            };
-            missing_el.extend(want.difference(have).map(|e| (set.clone(), *e)));
-        }
-        cmds.extend(self.nft.cfg.add_commands(&missing_el, &missing_snat));
-        if !cmds.is_empty() {
-            info!(count = cmds.len(), "reconcile: fixing firewall state");
-        }
-        self.nft.run_batch(&cmds).await
-    }
-}
-
-/// The kernel change a binding needs (SPEC §6.1, §6.2); playground clients
-/// use the block's connected route and need none.
-fn kernel_fix(b: &Binding, up: bool) -> Option<Fix> {
-    match (b.mode, up) {
-        (Mode::Isolated, true) => Some(Fix::AddRoute(b.ip)),
-        (Mode::Isolated, false) => Some(Fix::RemoveRoute(b.ip)),
-        (Mode::Compat, true) => Some(Fix::AddAlias(b.gateway, 30)),
-        (Mode::Compat, false) => Some(Fix::RemoveAlias(b.gateway, 30)),
-        (Mode::Playground, _) => None,
-    }
-}
-
-async fn run_fix(
-    nl: &Netlink,
-    fix: &Fix,
-    ifindex: u32,
-    src: std::net::Ipv4Addr,
-) -> Result<(), NetlinkError> {
-    match fix {
-        Fix::AddRoute(ip) => nl.route_add(*ip, ifindex, src).await,
-        Fix::RemoveRoute(ip) => nl.route_del(*ip, ifindex, src).await,
-        Fix::AddAlias(ip, p) => nl.alias_add(*ip, *p, ifindex).await,
-        Fix::RemoveAlias(ip, p) => nl.alias_del(*ip, *p, ifindex).await,
     }
 }

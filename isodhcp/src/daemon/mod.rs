@@ -138,7 +138,6 @@ impl Daemon {
         self.engine.handle(
             now_ms(),
             Input::Dhcp {
-                src_mac,
                 msg: &msg,
                 in_use: &in_use,
             },

@@ -22,7 +22,7 @@ use crate::control::{self, server::ControlSocket, server::Pending};
 use crate::datapath::{Origin, PortGuard};
 use crate::engine::{Effect, Engine, EngineConfig, Mode};
 use crate::store::LeaseStore;
-use crate::system::hooks::{HookConfig, Hooks};
+use crate::system::hooks::{self, HookConfig, Hooks};
 use crate::system::netlink::{InterfaceInfo, Netlink};
 use crate::system::nft::{Nft, NftConfig};
 
@@ -150,19 +150,16 @@ fn restore(cfg: &Config, r: &Resolved, info: &InterfaceInfo) -> Result<Restored,
 type Restored = (Engine, LeaseStore, Vec<Effect>);
 
 /// The hook runner for `--hook-file`, with the instance's environment.
-fn hooks(cfg: &Config, r: &Resolved) -> Option<Hooks> {
+fn hook_runner(cfg: &Config, r: &Resolved) -> Option<Hooks> {
     let path = cfg.hook_file.as_ref()?;
-    let dns: Vec<String> = r.dns.iter().map(|d| d.to_string()).collect();
-    let env = [
-        ("ISODHCP_PID", std::process::id().to_string()),
-        ("ISODHCP_INTERFACE", cfg.interface.clone()),
-        ("ISODHCP_SERVER_IP", r.server_ip.to_string()),
-        ("ISODHCP_POOL_CIDR", r.pool.to_string()),
-        ("ISODHCP_DNS", dns.join(",")),
-        ("ISODHCP_LEASE_FILE", cfg.lease_file.display().to_string()),
-        ("ISODHCP_ISOLATION", cfg.isolation.as_str().to_string()),
-    ];
-    let env = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let env = hooks::daemon_env(&hooks::DaemonFacts {
+        interface: &cfg.interface,
+        server_ip: r.server_ip,
+        pool: r.pool,
+        dns: &r.dns,
+        lease_file: &cfg.lease_file,
+        isolation: cfg.isolation,
+    });
     Some(Hooks::new(HookConfig::new(path.clone(), env)))
 }
 
@@ -199,7 +196,7 @@ async fn assemble(
         playground: engine.playground_block(),
         sets: cfg.nft_sets.clone(),
     });
-    let hooks = hooks(cfg, r);
+    let hooks = hook_runner(cfg, r);
     let (tx, rx) = mpsc::channel(control::MAX_CONNECTIONS);
     let mut ctl = o.ctl;
     ctl.serve(tx);

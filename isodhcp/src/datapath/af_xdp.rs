@@ -1,4 +1,4 @@
-//! AF_XDP datapath (SPEC §9): one XDP socket per RX queue of the interface,
+//! AF_XDP datapath (design.md §Datapath): one XDP socket per RX queue of the interface,
 //! each with its own UMEM; the XDP program redirects admitted DHCP frames to
 //! the socket of the queue they arrived on, and replies leave through the
 //! socket that received the request.

@@ -1,12 +1,12 @@
 //! Frame I/O for DHCP: receive client frames, send frames we built.
 //!
 //! [`FrameIo`] is the one interface the daemon uses. [`af_packet`] is the
-//! packet socket with a classic BPF filter (SPEC §9 `--xdp off` path, and
+//! packet socket with a classic BPF filter (design.md §Datapath, `--xdp off` path, and
 //! the fallback for queues without an XDP socket); [`af_xdp`] receives what
 //! the XDP program redirects. [`Hybrid`] serves both at once and answers on
 //! the path a request came in on. Whatever the datapath, a UDP socket is
 //! bound to port 67 on the interface ([`PortGuard`]) so the kernel never
-//! answers DHCP traffic with ICMP port-unreachable (SPEC §5).
+//! answers DHCP traffic with ICMP port-unreachable (design.md §Protocol).
 //! [`limiter`] applies the XDP program's admission rules in userspace when
 //! XDP is off.
 

@@ -1,4 +1,4 @@
-//! Client classification (SPEC §4.5): which mode and masquerade flag a
+//! Client classification (design.md §Classification): which mode and masquerade flag a
 //! client gets.
 //!
 //! Precedence: static entry > MAC list > OUI > vendor substring (option 60,
@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use crate::wire::Mac;
 
-/// Address mode of a client (SPEC §4). Serialised with the original tool's
+/// Address mode of a client (design.md §Modes). Serialised with the original tool's
 /// words: `standard`, `compat`, `playground`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {

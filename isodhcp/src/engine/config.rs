@@ -7,7 +7,7 @@ use super::classify::Classifier;
 use crate::wire::Mac;
 use crate::wire::cidr::Cidr;
 
-/// One static reservation (SPEC §4.6).
+/// One static reservation (design.md §Statics).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticEntry {
     pub mac: Mac,
@@ -60,7 +60,7 @@ impl EngineConfig {
     }
 }
 
-/// Quarantine lengths and conflict probing (SPEC §4.7).
+/// Quarantine lengths and conflict probing (design.md §Quarantine).
 pub const QUARANTINE_CONFLICT_MS: Millis = 300_000;
 pub const QUARANTINE_DECLINE_MS: Millis = 600_000;
 pub const CONFLICT_CANDIDATES: usize = 5;

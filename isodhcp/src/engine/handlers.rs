@@ -1,4 +1,4 @@
-//! DHCP message handlers (RFC 2131 §4.3, SPEC §4–§5).
+//! DHCP message handlers (RFC 2131 §4.3, design.md §Modes, §Protocol).
 
 use std::net::Ipv4Addr;
 
@@ -22,7 +22,7 @@ fn vendor_of(msg: &Message) -> Option<String> {
 }
 
 impl Engine {
-    /// The profile a client should have now (SPEC §4.5). The vendor class
+    /// The profile a client should have now (design.md §Classification). The vendor class
     /// of the message counts, else the one remembered with its lease/offer.
     fn profile_for(&self, mac: Mac, vendor: Option<&str>) -> Profile {
         if let Some(s) = self.statics.get(&mac) {
@@ -39,7 +39,7 @@ impl Engine {
     }
 
     /// Addresses the engine would try for a new isolated client, best first
-    /// (SPEC §4.7). The caller checks them against the neighbour table and
+    /// (design.md §Quarantine). The caller checks them against the neighbour table and
     /// passes the live ones back in [`super::Input::Dhcp`]. Empty when the
     /// client needs no new isolated address.
     pub fn candidates(&self, msg: &Message) -> Vec<Ipv4Addr> {
@@ -107,7 +107,7 @@ impl Engine {
         }
         // An offer is no commitment: when the pool is empty, the oldest
         // outstanding offers give their addresses back, so a flood of
-        // DISCOVERs can never hold a small pool hostage (SPEC §5).
+        // DISCOVERs can never hold a small pool hostage (design.md §Protocol).
         let mut ip = self.allocate(now, profile.mode, in_use);
         let mut evicted = 0;
         while ip.is_none() && evicted < MAX_EVICTIONS {
@@ -377,7 +377,7 @@ impl Engine {
                         fx.push(Effect::Bind(self.binding(l)));
                         fx.push(Effect::Known(mac, true));
                     }
-                    // SPEC §7: renewals that move the expiry by less than half a
+                    // design.md §Persistence: renewals that move the expiry by less than half a
                     // lease time are batched; bigger moves are written now.
                     fx.push(if moved >= self.lease_ms() / 2 {
                         Effect::PersistNow

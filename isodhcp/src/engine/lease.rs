@@ -49,7 +49,7 @@ pub struct Lease {
     pub is_static: bool,
     /// Unix ms at which the lease ends ([`super::NEVER`] for statics).
     pub expires: Millis,
-    /// Set for leases read back already expired (SPEC §7 grace): the address
+    /// Set for leases read back already expired (design.md §Persistence, grace): the address
     /// stays reserved for the client until then.
     pub grace_until: Option<Millis>,
     pub hostname: Option<String>,
@@ -127,7 +127,7 @@ pub struct QuarantineRecord {
     pub reason: String,
 }
 
-/// Option 12 decoded lossily, at most 63 bytes (SPEC §5), cut on a
+/// Option 12 decoded lossily, at most 63 bytes (design.md §Protocol), cut on a
 /// character boundary. Control characters and invisible format characters
 /// (bidi overrides and isolates, zero-width characters, soft hyphen, tags;
 /// see [`crate::text::is_format`]) are removed: the name stays client-chosen

@@ -1,17 +1,17 @@
-//! Lease engine: sans-IO DHCP server state machine (RFC 2131 §4.3, SPEC §4–§5).
+//! Lease engine: sans-IO DHCP server state machine (RFC 2131 §4.3, design.md §Modes, §Protocol).
 //!
 //! `Engine::handle(now, input) -> Vec<Effect>`: time is passed in (Unix
 //! milliseconds), nothing here reads a clock, opens a socket or talks to the
 //! kernel. Effects are returned in the order they must be carried out:
 //! kernel state first, then durable persistence, then the reply — so an ACK
-//! never leaves before the lease is bound and on disk (SPEC §5 "Commit").
+//! never leaves before the lease is bound and on disk (design.md §Commit order).
 //!
 //! Guarantees:
 //! - A DISCOVER only reserves an address for the offer hold; it commits
 //!   nothing (no binding, no write). Outstanding offers are capped; the
 //!   oldest is dropped first.
 //! - REQUEST handling follows RFC 2131 §4.3.2 by client state (SELECTING,
-//!   INIT-REBOOT, RENEWING/REBINDING) with the ACK/NAK/silence rules of SPEC §5.
+//!   INIT-REBOOT, RENEWING/REBINDING) with the ACK/NAK/silence rules of design.md §Protocol.
 //! - RELEASE and DECLINE are honoured only from the lease owner for its own
 //!   address; static addresses never return to the pool.
 //! - Every lookup is a hash or ordered-set operation: O(log n) in leases.
@@ -41,7 +41,7 @@ use isodhcp_common::Bucket;
 
 use crate::wire::Mac;
 use crate::wire::cidr::Cidr;
-use crate::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
+use crate::wire::dhcp::Message;
 use crate::wire::options::MessageType;
 use pool::Pool;
 use quarantine::Quarantine;
@@ -54,11 +54,12 @@ pub const NEVER: Millis = Millis::MAX;
 /// Something that happened outside the engine.
 #[derive(Debug)]
 pub enum Input<'a> {
-    /// A DHCP message received in a frame from `src_mac`. `in_use` lists
-    /// addresses the kernel neighbour table shows as alive, among those
-    /// [`Engine::candidates`] named (SPEC §4.7); empty when not probed.
+    /// A DHCP request that admission delivered (design.md §Admission): a
+    /// BOOTREQUEST for Ethernet whose chaddr is the frame's source MAC, so
+    /// the engine does not check those again. `in_use` lists addresses the
+    /// kernel neighbour table shows as alive, among those
+    /// [`Engine::candidates`] named (design.md §Quarantine); empty when not probed.
     Dhcp {
-        src_mac: Mac,
         msg: &'a Message,
         in_use: &'a [Ipv4Addr],
     },
@@ -82,7 +83,7 @@ pub enum Effect {
     Bind(Binding),
     /// A lease ended: undo what `Bind` did, hook `del`.
     Unbind(Binding),
-    /// The XDP known-clients map gains (`true`) or loses a MAC (SPEC §9).
+    /// The XDP known-clients map gains (`true`) or loses a MAC (design.md §Admission).
     Known(Mac, bool),
     /// Write the lease table durably before carrying out the next effect.
     PersistNow,
@@ -95,8 +96,6 @@ pub enum Effect {
 /// Why a message got no reply; counted, never logged per frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Drop {
-    NotBootRequest,
-    ChaddrMismatch,
     Relayed,
     NoMessageType,
     NotOurServer,
@@ -291,7 +290,7 @@ impl Engine {
         Some(l)
     }
 
-    /// What the executors need for a lease (SPEC §4, §6).
+    /// What the executors need for a lease (design.md §Modes, §Kernel state).
     pub fn binding(&self, l: &Lease) -> Binding {
         let (gateway, subnet) = match l.profile.mode {
             Mode::Isolated => (self.cfg.server_ip, None),
@@ -336,7 +335,7 @@ impl Engine {
         self.owners.get(&ip).copied()
     }
 
-    /// Bindings that should exist now (SPEC §6.4): one per static and per
+    /// Bindings that should exist now (design.md §Reconcile): one per static and per
     /// lease that has not expired (leases in grace have none until the
     /// client returns).
     pub fn desired(&self, now: Millis) -> Vec<Binding> {
@@ -388,7 +387,7 @@ impl Engine {
     /// What changed since the last call, for the lease store's journal: the
     /// record of every changed MAC (`None`: lease gone) and, if it changed,
     /// the whole quarantine. The caller writes it durably; the engine then
-    /// counts those expiries as written (renewal batching, SPEC §7).
+    /// counts those expiries as written (renewal batching, design.md §Persistence).
     pub fn take_dirty(&mut self) -> Dirty {
         let macs = std::mem::take(&mut self.dirty);
         let mut leases = Vec::with_capacity(macs.len());
@@ -432,27 +431,11 @@ impl Engine {
         self.now = now;
         match input {
             Input::Tick => self.tick(now),
-            Input::Dhcp {
-                src_mac,
-                msg,
-                in_use,
-            } => self.on_message(now, src_mac, msg, in_use),
+            Input::Dhcp { msg, in_use } => self.on_message(now, msg, in_use),
         }
     }
 
-    fn on_message(
-        &mut self,
-        now: Millis,
-        src_mac: Mac,
-        msg: &Message,
-        in_use: &[Ipv4Addr],
-    ) -> Vec<Effect> {
-        if msg.op != BOOTREQUEST || msg.htype != HTYPE_ETHERNET || msg.hlen != 6 {
-            return self.drop_msg(Drop::NotBootRequest);
-        }
-        if msg.client_mac() != src_mac {
-            return self.drop_msg(Drop::ChaddrMismatch);
-        }
+    fn on_message(&mut self, now: Millis, msg: &Message, in_use: &[Ipv4Addr]) -> Vec<Effect> {
         if !msg.giaddr.is_unspecified() {
             return self.drop_msg(Drop::Relayed);
         }

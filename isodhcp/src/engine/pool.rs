@@ -1,4 +1,4 @@
-//! Address pools (SPEC §4.1–§4.3).
+//! Address pools (design.md §Modes).
 //!
 //! - The main pool holds every address isolated and compat clients may get:
 //!   the pool CIDR minus its network and broadcast addresses, the server IP,

@@ -1,4 +1,4 @@
-//! Quarantined addresses (SPEC §4.7): addresses found in use by someone
+//! Quarantined addresses (design.md §Quarantine): addresses found in use by someone
 //! else, or declined by their owner, are kept out of allocation for a while.
 //! The table is capped; at the cap new entries are refused (the caller
 //! alerts once and moves on to other candidates).

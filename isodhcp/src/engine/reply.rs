@@ -1,5 +1,5 @@
 //! Building OFFER, ACK, INFORM-ACK and NAK replies (RFC 2131 §4.3, Table 3;
-//! SPEC §4–§5).
+//! design.md §Modes, §Protocol).
 //!
 //! Addressing follows RFC 2131 §4.1: ciaddr set → unicast to ciaddr at the
 //! client MAC; broadcast flag set or NAK → 255.255.255.255 at

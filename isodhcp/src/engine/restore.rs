@@ -9,7 +9,7 @@ use super::{
 
 impl Engine {
     /// Restores leases and quarantine from the store, then reserves the
-    /// statics (SPEC §4.6, §7). Leases that expired less than one lease time
+    /// statics (design.md §Statics, §Persistence). Leases that expired less than one lease time
     /// ago are kept in a grace state: their address is not offered to anyone
     /// else until the grace ends, and they get no binding until the client
     /// comes back. Returns the effects that bring the statics up, and the

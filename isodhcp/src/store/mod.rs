@@ -1,4 +1,4 @@
-//! Versioned JSON lease file with an append-only journal (SPEC §7).
+//! Versioned JSON lease file with an append-only journal (design.md §Lease file, §Persistence).
 //!
 //! The lease file (`dhcp_leases_<iface>.json`) is a full snapshot in the
 //! original tool's format (`{"leases": {MAC: {ip, expires?, mode?, masq,

@@ -1,6 +1,12 @@
 //! Desired-versus-observed diff (SPEC §6.4). Pure: the caller reads the
 //! kernel, this decides, executors apply. It covers host routes and gateway
-//! aliases; nft elements, SNAT rules and XDP maps join with their features.
+//! aliases; nft elements and SNAT rules are mapped in `system::nft::model`.
+//!
+//! Guarantees:
+//! - [`KernelState::desired`] is the only mapping from bindings to routes
+//!   and aliases. Start-up, SIGUSR1 and `--verify` diff it against what the
+//!   kernel shows; the per-lease path ([`bring_up`], [`take_down`]) diffs it
+//!   against nothing, so both paths always agree on what a binding needs.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -109,6 +115,16 @@ pub fn diff(desired: &KernelState, observed: &KernelState) -> Vec<Fix> {
     out
 }
 
+/// The changes a new binding needs: everything it maps to, added.
+pub fn bring_up(b: &Binding) -> Vec<Fix> {
+    diff(&KernelState::desired([b], None), &KernelState::default())
+}
+
+/// The changes an ended binding needs: everything it mapped to, removed.
+pub fn take_down(b: &Binding) -> Vec<Fix> {
+    diff(&KernelState::default(), &KernelState::desired([b], None))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +178,27 @@ mod tests {
             ]
         );
         assert!(diff(&desired, &desired).is_empty());
+    }
+
+    #[test]
+    fn per_lease_changes_follow_the_same_mapping() {
+        let iso = binding(200, Mode::Isolated);
+        let compat = binding(6, Mode::Compat);
+        let pg = binding(130, Mode::Playground);
+        assert_eq!(bring_up(&iso), [Fix::AddRoute(ip(200))]);
+        assert_eq!(take_down(&iso), [Fix::RemoveRoute(ip(200))]);
+        assert_eq!(bring_up(&compat), [Fix::AddAlias(ip(5), 30)]);
+        assert_eq!(take_down(&compat), [Fix::RemoveAlias(ip(5), 30)]);
+        // Playground clients use the block's connected route.
+        assert!(bring_up(&pg).is_empty() && take_down(&pg).is_empty());
+        // Whatever reconcile would add for a binding, bring_up adds.
+        let all = [iso, compat, pg];
+        let up: Vec<Fix> = all.iter().flat_map(bring_up).collect();
+        let mut from_reconcile = diff(&KernelState::desired(&all, None), &KernelState::default());
+        from_reconcile.sort_by_key(Fix::target);
+        let mut up_sorted = up.clone();
+        up_sorted.sort_by_key(Fix::target);
+        assert_eq!(up_sorted, from_reconcile);
     }
 
     #[test]

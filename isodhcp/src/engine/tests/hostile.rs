@@ -76,7 +76,6 @@ fn full_quarantine_neither_blocks_allocation_nor_hands_out_squatted_addresses() 
     let fx = e.handle(
         T0,
         Input::Dhcp {
-            src_mac: mac(1),
             msg: &d,
             in_use: &squatted,
         },
@@ -108,7 +107,6 @@ fn evicting_offers_never_hands_out_an_address_in_use() {
     let fx = e.handle(
         T0 + 10,
         Input::Dhcp {
-            src_mac: mac(1),
             msg: &d,
             in_use: &[ip(6)],
         },

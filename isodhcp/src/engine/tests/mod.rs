@@ -1,6 +1,6 @@
 //! Scripted timelines for the lease engine: each test feeds messages at given
 //! times and checks the effects, like a client and the kernel would see them.
-//! One file per area: RFC 2131 protocol rules, and SPEC §4 address modes.
+//! One file per area: RFC 2131 protocol rules, and the address modes (design.md §Modes).
 
 mod hostile;
 mod modes;
@@ -8,6 +8,7 @@ mod properties;
 mod protocol;
 
 use super::*;
+use crate::wire::dhcp::BOOTREQUEST;
 use crate::wire::options::*;
 
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -78,7 +79,6 @@ pub fn run(e: &mut Engine, now: Millis, m: &Message) -> Vec<Effect> {
     e.handle(
         now,
         Input::Dhcp {
-            src_mac: m.client_mac(),
             msg: m,
             in_use: &[],
         },

@@ -1,5 +1,5 @@
-//! SPEC §4 address modes, classification, statics, quarantine, and the
-//! per-mode options of SPEC §5 (INFORM, option 82, custom options).
+//! Address modes (design.md §Modes), classification, statics, quarantine, and the
+//! per-mode options of design.md §Options (INFORM, option 82, custom options).
 
 use std::collections::HashSet;
 
@@ -310,7 +310,6 @@ fn conflicting_addresses_are_quarantined_and_skipped() {
     let fx = e.handle(
         T0,
         Input::Dhcp {
-            src_mac: mac(1),
             msg: &d,
             in_use: &[ip(254), ip(253)],
         },
@@ -329,7 +328,6 @@ fn conflicting_addresses_are_quarantined_and_skipped() {
     let fx = e.handle(
         T0 + 300_000,
         Input::Dhcp {
-            src_mac: mac(3),
             msg: &discover(mac(3)),
             in_use: &c,
         },

@@ -108,7 +108,6 @@ fn run_seed(seed: u64, steps: usize) {
             e.handle(
                 now,
                 Input::Dhcp {
-                    src_mac: m.client_mac(),
                     msg: &m,
                     in_use: &in_use,
                 },

@@ -1,5 +1,12 @@
-//! Arguments and environment of one hook execution.
+//! Arguments and environment of hook executions: the daemon-wide variables
+//! (computed once at start) and the per-event ones. Every `ISODHCP_*`
+//! variable a hook sees is built here.
 
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use crate::config::Isolation;
+use crate::engine::cidr::Cidr;
 use crate::engine::{Binding, Mode};
 
 use super::{HookAction, HookEvent};
@@ -26,6 +33,41 @@ pub(super) const EVENT_VARS: &[&str] = &[
     "ISODHCP_NETMASK",
     "ISODHCP_SUBNET",
 ];
+
+/// The daemon-wide facts every hook sees.
+#[derive(Debug, Clone, Copy)]
+pub struct DaemonFacts<'a> {
+    pub interface: &'a str,
+    pub server_ip: Ipv4Addr,
+    pub pool: Cidr,
+    pub dns: &'a [Ipv4Addr],
+    pub lease_file: &'a Path,
+    pub isolation: Isolation,
+}
+
+/// The daemon-wide variables: `ISODHCP_PID`, `ISODHCP_INTERFACE`,
+/// `ISODHCP_SERVER_IP`, `ISODHCP_POOL_CIDR`, `ISODHCP_DNS` (comma-separated),
+/// `ISODHCP_LEASE_FILE`, `ISODHCP_ISOLATION` (on, off or system).
+pub fn daemon_env(f: &DaemonFacts<'_>) -> Vec<(String, String)> {
+    let isolation = match f.isolation {
+        Isolation::On => "on",
+        Isolation::Off => "off",
+        Isolation::System => "system",
+    };
+    let dns: Vec<String> = f.dns.iter().map(|d| d.to_string()).collect();
+    [
+        ("ISODHCP_PID", std::process::id().to_string()),
+        ("ISODHCP_INTERFACE", f.interface.to_string()),
+        ("ISODHCP_SERVER_IP", f.server_ip.to_string()),
+        ("ISODHCP_POOL_CIDR", f.pool.to_string()),
+        ("ISODHCP_DNS", dns.join(",")),
+        ("ISODHCP_LEASE_FILE", f.lease_file.display().to_string()),
+        ("ISODHCP_ISOLATION", isolation.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
 
 /// `$1 $2 $3 [$4]`.
 pub(super) fn argv(ev: &HookEvent) -> Vec<String> {
@@ -118,7 +160,32 @@ pub(super) fn safe_hostname(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_hostname;
+    use super::*;
+
+    #[test]
+    fn daemon_wide_variables() {
+        let dns = [Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(1, 1, 1, 1)];
+        let env = daemon_env(&DaemonFacts {
+            interface: "guest0",
+            server_ip: Ipv4Addr::new(198, 18, 0, 1),
+            pool: "198.18.0.0/24".parse().unwrap(),
+            dns: &dns,
+            lease_file: Path::new("/var/lib/isodhcp/guest0.leases"),
+            isolation: Isolation::System,
+        });
+        let pid = std::process::id().to_string();
+        let want = [
+            ("ISODHCP_PID", pid.as_str()),
+            ("ISODHCP_INTERFACE", "guest0"),
+            ("ISODHCP_SERVER_IP", "198.18.0.1"),
+            ("ISODHCP_POOL_CIDR", "198.18.0.0/24"),
+            ("ISODHCP_DNS", "198.18.0.1,1.1.1.1"),
+            ("ISODHCP_LEASE_FILE", "/var/lib/isodhcp/guest0.leases"),
+            ("ISODHCP_ISOLATION", "system"),
+        ];
+        let got: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn hostname_safe_forms() {

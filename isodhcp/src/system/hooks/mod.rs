@@ -60,6 +60,7 @@ use tracing::{debug, warn};
 
 use crate::engine::Binding;
 use crate::wire::Mac;
+pub use env::{DaemonFacts, daemon_env};
 use output::log_lines;
 use process::{command, exec_error, finish};
 
@@ -103,7 +104,7 @@ impl HookAction {
 #[derive(Debug, Clone)]
 pub struct HookConfig {
     pub path: PathBuf,
-    /// Daemon-wide variables, computed once by the daemon: `ISODHCP_PID`,
+    /// Daemon-wide variables, built once at start by [`daemon_env`]: `ISODHCP_PID`,
     /// `ISODHCP_INTERFACE`, `ISODHCP_SERVER_IP`, `ISODHCP_POOL_CIDR`,
     /// `ISODHCP_DNS`, `ISODHCP_LEASE_FILE`, `ISODHCP_ISOLATION`.
     pub env: Vec<(String, String)>,

@@ -1,4 +1,6 @@
-//! Running the `nft` command, bounded in time.
+//! Running the `nft` command, bounded in time: applying a JSON document
+//! (`nft -j -f -`) and reading state (`nft -j list ...`). These are the only
+//! nft command lines isodhcp runs.
 //!
 //! The daemon awaits nft on its event loop, so an nft that hangs (a stuck
 //! netlink socket, a kernel busy with a huge ruleset, a wedged lock) would
@@ -13,13 +15,36 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use super::NftError;
+use super::model::SetRef;
+use nftables::schema::Nftables;
 
 /// Longest one nft run may take.
 pub const NFT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `nft args`, feeding `stdin` if given; its stdout on success.
-pub(super) async fn run_nft(args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
+async fn run_nft(args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
     run_program(OsStr::new("nft"), args, stdin, NFT_TIMEOUT).await
+}
+
+/// Applies one document as one transaction (`nft -j -f -`).
+pub(super) async fn apply(doc: &Nftables<'_>) -> Result<(), NftError> {
+    let json = super::render::to_json(doc);
+    run_nft(&["-j", "-f", "-"], Some(&json)).await.map(|_| ())
+}
+
+/// `nft -j list set FAMILY TABLE NAME`.
+pub(super) async fn list_set(s: &SetRef) -> Result<String, NftError> {
+    run_nft(&["-j", "list", "set", &s.family, &s.table, &s.name], None).await
+}
+
+/// `nft -j -a list chain ip TABLE CHAIN`: the rules with their handles.
+pub(super) async fn list_chain(table: &str, chain: &str) -> Result<String, NftError> {
+    run_nft(&["-j", "-a", "list", "chain", "ip", table, chain], None).await
+}
+
+/// `nft -j list table ip TABLE`.
+pub(super) async fn list_table(table: &str) -> Result<String, NftError> {
+    run_nft(&["-j", "list", "table", "ip", table], None).await
 }
 
 /// Runs `program` (nft, or a stand-in in tests) with a deadline.

@@ -2,11 +2,17 @@
 //! (forward chain for `--isolation`, playground accept rule, one SNAT rule
 //! per masqueraded client) and the operator's named sets.
 //!
+//! Split: [`model`] says what should exist (plain data from bindings and
+//! config), [`render`] turns it into an nftables JSON document (the
+//! `nftables` crate's typed schema), [`exec`] runs `nft -j -f -` and
+//! `nft -j list`, [`parse`] reads what nft lists, and [`netlink`] adds and
+//! deletes plain addresses of named sets without a process per lease.
+//!
 //! Guarantees:
-//! - Every batch of changes is one `nft -f -` transaction: a firewall rule
-//!   never sees a half-applied batch, and sets are never flushed and
+//! - Every batch of changes is one `nft -j -f -` transaction: a firewall
+//!   rule never sees a half-applied batch, and sets are never flushed and
 //!   refilled. If a batch fails as a whole (an element to delete was already
-//!   gone), its commands are retried one by one and "already gone" counts as
+//!   gone), its changes are retried one by one and "already gone" counts as
 //!   success, so the rest of the batch still lands.
 //! - The private table is (re)built in one transaction at start, so its
 //!   rules are never missing while it is replaced.
@@ -15,25 +21,25 @@
 //!   else keeps working, and the next reconcile looks again.
 //! - Elements isodhcp did not add are never removed (sets may be co-managed).
 //! - One nft run takes at most [`exec::NFT_TIMEOUT`]; one that hangs is
-//!   killed, and a batch that timed out is not retried command by command.
+//!   killed, and a batch that timed out is not retried change by change.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::Ipv4Addr;
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::config::Isolation;
-use crate::engine::cidr::Cidr;
-use crate::engine::{Binding, Mode};
-use crate::wire::Mac;
-use exec::run_nft;
+use crate::engine::Binding;
+pub use model::{
+    Change, Element, NamedSets, NftConfig, NftState, SetRef, Snat, TableModel, elements, snat_of,
+};
 use netlink::ElementOp;
 pub use parse::{parse_elements, parse_snat};
 
 mod exec;
+pub mod model;
 mod netlink;
 mod parse;
+pub mod render;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -45,233 +51,6 @@ pub enum NftError {
     Json(String),
     #[error("nft did not finish within {0:?} and was killed")]
     Timeout(std::time::Duration),
-}
-
-/// A named set as `--nft-set-*` gives it: "family table name".
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SetRef {
-    pub family: String,
-    pub table: String,
-    pub name: String,
-}
-
-impl SetRef {
-    pub fn parse(s: &str) -> Option<SetRef> {
-        let parts: Vec<&str> = s.split_whitespace().collect();
-        let ok = |p: &str| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-        };
-        match parts[..] {
-            [f, t, n] if ["ip", "inet", "bridge", "netdev"].contains(&f) && ok(t) && ok(n) => {
-                Some(SetRef {
-                    family: f.into(),
-                    table: t.into(),
-                    name: n.into(),
-                })
-            }
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for SetRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.family, self.table, self.name)
-    }
-}
-
-/// Which named set receives what (SPEC §6.3).
-#[derive(Debug, Clone, Default)]
-pub struct NamedSets {
-    pub isolated: Option<SetRef>,
-    pub compat: Option<SetRef>,
-    pub playground: Option<SetRef>,
-    pub gateway: Option<SetRef>,
-    pub network: Option<SetRef>,
-    pub broadcast: Option<SetRef>,
-    pub subnet: Option<SetRef>,
-    pub playground_subnet: Option<SetRef>,
-}
-
-impl NamedSets {
-    pub fn all(&self) -> impl Iterator<Item = &SetRef> {
-        [
-            &self.isolated,
-            &self.compat,
-            &self.playground,
-            &self.gateway,
-            &self.network,
-            &self.broadcast,
-            &self.subnet,
-            &self.playground_subnet,
-        ]
-        .into_iter()
-        .flatten()
-    }
-}
-
-/// A set element: an address or (interval sets) a prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Element {
-    Addr(Ipv4Addr),
-    Prefix(Ipv4Addr, u8),
-}
-
-impl fmt::Display for Element {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Element::Addr(a) => write!(f, "{a}"),
-            Element::Prefix(a, p) => write!(f, "{a}/{p}"),
-        }
-    }
-}
-
-/// One SNAT rule: traffic to `client` from outside the pool gets `gateway` as source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Snat {
-    pub client: Ipv4Addr,
-    pub gateway: Ipv4Addr,
-    pub mac: Mac,
-}
-
-/// Static facts of the firewall side of one instance.
-#[derive(Debug, Clone)]
-pub struct NftConfig {
-    /// `isodhcp_<sanitised iface>`.
-    pub table: String,
-    pub iface: String,
-    pub pool: Cidr,
-    pub isolation: Isolation,
-    pub playground: Option<Cidr>,
-    pub sets: NamedSets,
-}
-
-/// Firewall state isodhcp manages, wanted or found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NftState {
-    pub elements: BTreeMap<SetRef, BTreeSet<Element>>,
-    pub snat: BTreeSet<Snat>,
-}
-
-fn cidr_el(c: Cidr) -> Element {
-    Element::Prefix(c.network(), c.prefix)
-}
-
-/// The set elements a binding puts in the named sets.
-pub fn elements(sets: &NamedSets, b: &Binding) -> Vec<(SetRef, Element)> {
-    let mut out = Vec::new();
-    let mut put = |s: &Option<SetRef>, e: Element| {
-        if let Some(s) = s {
-            out.push((s.clone(), e));
-        }
-    };
-    match b.mode {
-        Mode::Isolated => put(&sets.isolated, Element::Addr(b.ip)),
-        Mode::Playground => put(&sets.playground, Element::Addr(b.ip)),
-        Mode::Compat => {
-            put(&sets.compat, Element::Addr(b.ip));
-            if let Some(sub) = b.subnet {
-                put(&sets.gateway, Element::Addr(b.gateway));
-                put(&sets.network, Element::Addr(sub.network()));
-                put(&sets.broadcast, Element::Addr(sub.broadcast()));
-                put(&sets.subnet, cidr_el(sub));
-            }
-        }
-    }
-    out
-}
-
-impl NftConfig {
-    /// What the bindings need.
-    pub fn desired<'a>(&self, bindings: impl IntoIterator<Item = &'a Binding>) -> NftState {
-        let mut s = NftState::default();
-        for b in bindings {
-            for (set, e) in elements(&self.sets, b) {
-                s.elements.entry(set).or_default().insert(e);
-            }
-            if b.masq {
-                s.snat.insert(Snat {
-                    client: b.ip,
-                    gateway: b.gateway,
-                    mac: b.mac,
-                });
-            }
-        }
-        if let (Some(set), Some(pg)) = (&self.sets.playground_subnet, self.playground) {
-            s.elements
-                .entry(set.clone())
-                .or_default()
-                .insert(cidr_el(pg));
-        }
-        s
-    }
-
-    fn snat_rule(&self, r: &Snat) -> String {
-        format!(
-            "oifname \"{}\" ip daddr {} ip saddr != {} snat to {} comment \"isodhcp {}\"",
-            self.iface, r.client, self.pool, r.gateway, r.mac
-        )
-    }
-
-    /// The whole private table, replacing any previous one in the same
-    /// transaction (create-if-missing, delete, define).
-    pub fn table_script(&self, snat: &BTreeSet<Snat>) -> String {
-        let t = &self.table;
-        let i = &self.iface;
-        let mut s = format!(
-            "table ip {t} {{}}\ndelete table ip {t}\ntable ip {t} {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n"
-        );
-        if let Some(pg) = self.playground {
-            s += &format!(
-                "    iifname \"{i}\" oifname \"{i}\" ip saddr {pg} ip daddr {pg} accept comment \"isodhcp playground\"\n"
-            );
-        }
-        let verdict = match self.isolation {
-            Isolation::On => Some("drop"),
-            Isolation::Off => Some("accept"),
-            Isolation::System => None,
-        };
-        if let Some(v) = verdict {
-            s += &format!(
-                "    iifname \"{i}\" oifname \"{i}\" ip saddr {p} ip daddr {p} {v} comment \"isodhcp isolation\"\n",
-                p = self.pool
-            );
-        }
-        s += "  }\n";
-        if verdict.is_some() {
-            // The kernel sends a redirect when the interface's OR the "all"
-            // send_redirects is 1; the daemon only owns the interface's. A
-            // redirect would teach clients a direct path to each other
-            // (before the forward rule even runs), so none leaves here.
-            s += &format!(
-                "  chain output {{\n    type filter hook output priority filter; policy accept;\n    oifname \"{i}\" icmp type redirect drop comment \"isodhcp isolation\"\n  }}\n"
-            );
-        }
-        s += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
-        for r in snat {
-            s += &format!("    {}\n", self.snat_rule(r));
-        }
-        s += "  }\n}\n";
-        s
-    }
-
-    /// Element and SNAT additions as nft commands.
-    pub fn add_commands(&self, elements: &[(SetRef, Element)], snat: &[Snat]) -> Vec<String> {
-        let mut cmds: Vec<String> = elements
-            .iter()
-            .map(|(s, e)| format!("add element {s} {{ {e} }}"))
-            .collect();
-        cmds.extend(snat.iter().map(|r| {
-            format!(
-                "add rule ip {} postrouting {}",
-                self.table,
-                self.snat_rule(r)
-            )
-        }));
-        cmds
-    }
 }
 
 /// Runs nft commands. Stateless apart from what it learned about sets.
@@ -314,7 +93,7 @@ impl Nft {
     pub async fn check_sets(&mut self) {
         let sets: Vec<SetRef> = self.cfg.sets.all().cloned().collect();
         for s in sets {
-            match run_nft(&["-j", "list", "set", &s.family, &s.table, &s.name], None).await {
+            match exec::list_set(&s).await {
                 Ok(_) => {
                     self.missing.remove(&s);
                 }
@@ -335,88 +114,44 @@ impl Nft {
 
     /// (Re)builds the private table with the given SNAT rules.
     pub async fn install_table(&mut self, snat: &BTreeSet<Snat>) -> Result<(), NftError> {
-        let script = self.cfg.table_script(snat);
-        let r = run_nft(&["-f", "-"], Some(&script)).await;
+        let doc = render::table_document(&self.cfg.table(snat));
+        let r = exec::apply(&doc).await;
         if let Err(e) = &r {
             self.note(e);
         }
-        r.map(|_| ())
+        r
     }
 
     /// Applies the changes of one batch of effects: additions and removals
     /// of set elements and SNAT rules, in one transaction when possible.
     pub async fn apply(&mut self, up: &[Binding], down: &[Binding]) -> Result<(), NftError> {
-        let missing = self.missing.clone();
-        let keep = |(s, _): &(SetRef, Element)| !missing.contains(s);
-        // Plain addresses go over netlink in one transaction; prefixes
-        // (interval sets) and SNAT rules through `nft -f`.
-        let mut ops = Vec::new();
-        let mut cmds = Vec::new();
-        for b in down {
-            for (s, e) in elements(&self.cfg.sets, b).into_iter().filter(keep) {
-                match e {
-                    Element::Addr(addr) => ops.push(ElementOp {
-                        add: false,
-                        set: s,
-                        addr,
-                    }),
-                    Element::Prefix(..) => cmds.push(format!("delete element {s} {{ {e} }}")),
-                }
-            }
-        }
-        let down_snat: Vec<Ipv4Addr> = down.iter().filter(|b| b.masq).map(|b| b.ip).collect();
+        let down_snat: Vec<Ipv4Addr> = down.iter().filter_map(snat_of).map(|s| s.client).collect();
+        let mut handles = Vec::new();
         if !down_snat.is_empty() {
-            let found = self.observe_snat().await?;
-            for (r, handle) in found {
+            for (r, handle) in self.observe_snat().await? {
                 if down_snat.contains(&r.client) {
-                    cmds.push(format!(
-                        "delete rule ip {} postrouting handle {handle}",
-                        self.cfg.table
-                    ));
+                    handles.push(handle);
                 }
             }
         }
-        let mut prefixes = Vec::new();
-        for (s, e) in up
-            .iter()
-            .flat_map(|b| elements(&self.cfg.sets, b))
-            .filter(keep)
-        {
-            match e {
-                Element::Addr(addr) => ops.push(ElementOp {
-                    add: true,
-                    set: s,
-                    addr,
-                }),
-                Element::Prefix(..) => prefixes.push((s, e)),
-            }
-        }
-        let snat: Vec<Snat> = up
-            .iter()
-            .filter(|b| b.masq)
-            .map(|b| Snat {
-                client: b.ip,
-                gateway: b.gateway,
-                mac: b.mac,
-            })
-            .collect();
-        cmds.extend(self.cfg.add_commands(&prefixes, &snat));
-        let slow = self.apply_elements(ops);
-        cmds.extend(slow);
-        self.run_batch(&cmds).await
+        let changes = self.cfg.changes(up, down, &handles, &self.missing);
+        // Plain addresses go over netlink in one transaction; prefixes
+        // (interval sets) and SNAT rules through `nft -j -f`.
+        let (ops, mut slow): (Vec<Change>, Vec<Change>) = changes.into_iter().partition(|c| {
+            matches!(
+                c,
+                Change::AddElement(_, Element::Addr(_))
+                    | Change::DeleteElement(_, Element::Addr(_))
+            )
+        });
+        slow.extend(self.apply_elements(ops));
+        self.run_batch(&slow).await
     }
 
-    /// Applies element changes over netlink; returns those that must go
-    /// through `nft -f` instead (no netlink socket, or it failed).
-    fn apply_elements(&mut self, ops: Vec<ElementOp>) -> Vec<String> {
-        let as_cmd = |op: &ElementOp| {
-            format!(
-                "{} element {} {{ {} }}",
-                if op.add { "add" } else { "delete" },
-                op.set,
-                op.addr
-            )
-        };
+    /// Applies plain-address element changes over netlink; returns those
+    /// that must go through nft instead (no netlink socket, or it failed).
+    fn apply_elements(&mut self, changes: Vec<Change>) -> Vec<Change> {
+        let ops: Vec<ElementOp> = changes.iter().filter_map(element_op).collect();
         if ops.is_empty() {
             return Vec::new();
         }
@@ -424,7 +159,7 @@ impl Nft {
             self.sock = netlink::NftSocket::open().ok();
         }
         let Some(sock) = self.sock.as_mut() else {
-            return ops.iter().map(as_cmd).collect();
+            return changes;
         };
         match sock.apply(&ops) {
             Ok(Ok(())) => Vec::new(),
@@ -436,14 +171,14 @@ impl Nft {
                     "nf_tables refused the element batch; applying one by one"
                 );
                 let mut slow = Vec::new();
-                for op in ops {
+                for (op, change) in ops.into_iter().zip(changes) {
                     match sock.apply(std::slice::from_ref(&op)) {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) if !op.add && e == libc::ENOENT => {}
                         Ok(Err(e)) => {
                             warn!(set = %op.set, addr = %op.addr, error = %std::io::Error::from_raw_os_error(e), "nft element change refused")
                         }
-                        Err(_) => slow.push(as_cmd(&op)),
+                        Err(_) => slow.push(change),
                     }
                 }
                 slow
@@ -451,22 +186,22 @@ impl Nft {
             Err(e) => {
                 debug!(error = %e, "nf_tables netlink failed; using nft");
                 self.sock = None;
-                ops.iter().map(as_cmd).collect()
+                changes
             }
         }
     }
 
-    /// One transaction; on failure, each command alone ("already gone" is fine).
-    pub async fn run_batch(&mut self, cmds: &[String]) -> Result<(), NftError> {
-        if cmds.is_empty() {
+    /// One transaction; on failure, each change alone ("already gone" is fine).
+    pub async fn run_batch(&mut self, changes: &[Change]) -> Result<(), NftError> {
+        if changes.is_empty() {
             return Ok(());
         }
-        let script = cmds.join("\n") + "\n";
-        match run_nft(&["-f", "-"], Some(&script)).await {
-            Ok(_) => Ok(()),
-            Err(e) if cmds.len() == 1 => {
+        let doc = render::changes_document(&self.cfg, changes);
+        match exec::apply(&doc).await {
+            Ok(()) => Ok(()),
+            Err(e) if changes.len() == 1 => {
                 self.note(&e);
-                if gone(&e) && cmds[0].starts_with("delete") {
+                if gone(&e) && changes[0].is_delete() {
                     Ok(())
                 } else {
                     Err(e)
@@ -479,15 +214,16 @@ impl Nft {
                 if matches!(e, NftError::Missing(_) | NftError::Timeout(_)) {
                     return Err(e);
                 }
-                debug!(error = %e, "nft batch failed; applying its commands one by one");
+                debug!(error = %e, "nft batch failed; applying its changes one by one");
                 let mut first = None;
-                for c in cmds {
-                    match run_nft(&["-f", "-"], Some(&format!("{c}\n"))).await {
+                for c in changes {
+                    let doc = render::changes_document(&self.cfg, std::slice::from_ref(c));
+                    match exec::apply(&doc).await {
                         Err(e @ NftError::Timeout(_)) => {
                             self.note(&e);
                             return Err(e);
                         }
-                        Err(e) if !(gone(&e) && c.starts_with("delete")) => {
+                        Err(e) if !(gone(&e) && c.is_delete()) => {
                             first.get_or_insert(e);
                         }
                         _ => {}
@@ -498,22 +234,50 @@ impl Nft {
         }
     }
 
+    /// Makes the firewall match the bindings: the private table if it is
+    /// missing, then SNAT rules no binding explains removed, and missing
+    /// SNAT rules and set elements added (elements of sets that do not
+    /// exist are skipped).
+    pub async fn reconcile(&mut self, bindings: &[Binding]) -> Result<(), NftError> {
+        let desired = self.cfg.desired(bindings);
+        self.check_sets().await;
+        if !self.table_present().await {
+            info!(table = %self.cfg.table, "reconcile: installing the nft table");
+            self.install_table(&desired.snat).await?;
+        }
+        let observed = self.observe_snat().await?;
+        let present: BTreeSet<Snat> = observed.iter().map(|(s, _)| *s).collect();
+        let mut changes: Vec<Change> = observed
+            .iter()
+            .filter(|(s, _)| !desired.snat.contains(s))
+            .map(|(_, h)| Change::DeleteRule(*h))
+            .collect();
+        let elements = self.observe_elements().await?;
+        for (set, want) in &desired.elements {
+            // Sets that do not exist are skipped (warned about by check_sets).
+            let Some(have) = elements.get(set) else {
+                continue;
+            };
+            changes.extend(
+                want.difference(have)
+                    .map(|e| Change::AddElement(set.clone(), *e)),
+            );
+        }
+        changes.extend(
+            desired
+                .snat
+                .difference(&present)
+                .map(|s| Change::AddSnat(*s)),
+        );
+        if !changes.is_empty() {
+            info!(count = changes.len(), "reconcile: fixing firewall state");
+        }
+        self.run_batch(&changes).await
+    }
+
     /// SNAT rules in our postrouting chain, with their handles.
     pub async fn observe_snat(&mut self) -> Result<Vec<(Snat, u64)>, NftError> {
-        let out = match run_nft(
-            &[
-                "-j",
-                "-a",
-                "list",
-                "chain",
-                "ip",
-                &self.cfg.table,
-                "postrouting",
-            ],
-            None,
-        )
-        .await
-        {
+        let out = match exec::list_chain(&self.cfg.table, "postrouting").await {
             Ok(o) => o,
             Err(e) if gone(&e) => return Ok(Vec::new()),
             Err(e) => {
@@ -531,7 +295,7 @@ impl Nft {
         let mut out = BTreeMap::new();
         let sets: Vec<SetRef> = self.cfg.sets.all().cloned().collect();
         for s in sets {
-            match run_nft(&["-j", "list", "set", &s.family, &s.table, &s.name], None).await {
+            match exec::list_set(&s).await {
                 Ok(json) => {
                     out.insert(s, parse_elements(&json)?);
                 }
@@ -547,7 +311,7 @@ impl Nft {
 
     /// Whether our table with both chains exists.
     pub async fn table_present(&mut self) -> bool {
-        match run_nft(&["-j", "list", "table", "ip", &self.cfg.table], None).await {
+        match exec::list_table(&self.cfg.table).await {
             Ok(json) => json.contains("\"forward\"") && json.contains("\"postrouting\""),
             Err(e) => {
                 self.note(&e);
@@ -555,6 +319,20 @@ impl Nft {
             }
         }
     }
+}
+
+/// A plain-address element change as a netlink operation.
+fn element_op(c: &Change) -> Option<ElementOp> {
+    let (add, set, addr) = match c {
+        Change::AddElement(s, Element::Addr(a)) => (true, s, a),
+        Change::DeleteElement(s, Element::Addr(a)) => (false, s, a),
+        _ => return None,
+    };
+    Some(ElementOp {
+        add,
+        set: set.clone(),
+        addr: *addr,
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,9 @@
 use super::*;
+use crate::config::Isolation;
+use crate::engine::Mode;
+use crate::engine::cidr::Cidr;
+use crate::wire::Mac;
+use model::{ChainKind, RuleModel, Verdict};
 
 fn ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, n)
@@ -131,31 +136,196 @@ fn desired_state_includes_snat_and_playground_subnet() {
     );
 }
 
-#[test]
-fn table_script_golden() {
-    let snat: BTreeSet<Snat> = [Snat {
-        client: ip(200),
+fn snat(n: u8) -> Snat {
+    Snat {
+        client: ip(n),
         gateway: ip(1),
-        mac: Mac([2, 0, 0, 0, 0, 200]),
-    }]
-    .into();
+        mac: Mac([2, 0, 0, 0, 0, n]),
+    }
+}
+
+fn between(net: &str, verdict: Verdict, comment: &'static str) -> RuleModel {
+    RuleModel::Between {
+        iface: "guest0".into(),
+        net: net.parse().unwrap(),
+        verdict,
+        comment,
+    }
+}
+
+#[test]
+fn table_model_per_isolation() {
+    let c = cfg(Isolation::On);
+    let t = c.table(&[snat(200)].into());
+    assert_eq!(t.name, "isodhcp_guest0");
+    let kinds: Vec<ChainKind> = t.chains.iter().map(|c| c.kind).collect();
     assert_eq!(
-        cfg(Isolation::On).table_script(&snat),
-        "table ip isodhcp_guest0 {}\n\
-         delete table ip isodhcp_guest0\n\
-         table ip isodhcp_guest0 {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n\
-         \x20   iifname \"guest0\" oifname \"guest0\" ip saddr 198.18.0.248/29 ip daddr 198.18.0.248/29 accept comment \"isodhcp playground\"\n\
-         \x20   iifname \"guest0\" oifname \"guest0\" ip saddr 198.18.0.0/24 ip daddr 198.18.0.0/24 drop comment \"isodhcp isolation\"\n  }\n\
-         \x20 chain output {\n    type filter hook output priority filter; policy accept;\n\
-         \x20   oifname \"guest0\" icmp type redirect drop comment \"isodhcp isolation\"\n  }\n\
-         \x20 chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n\
-         \x20   oifname \"guest0\" ip daddr 198.18.0.200 ip saddr != 198.18.0.0/24 snat to 198.18.0.1 comment \"isodhcp 02:00:00:00:00:c8\"\n  }\n}\n"
+        kinds,
+        [
+            ChainKind::Forward,
+            ChainKind::Output,
+            ChainKind::Postrouting
+        ]
     );
-    let off = cfg(Isolation::Off).table_script(&BTreeSet::new());
-    assert!(off.contains("ip daddr 198.18.0.0/24 accept comment \"isodhcp isolation\""));
-    let system = cfg(Isolation::System).table_script(&BTreeSet::new());
-    assert!(!system.contains("isolation"));
-    assert!(!system.contains("chain output"));
+    assert_eq!(
+        t.chains[0].rules,
+        [
+            between("198.18.0.248/29", Verdict::Accept, "isodhcp playground"),
+            between("198.18.0.0/24", Verdict::Drop, "isodhcp isolation"),
+        ]
+    );
+    assert_eq!(
+        t.chains[1].rules,
+        [RuleModel::NoRedirects {
+            iface: "guest0".into()
+        }]
+    );
+    assert_eq!(t.chains[2].rules, [c.snat_rule(snat(200))]);
+    let off = cfg(Isolation::Off).table(&BTreeSet::new());
+    assert_eq!(
+        off.chains[0].rules[1],
+        between("198.18.0.0/24", Verdict::Accept, "isodhcp isolation")
+    );
+    // `--isolation system`: no isolation rule, no output chain.
+    let system = cfg(Isolation::System).table(&BTreeSet::new());
+    assert_eq!(system.chains.len(), 2);
+    assert_eq!(system.chains[0].rules.len(), 1);
+    assert!(system.chains[1].rules.is_empty());
+}
+
+#[test]
+fn changes_from_bindings() {
+    let c = cfg(Isolation::On);
+    let up = [binding(Mode::Isolated, 200, true)];
+    let down = [binding(Mode::Compat, 6, true)];
+    let skip: BTreeSet<SetRef> = [set("gw").unwrap()].into();
+    let s = |n: &str| set(n).unwrap();
+    assert_eq!(
+        c.changes(&up, &down, &[9], &skip),
+        [
+            Change::DeleteElement(s("compat"), Element::Addr(ip(6))),
+            Change::DeleteElement(s("net"), Element::Addr(ip(4))),
+            Change::DeleteElement(s("bc"), Element::Addr(ip(7))),
+            Change::DeleteElement(s("subs"), Element::Prefix(ip(4), 30)),
+            Change::DeleteRule(9),
+            Change::AddElement(s("iso"), Element::Addr(ip(200))),
+            Change::AddSnat(snat(200)),
+        ]
+    );
+    assert!(Change::DeleteRule(1).is_delete());
+    assert!(!Change::AddSnat(snat(200)).is_delete());
+}
+
+fn json(doc: &nftables::schema::Nftables<'_>) -> serde_json::Value {
+    serde_json::from_str(&render::to_json(doc)).unwrap()
+}
+
+#[test]
+fn table_document_golden() {
+    let mut c = cfg(Isolation::System);
+    c.playground = None;
+    let doc = render::table_document(&c.table(&[snat(200)].into()));
+    let table = serde_json::json!({"family": "ip", "name": "isodhcp_guest0"});
+    let chain = |name: &str, ty: &str, prio: i32| {
+        serde_json::json!({"add": {"chain": {"family": "ip", "table": "isodhcp_guest0",
+            "name": name, "type": ty, "hook": name, "prio": prio, "policy": "accept"}}})
+    };
+    let want = serde_json::json!({"nftables": [
+        {"add": {"table": table}},
+        {"delete": {"table": table}},
+        {"add": {"table": table}},
+        chain("forward", "filter", 0),
+        chain("postrouting", "nat", 100),
+        {"add": {"rule": {"family": "ip", "table": "isodhcp_guest0", "chain": "postrouting",
+            "expr": [
+                {"match": {"left": {"meta": {"key": "oifname"}}, "right": "guest0", "op": "=="}},
+                {"match": {"left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                    "right": "198.18.0.200", "op": "=="}},
+                {"match": {"left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                    "right": {"prefix": {"addr": "198.18.0.0", "len": 24}}, "op": "!="}},
+                {"snat": {"addr": "198.18.0.1"}}
+            ],
+            "comment": "isodhcp 02:00:00:00:00:c8"}}}
+    ]});
+    assert_eq!(json(&doc), want);
+    // Deterministic, byte for byte.
+    assert_eq!(
+        render::to_json(&doc),
+        render::to_json(&render::table_document(&c.table(&[snat(200)].into())))
+    );
+}
+
+#[test]
+fn forward_rules_render_as_nft_reads_them() {
+    let doc = render::table_document(&cfg(Isolation::On).table(&BTreeSet::new()));
+    let v = json(&doc);
+    let rules: Vec<&serde_json::Value> = v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.pointer("/add/rule"))
+        .collect();
+    assert_eq!(rules.len(), 3);
+    let pair = |net: &str, len: u32, verdict: &str, comment: &str| {
+        let p = serde_json::json!({"prefix": {"addr": net, "len": len}});
+        serde_json::json!({"family": "ip", "table": "isodhcp_guest0", "chain": "forward",
+            "expr": [
+                {"match": {"left": {"meta": {"key": "iifname"}}, "right": "guest0", "op": "=="}},
+                {"match": {"left": {"meta": {"key": "oifname"}}, "right": "guest0", "op": "=="}},
+                {"match": {"left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": p, "op": "=="}},
+                {"match": {"left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": p, "op": "=="}},
+                {verdict: null}
+            ],
+            "comment": comment})
+    };
+    assert_eq!(
+        *rules[0],
+        pair("198.18.0.248", 29, "accept", "isodhcp playground")
+    );
+    assert_eq!(
+        *rules[1],
+        pair("198.18.0.0", 24, "drop", "isodhcp isolation")
+    );
+    assert_eq!(
+        *rules[2],
+        serde_json::json!({"family": "ip", "table": "isodhcp_guest0", "chain": "output",
+            "expr": [
+                {"match": {"left": {"meta": {"key": "oifname"}}, "right": "guest0", "op": "=="}},
+                {"match": {"left": {"payload": {"protocol": "icmp", "field": "type"}},
+                    "right": "redirect", "op": "=="}},
+                {"drop": null}
+            ],
+            "comment": "isodhcp isolation"})
+    );
+}
+
+#[test]
+fn changes_document_golden() {
+    let c = cfg(Isolation::On);
+    let changes = [
+        Change::DeleteElement(set("subs").unwrap(), Element::Prefix(ip(4), 30)),
+        Change::DeleteRule(7),
+        Change::AddElement(set("iso").unwrap(), Element::Addr(ip(200))),
+    ];
+    let want = serde_json::json!({"nftables": [
+        {"delete": {"element": {"family": "inet", "table": "filter", "name": "subs",
+            "elem": [{"prefix": {"addr": "198.18.0.4", "len": 30}}]}}},
+        {"delete": {"rule": {"family": "ip", "table": "isodhcp_guest0", "chain": "postrouting",
+            "expr": [], "handle": 7}}},
+        {"add": {"element": {"family": "inet", "table": "filter", "name": "iso",
+            "elem": ["198.18.0.200"]}}}
+    ]});
+    assert_eq!(json(&render::changes_document(&c, &changes)), want);
+    // An SNAT addition is the same rule the table holds.
+    let add = json(&render::changes_document(&c, &[Change::AddSnat(snat(200))]));
+    let table = json(&render::table_document(&c.table(&[snat(200)].into())));
+    let last = table["nftables"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(add["nftables"][0], last);
 }
 
 #[test]

@@ -18,6 +18,7 @@
 //! (aya would silently reuse a pinned map without checking its layout); the
 //! daemon refills them (limits, deny/trust lists, known clients) at start.
 
+mod events;
 mod maps;
 mod pins;
 
@@ -77,6 +78,16 @@ pub struct XdpAttachment {
     /// The maps the daemon writes.
     pub maps: XdpMaps,
     ebpf: Ebpf,
+    /// The task forwarding opt-in debug events ([`events`]), if compiled in.
+    events: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for XdpAttachment {
+    fn drop(&mut self) {
+        if let Some(t) = self.events.take() {
+            t.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for XdpAttachment {
@@ -143,6 +154,9 @@ pub fn attach(
         pin_maps(&ebpf, dir)?;
     }
     let mut maps = XdpMaps::take(&mut ebpf)?;
+    let events = tokio::runtime::Handle::try_current()
+        .ok()
+        .and_then(|_| events::start(&mut ebpf));
     prepare(&mut maps)?;
     let prog: &mut Xdp = ebpf
         .program_mut(XDP_PROGRAM)
@@ -170,6 +184,7 @@ pub fn attach(
         pin_dir: pins,
         maps,
         ebpf,
+        events,
     })
 }
 

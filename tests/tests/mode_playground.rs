@@ -1,11 +1,11 @@
-//! SPEC §4.3 playground block: `--playground-size 6` reserves the highest
+//! The playground block (design.md §Playground mode): `--playground-size 6` reserves the highest
 //! aligned /29 of the pool (198.18.0.248/29), gateway = its first host as an
 //! alias /29 on srv0; playground clients get mask /29 and router = gateway
 //! and reach each other even with `--isolation on`; isolated clients stay
 //! outside the block and, with isolation on, cannot reach into it.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_4_3_playground -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test mode_playground -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 
@@ -26,6 +26,7 @@ fn in_block(a: Ipv4Addr) -> bool {
 
 #[test]
 fn playground_clients_share_block() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("p3real", 3).expect("lab");
     let (a, b, c) = (lab.client(0), lab.client(1), lab.client(2));
@@ -134,6 +135,7 @@ fn playground_clients_share_block() {
 /// gets nothing, and isolated clients never get block addresses.
 #[test]
 fn playground_block_limits() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("p3block", 1).expect("lab");
     let mut cfg = crafted::config(&lab);

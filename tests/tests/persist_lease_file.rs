@@ -1,7 +1,7 @@
 //! The lease file on disk while the daemon runs: a new lease shows in the
 //! JSON file itself within a second, and a lease folder others may write is
 //! refused. Needs root; `--xdp off`.
-//! `cargo test -p isodhcp-tests --release --test lease_file -- --test-threads=1`.
+//! `cargo test -p isodhcp-tests --release --test persist_lease_file -- --test-threads=1`.
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -25,6 +25,7 @@ fn in_lease_file(file: &Path, mac: Mac) -> Option<String> {
 /// by the same fold.
 #[test]
 fn lease_file_shows_a_new_lease_within_a_second_of_its_ack() {
+    isodhcp_tests::needs_root!();
     const FOLD: Duration = Duration::from_millis(1000);
     const SLACK: Duration = Duration::from_millis(60);
     let lab = lab("dufold", 1);
@@ -66,6 +67,7 @@ fn lease_file_shows_a_new_lease_within_a_second_of_its_ack() {
 /// nothing there.
 #[test]
 fn world_writable_lease_folder_is_refused() {
+    isodhcp_tests::needs_root!();
     let lab = lab("duperm", 1);
     let mut cfg = config(&lab);
     let dir = lab.dir().join("shared");
@@ -95,6 +97,7 @@ fn world_writable_lease_folder_is_refused() {
 #[test]
 #[ignore]
 fn fold_rate_and_cost_at_10k_leases() {
+    isodhcp_tests::needs_root!();
     let lab = lab("dufoldload", 1);
     let mut cfg = config(&lab);
     cfg.pool = Some("198.18.0.0/17".into());

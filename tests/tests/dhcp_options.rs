@@ -1,9 +1,9 @@
-//! SPEC §5 options in OFFER/ACK: 51/58/59 values, parameter-request-list
+//! Options in OFFER/ACK (design.md §Options): 51/58/59 values, parameter-request-list
 //! order, option 57, padding, hostname never echoed, custom options,
 //! option 82 echoed unchanged.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_5_options -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test dhcp_options -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 
@@ -102,6 +102,7 @@ fn check_reply(r: &Captured, what: &str) {
 
 #[test]
 fn offer_and_ack_options() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("o5opts", &["--dhcp-option", "42,ip,198.18.0.9"]);
     let a = mac(1, 1);
     let extra = vec![
@@ -134,6 +135,7 @@ fn offer_and_ack_options() {
 /// a fixed one).
 #[test]
 fn prl_order_follows_the_client() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("o5order", &[]);
     let a = mac(2, 1);
     let prl = vec![121u8, 59, 58, 6, 1, 3];
@@ -151,6 +153,7 @@ fn prl_order_follows_the_client() {
 /// (576 − IP − UDP) that still carries 53, 54 and what it asked for.
 #[test]
 fn max_message_size_honoured() {
+    isodhcp_tests::needs_root!();
     let big = "ab".repeat(200);
     let text = "x".repeat(200);
     let o224 = format!("224,hex,{big}");
@@ -212,10 +215,11 @@ fn max_message_size_honoured() {
     );
 }
 
-/// RFC 3046 / SPEC §5: option 82 inserted by an access point (giaddr 0) is
+/// RFC 3046 / design.md §Protocol: option 82 inserted by an access point (giaddr 0) is
 /// echoed unchanged in OFFER and ACK.
 #[test]
 fn option_82_echoed_unchanged() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("o5relay", &[]);
     let a = mac(4, 1);
     let ri = relay_agent_info();

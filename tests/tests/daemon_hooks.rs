@@ -1,9 +1,9 @@
-//! `--hook-file` end to end (SPEC §8): the daemon runs the hook with the
+//! `--hook-file` end to end (design.md §Hooks): the daemon runs the hook with the
 //! documented argv and environment when a lease is committed and when it is
 //! released, and a slow hook never delays the DHCP exchange.
 //!
 //! Needs root, iproute2, isc-dhcp-client and the daemon binary (see
-//! `foundation.rs`). Run single-threaded: `cargo xtask test -- --test-threads=1`.
+//! `daemon_foundation.rs`). Run single-threaded: `cargo xtask test -- --test-threads=1`.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::OpenOptionsExt;
@@ -122,6 +122,7 @@ fn now_secs() -> u64 {
 /// variables.
 #[test]
 fn hook_add_and_del_for_dhclient() {
+    isodhcp_tests::needs_root!();
     let lab = lab("hookad", 1);
     let (script, out) = write_hook(&lab, None);
     let mut cfg = DaemonConfig::for_lab(&lab).expect("daemon configuration");
@@ -227,6 +228,7 @@ fn hook_add_and_del_for_dhclient() {
 /// under 3 s, while the hook is still sleeping; the hook then completes.
 #[test]
 fn slow_hook_does_not_delay_the_ack() {
+    isodhcp_tests::needs_root!();
     let lab = lab("hookslow", 1);
     let (script, out) = write_hook(&lab, Some("5"));
     let mut cfg = DaemonConfig::for_lab(&lab).expect("daemon configuration");
@@ -264,6 +266,7 @@ fn slow_hook_does_not_delay_the_ack() {
 /// and its RFC 1123 form in ISODHCP_HOSTNAME_SAFE.
 #[test]
 fn hook_gets_a_safe_hostname() {
+    isodhcp_tests::needs_root!();
     use isodhcp_tests::crafted::{self, Dhcp};
     let lab = lab("hooksafe", 1);
     let (script, out) = write_hook(&lab, None);

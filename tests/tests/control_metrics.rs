@@ -1,4 +1,4 @@
-//! isodhcp(8) METRICS / SPEC §10 `--metrics-listen`: the OpenMetrics text
+//! isodhcp(8) METRICS / design.md §Metrics, `--metrics-listen`: the OpenMetrics text
 //! endpoint, scraped over real HTTP from inside the server namespace (a
 //! `TcpStream` on a thread that joined the namespace), parsed line by line
 //! and checked against what the lab did: leases by mode, messages received
@@ -7,7 +7,7 @@
 //! Anything but `GET /metrics` is a 404.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test metrics -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test control_metrics -- --test-threads=1`
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -214,6 +214,7 @@ fn scrape(lab: &Lab) -> (String, Vec<Sample>) {
 
 #[test]
 fn metrics_endpoint_reports_what_happened() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("metrics", 1).expect("lab");
     let mut cfg = crafted::config(&lab);
@@ -474,6 +475,7 @@ fn metrics_endpoint_reports_what_happened() {
 
 #[test]
 fn metrics_listen_off_by_default_and_bad_address_refused() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("metricsoff", 0).expect("lab");
     let cfg = crafted::config(&lab);

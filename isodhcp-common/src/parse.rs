@@ -1,7 +1,9 @@
-//! Bounds-checked header parsing and DHCP request validation (SPEC §9).
+//! Bounds-checked header parsing and DHCP request validation
+//! (design.md §Admission): the one implementation of the frame checks, run by
+//! the XDP program and by the daemon's userspace path alike.
 //!
 //! Pure functions over `[data, data_end)`, so they also run (and are
-//! unit-tested) on the host with an ordinary byte buffer. Every packet read
+//! unit-tested) on the host with an ordinary byte buffer ([`parse_frame`]). Every packet read
 //! goes through [`byte`], [`be16`] or [`mac`], each of which compares
 //! `data + off + len` against `end` right before the load: the form the
 //! verifier understands. Offsets are bounded (at most two VLAN tags, IHL ≤
@@ -19,9 +21,8 @@
 //! (`drop_vlan_depth`). Without this, tagging a flood walked it past every
 //! check and limit into the daemon's packet socket.
 
-use isodhcp_common::mac_key;
-
-use crate::verdict::Slot;
+use crate::counters::Slot;
+use crate::mac_key;
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -109,9 +110,20 @@ fn mac(data: usize, end: usize, off: usize) -> Option<u64> {
     Some(mac_key(m))
 }
 
+/// Classifies and validates a frame held in a byte slice.
+pub fn parse_frame(frame: &[u8]) -> Parsed {
+    let data = frame.as_ptr() as usize;
+    // SAFETY: `[data, data + len)` is the slice, readable for this call.
+    unsafe { parse(data, data + frame.len()) }
+}
+
 /// Classifies and validates the frame in `[data, end)`.
+///
+/// # Safety
+/// Every byte of `[data, end)` must be readable for the whole call (the XDP
+/// context's packet range, or a live byte slice). Nothing outside it is read.
 #[inline(always)]
-pub fn parse(data: usize, end: usize) -> Parsed {
+pub unsafe fn parse(data: usize, end: usize) -> Parsed {
     let c = match candidate(data, end) {
         Ok(c) => c,
         Err(p) => return p,
@@ -226,7 +238,7 @@ fn candidate(data: usize, end: usize) -> Result<Candidate, Parsed> {
     })
 }
 
-/// The checks of SPEC §9, in order; `Err` names the counter of the drop.
+/// The checks of design.md §Admission, in order; `Err` names the counter of the drop.
 #[inline(always)]
 fn validate(data: usize, end: usize, c: &Candidate) -> Result<Request, Slot> {
     // IHL: at least 20, header inside the frame and inside the IP datagram.
@@ -324,15 +336,18 @@ unsafe fn rdmac(p: usize) -> u64 {
     }
 }
 
-#[cfg(all(test, not(target_arch = "bpf")))]
+#[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
+    use std::vec;
+    use std::vec::Vec;
 
     const SRC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
     fn run(f: &[u8]) -> Parsed {
-        let d = f.as_ptr() as usize;
-        parse(d, d + f.len())
+        parse_frame(f)
     }
 
     fn drop(s: Slot) -> Parsed {

@@ -1,4 +1,4 @@
-//! SPEC §10 control plane and isodhcp(8) DIAGNOSTICS / EXIT STATUS, end to
+//! The control plane (design.md §Control) and isodhcp(8) DIAGNOSTICS / EXIT STATUS, end to
 //! end: a daemon in a namespace lab holding leases of every mode (isolated
 //! from a stock dhclient and from crafted DORA, compat, playground, a static
 //! with a hostname, a masqueraded client), then the diagnostics client
@@ -11,7 +11,7 @@
 //! with the userspace limiter.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test control -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test control_diagnostics -- --test-threads=1`
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -24,6 +24,7 @@ use serde_json::Value;
 
 #[test]
 fn diagnostics_report_every_mode() {
+    isodhcp_tests::needs_root!();
     let w = world("ctldiag");
     let sock = &w.sock;
     let pid = w.daemon.pid().expect("daemon pid");
@@ -392,6 +393,7 @@ fn diagnostics_report_every_mode() {
 
 #[test]
 fn verify_exit_codes_follow_findings() {
+    isodhcp_tests::needs_root!();
     let w = world("ctlverify");
     let sock = w.sock.clone();
     let (c, text, v) = verify(&sock);
@@ -574,6 +576,7 @@ fn last3(mac: &str) -> String {
 
 #[test]
 fn redact_masks_macs_and_hostnames() {
+    isodhcp_tests::needs_root!();
     // A lease restored in its grace period (expired 30 s ago): `--verify
     // --all` reports it, and it must be masked there too.
     let grace = mac(0xc0, 0x66).to_string();

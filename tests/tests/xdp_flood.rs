@@ -1,4 +1,4 @@
-//! SPEC §9 end to end: a bounded random-MAC DISCOVER flood runs while a
+//! design.md §Admission, end to end: a bounded random-MAC DISCOVER flood runs while a
 //! real dhclient that already holds a lease renews (unicast REQUEST with
 //! ciaddr, as dhclient sends at T1) and rebinds (broadcast REQUEST with
 //! ciaddr, as at T2) with its own MAC, and re-runs dhclient (INIT-REBOOT).
@@ -232,10 +232,12 @@ fn daemon_socket(lab: &Lab) -> PathBuf {
 
 #[test]
 fn flood_with_xdp_spares_the_known_client() {
+    isodhcp_tests::needs_root!();
     flood_keeps_known_client_served("flxdp", XdpMode::Auto);
 }
 
 #[test]
 fn flood_without_xdp_still_serves_the_known_client() {
+    isodhcp_tests::needs_root!();
     flood_keeps_known_client_served("floff", XdpMode::Off);
 }

@@ -2,7 +2,7 @@
 //! attack with crafted frames from a client namespace and checks what an
 //! operator sees afterwards (`--status`, a stock dhclient).
 //!
-//! `cargo test -p isodhcp-tests --release --test hostile_guest -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test daemon_hostile_guest -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -53,6 +53,7 @@ fn start_on_a_26(lab: &Lab) -> isodhcp_tests::Daemon {
 
 #[test]
 fn init_reboot_cycles_from_new_macs_leave_the_pool_whole() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("hgreboot", 2).expect("lab");
     let _d = start_on_a_26(&lab);
@@ -121,6 +122,7 @@ fn tagged_discover(mac: Mac, tags: &[(u16, u16)]) -> Vec<u8> {
 
 #[test]
 fn tagged_flood_dies_in_xdp_with_named_counters() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("hgvlan", 1).expect("lab");
     lab.tags_on_the_wire().expect("VLAN offload off");
@@ -164,6 +166,7 @@ fn tagged_flood_dies_in_xdp_with_named_counters() {
 
 #[test]
 fn dhcp_tagged_for_another_vlan_is_not_answered() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("hgother", 1).expect("lab");
     let _d = lab
@@ -195,6 +198,7 @@ fn dhcp_tagged_for_another_vlan_is_not_answered() {
 
 #[test]
 fn squatters_and_a_full_quarantine_do_not_block_allocation() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("hgsquat", 1).expect("lab");
     let _d = start_on_a_26(&lab);

@@ -1,8 +1,8 @@
-//! RFC 2131 §4.3.1 (DISCOVER/OFFER) and SPEC §5 admission rules, with
+//! RFC 2131 §4.3.1 (DISCOVER/OFFER) and the input rules of design.md §Protocol, with
 //! crafted frames from a client namespace.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test rfc2131_4_3_1_discover -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test dhcp_discover -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -20,11 +20,12 @@ fn ip(h: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, h)
 }
 
-/// SPEC §5: a DISCOVER commits nothing — no route, no lease-file record —
+/// design.md §Protocol: a DISCOVER commits nothing — no route, no lease-file record —
 /// while a later full DORA of another client is applied and persisted (which
 /// proves the daemon had time to write anything the DISCOVER would have).
 #[test]
 fn discover_commits_nothing() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("d1nocommit", 1).expect("building the lab");
     let hook_log = lab.dir().join("hook.log");
@@ -97,11 +98,12 @@ fn discover_commits_nothing() {
     );
 }
 
-/// SPEC §5: the offered address is held for the client: another MAC gets a
+/// design.md §Protocol: the offered address is held for the client: another MAC gets a
 /// different address, the same MAC gets the same offer again; dynamic
-/// addresses come from the top of the pool (§4.1).
+/// addresses come from the top of the pool (design.md §Isolated mode).
 #[test]
 fn discover_holds_the_offer() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("d1hold");
     let a = mac(2, 1);
     let b = mac(2, 2);
@@ -118,11 +120,12 @@ fn discover_holds_the_offer() {
     assert_eq!(again, x, "a repeated DISCOVER must get the held offer");
 }
 
-/// RFC 2131 §4.1 / SPEC §5 reply addressing for OFFER: without the broadcast
+/// RFC 2131 §4.1 / design.md §Protocol reply addressing for OFFER: without the broadcast
 /// flag, unicast to yiaddr at chaddr; with it, broadcast. Source is the
 /// server IP, UDP 67 → 68.
 #[test]
 fn offer_addressing() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("d1addr");
     let a = mac(3, 1);
     let uni = dhcp
@@ -161,10 +164,11 @@ fn offer_addressing() {
     );
 }
 
-/// SPEC §1/§5: frames from a relay (giaddr != 0) are dropped; the same
+/// design.md §Deployment, §Protocol: frames from a relay (giaddr != 0) are dropped; the same
 /// DISCOVER without giaddr is answered.
 #[test]
 fn giaddr_set_is_dropped() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("d1giaddr");
     let a = mac(4, 1);
     let mut d = request(MessageType::Discover, a);
@@ -177,9 +181,10 @@ fn giaddr_set_is_dropped() {
     assert_eq!(ok.msg.giaddr, Ipv4Addr::UNSPECIFIED);
 }
 
-/// SPEC §4.5: chaddr must equal the Ethernet source; a mismatch is dropped.
+/// design.md §Classification: chaddr must equal the Ethernet source; a mismatch is dropped.
 #[test]
 fn chaddr_not_ethernet_source_is_dropped() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("d1spoof");
     let a = mac(5, 1);
     let other = mac(5, 2);
@@ -199,10 +204,11 @@ fn chaddr_not_ethernet_source_is_dropped() {
         .unwrap_or_else(|e| panic!("control DISCOVER: {e:#}\n{}", lab.daemon_logs()));
 }
 
-/// SPEC §5: anything but BOOTREQUEST / htype 1 / hlen 6 is dropped, never a
+/// design.md §Protocol: anything but BOOTREQUEST / htype 1 / hlen 6 is dropped, never a
 /// crash; the daemon keeps answering.
 #[test]
 fn non_bootrequest_is_dropped() {
+    isodhcp_tests::needs_root!();
     let (lab, mut d, dhcp) = setup("d1bad");
     let a = mac(6, 1);
     let mut m = request(MessageType::Discover, a);

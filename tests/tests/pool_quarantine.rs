@@ -1,8 +1,8 @@
-//! SPEC §4.7: DECLINE quarantine (600 s, persisted, survives a restart),
+//! design.md §Quarantine: DECLINE quarantine (600 s, persisted, survives a restart),
 //! DECLINE from a non-owner ignored, neighbour-table conflict detection.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_4_7_quarantine -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test pool_quarantine -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,6 +31,7 @@ fn now() -> f64 {
 /// client — also after a restart.
 #[test]
 fn decline_from_owner_quarantines() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("q7decl", 1).expect("lab");
     let cfg = crafted::config(&lab);
@@ -100,6 +101,7 @@ fn decline_from_owner_quarantines() {
 /// ignored: the owner keeps its lease and nothing is quarantined.
 #[test]
 fn decline_from_non_owner_is_ignored() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("q7foreign", 1).expect("lab");
     let cfg = crafted::config(&lab);
@@ -146,6 +148,7 @@ fn decline_from_non_owner_is_ignored() {
 /// candidate makes the daemon skip and quarantine it (300 s).
 #[test]
 fn neighbour_table_conflict_skips_address() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("q7neigh", 1).expect("lab");
     let cfg = crafted::config(&lab);

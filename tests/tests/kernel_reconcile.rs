@@ -1,11 +1,11 @@
-//! Reconcile (SPEC §6.4, §6.1, §6.2, §11): SIGUSR1 puts back what a lease
+//! Reconcile (design.md §Reconcile, §Routes, §Aliases, §Signals): SIGUSR1 puts back what a lease
 //! needs (host route, gateway alias, named-set elements, SNAT rule, the
 //! private table) and removes only what isodhcp made and no lease explains;
 //! the start-up reconcile removes stale proto-108 routes and nothing else.
 //!
 //! Needs root, iproute2, nftables and the daemon binary; `--xdp off`. Run
 //! single-threaded:
-//! `cargo test -p isodhcp-tests --release --test reconcile -- --test-threads=1`.
+//! `cargo test -p isodhcp-tests --release --test kernel_reconcile -- --test-threads=1`.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -67,6 +67,7 @@ fn has_addr(lab: &Lab, a: Ipv4Addr, plen: u8) -> bool {
 /// and SIGUSR1 rebuilds it.
 #[test]
 fn sigusr1_restores_lease_state_and_leaves_foreign_state() {
+    isodhcp_tests::needs_root!();
     let lab = lab("rcusr1", 1);
     let sets = TestSets::create(&lab).expect("named sets");
     let m_iso = Mac([0x02, 0x1e, 0x20, 0, 0, 1]);
@@ -342,6 +343,7 @@ fn sigusr1_restores_lease_state_and_leaves_foreign_state() {
 /// routes of other protocols and the administrator's addresses stay.
 #[test]
 fn start_removes_stale_proto108_routes_only() {
+    isodhcp_tests::needs_root!();
     let lab = lab("rcstart", 1);
     let cfg = config(&lab, Vec::new());
     let now = SystemTime::now()

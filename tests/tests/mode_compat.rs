@@ -1,10 +1,10 @@
-//! SPEC §4.2 compat /30 micro-segments: a stock busybox udhcpc configures
+//! Compat /30 micro-segments (design.md §Compat mode): a stock busybox udhcpc configures
 //! base+2/30 with the default route via base+1, the server holds the alias
 //! base+1/30 and reaches it through that connected route; a release removes
 //! the alias; blocks are the lowest aligned /30 whose four addresses are free.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_4_2_compat -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test mode_compat -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -46,6 +46,7 @@ fn wait_alias(lab: &Lab, a: Addr, present: bool) {
 
 #[test]
 fn compat_mac_udhcpc_gets_30() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("c2udhcpc", 1).expect("lab");
     let c = lab.client(0);
@@ -117,6 +118,7 @@ fn compat_mac_udhcpc_gets_30() {
 /// reused first. Options: mask /30, router and 121/249 default via base+1.
 #[test]
 fn compat_lowest_free_block() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("c2blocks", 1).expect("lab");
     let mut cfg = crafted::config(&lab);

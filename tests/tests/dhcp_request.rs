@@ -1,8 +1,8 @@
 //! RFC 2131 §4.3.2 (REQUEST in SELECTING, INIT-REBOOT, RENEWING/REBINDING)
-//! and the NAK rules of SPEC §5, with crafted frames.
+//! and the NAK rules of design.md §Protocol, with crafted frames.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test rfc2131_4_3_2_request -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test dhcp_request -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn ip(h: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, h)
 }
 
-/// SPEC §5: a NAK carries exactly 53, 54 and 56, goes to
+/// design.md §Protocol: a NAK carries exactly 53, 54 and 56, goes to
 /// ff:ff:ff:ff:ff:ff / 255.255.255.255 and has no yiaddr.
 fn assert_nak(r: &Captured, what: &str) {
     assert_eq!(r.kind(), Some(MessageType::Nak), "{what}: expected NAK");
@@ -53,6 +53,7 @@ fn assert_nak(r: &Captured, what: &str) {
 /// durable record before the ACK), ACK to yiaddr at chaddr.
 #[test]
 fn selecting_commits_and_acks() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2sel");
     let a = mac(1, 1);
     let (offer, ack) = dhcp
@@ -85,6 +86,7 @@ fn selecting_commits_and_acks() {
 /// address is free again for the next client).
 #[test]
 fn selecting_other_server_is_silent_and_frees_offer() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2other");
     let a = mac(2, 1);
     let x = dhcp
@@ -113,6 +115,7 @@ fn selecting_other_server_is_silent_and_frees_offer() {
 /// offered: NAK (only 53/54/56, broadcast); nothing committed.
 #[test]
 fn selecting_wrong_address_naks() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2wrong");
     let a = mac(3, 1);
     let x = dhcp
@@ -137,6 +140,7 @@ fn selecting_wrong_address_naks() {
 /// adopted (commit + ACK).
 #[test]
 fn init_reboot_rules() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2reboot");
     let lf = lab.dir().join("leases.json");
     let a = mac(4, 1);
@@ -197,6 +201,7 @@ fn init_reboot_rules() {
 /// a ciaddr that is not the client's lease is NAKed (broadcast).
 #[test]
 fn renewing_unicast_and_nak() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2renew");
     let a = mac(5, 1);
     let (_, ack) = dhcp
@@ -211,7 +216,7 @@ fn renewing_unicast_and_nak() {
     assert_eq!(r.dst_mac, a, "RENEWING ACK must go to the client MAC");
     assert_eq!(r.src_ip, SERVER_IP);
 
-    // Broadcast flag set but ciaddr set: still unicast to ciaddr (§4.1).
+    // Broadcast flag set but ciaddr set: still unicast to ciaddr (RFC 2131 §4.1).
     let mut rb = request(MessageType::Request, a);
     rb.ciaddr = x;
     rb.flags |= isodhcp::wire::dhcp::FLAG_BROADCAST;
@@ -240,6 +245,7 @@ fn renewing_unicast_and_nak() {
 /// the daemon still answers the next valid message.
 #[test]
 fn request_without_address_is_dropped() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("r2noaddr");
     let a = mac(6, 1);
     let r = request(MessageType::Request, a);

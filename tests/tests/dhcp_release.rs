@@ -1,8 +1,8 @@
-//! RFC 2131 §4.3.4 (RELEASE) and SPEC §5: only the lease owner releases,
+//! RFC 2131 §4.3.4 (RELEASE) and design.md §Protocol: only the lease owner releases,
 //! only its own ciaddr; a release removes the route and the record.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test rfc2131_4_3_4_release -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test dhcp_release -- --test-threads=1`
 
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// again (the next client gets it: top of the pool).
 #[test]
 fn release_only_from_owner() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("r4rel", 1).expect("building the lab");
     let _d = lab

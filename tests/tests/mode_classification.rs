@@ -1,10 +1,10 @@
-//! SPEC §4.4/§4.5 classification: vendor class (option 60, case-insensitive
-//! substring) selects compat; precedence MAC > OUI > vendor, compat beats
-//! playground at one level; the vendor class is remembered with the lease;
-//! masquerade is an orthogonal flag stored with the lease.
+//! Classification (design.md §Classification, §Masquerade): vendor class (option 60,
+//! case-insensitive substring) selects compat; precedence MAC > OUI > vendor, compat beats
+//! playground at one level; the vendor class is remembered with the lease; masquerade is an
+//! orthogonal flag stored with the lease.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_4_5_classification -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test mode_classification -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 
@@ -42,6 +42,7 @@ fn mask(r: &Captured) -> Option<Ipv4Addr> {
 
 #[test]
 fn vendor_class_selects_compat() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("k5vendor", &["--compat-vendor", "Android"]);
     let a = mac(1, 1);
     let o = dhcp
@@ -82,6 +83,7 @@ fn vendor_class_selects_compat() {
 /// MAC > OUI > vendor across modes; compat beats playground at one level.
 #[test]
 fn classification_precedence() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup(
         "k5prec",
         &[
@@ -156,6 +158,7 @@ fn classification_precedence() {
 /// option 60 (SELECTING, RENEWING, INIT-REBOOT) keep the compat profile.
 #[test]
 fn vendor_remembered_without_option_60() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("k5remember", &["--compat-vendor", "android"]);
     let lf = lab.dir().join("leases.json");
     let a = mac(2, 1);
@@ -197,6 +200,7 @@ fn vendor_remembered_without_option_60() {
 /// mode and its lease records `masq: true`; others `masq: false`.
 #[test]
 fn masquerade_flag_is_orthogonal() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, dhcp) = setup("k5masq", &["--masquerade-vendor", "android"]);
     let lf = lab.dir().join("leases.json");
     let a = mac(3, 1);

@@ -110,24 +110,28 @@ fn single_client(tag: &str, kind: ClientKind) {
 
 #[test]
 fn isolated_lease_dhclient() {
+    isodhcp_tests::needs_root!();
     single_client("fdhcl", ClientKind::Dhclient);
 }
 
 #[test]
 fn isolated_lease_dhcpcd() {
+    isodhcp_tests::needs_root!();
     single_client("fdhcpcd", ClientKind::Dhcpcd);
 }
 
 #[test]
 fn isolated_lease_udhcpc() {
+    isodhcp_tests::needs_root!();
     single_client("fudhcpc", ClientKind::Udhcpc);
 }
 
 /// The three clients on one segment: three distinct /32 leases, one proto-108
 /// route per client on the server, handed out from the top of the pool down
-/// (SPEC §4.1).
+/// (design.md §Isolated mode).
 #[test]
 fn isolated_three_clients_one_route_each() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fthree", 3);
     let _daemon = lab.start_isodhcp(&config(&lab)).expect("isodhcp start");
     let _tcp = lab.server_listen(PORT).expect("listener");
@@ -159,6 +163,7 @@ fn isolated_three_clients_one_route_each() {
 /// `dhclient -r` (RELEASE) removes the client's host route on the server.
 #[test]
 fn dhclient_release_removes_server_route() {
+    isodhcp_tests::needs_root!();
     let lab = lab("frel", 1);
     let _daemon = lab.start_isodhcp(&config(&lab)).expect("isodhcp start");
     let _tcp = lab.server_listen(PORT).expect("listener");
@@ -174,12 +179,13 @@ fn dhclient_release_removes_server_route() {
     lab.check_host_untouched().expect("host state");
 }
 
-/// SIGTERM → exit 0 with the lease on disk; kernel routes stay (SPEC §7). We
+/// SIGTERM → exit 0 with the lease on disk; kernel routes stay (design.md §Persistence). We
 /// then delete them (as a reboot would) and restart with the same arguments:
 /// the route is back as soon as `isodhcp ready` is logged, before the client
 /// says anything, and a fresh DISCOVER from the same MAC gets the same address.
 #[test]
 fn restart_restores_route_and_address() {
+    isodhcp_tests::needs_root!();
     let lab = lab("frestart", 1);
     let cfg = config(&lab);
     let mut daemon = lab.start_isodhcp(&cfg).expect("isodhcp start");
@@ -224,7 +230,7 @@ fn restart_restores_route_and_address() {
         "lease file entry {entry}"
     );
 
-    // Kernel state is left in place at shutdown (SPEC §7)...
+    // Kernel state is left in place at shutdown (design.md §Persistence)...
     let routes = lab.server_routes().unwrap();
     assert!(
         routes.iter().any(|r| r.host() == Some(lease.ip())),
@@ -270,6 +276,7 @@ fn restart_restores_route_and_address() {
 /// Unnumbered deployment: 198.18.0.1/32 on srv0, `-s 198.18.0.1 -p 198.18.0.0/24`.
 #[test]
 fn unnumbered_server() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::build(LabConfig::new("funnum", 1).unnumbered()).expect("lab");
     let addrs = isodhcp_tests::netinfo::addrs(&lab.server, SERVER_IF).unwrap();
@@ -288,6 +295,7 @@ fn unnumbered_server() {
 /// map counts the DHCP frames of a lease.
 #[test]
 fn xdp_auto_counts_dhcp_frames() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fxdp", 1);
     assert!(
         find_tool("bpftool").is_some(),
@@ -331,6 +339,7 @@ fn xdp_auto_counts_dhcp_frames() {
 /// (with stale limits and known clients) after a restart with `--xdp off`.
 #[test]
 fn xdp_off_detaches_a_leftover_program() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fxdpoff", 1);
     ensure_bpffs();
     let mut cfg = config(&lab);
@@ -352,7 +361,7 @@ fn xdp_off_detaches_a_leftover_program() {
     d.wait_exit(Duration::from_secs(10)).expect("exit");
     assert!(
         xdp_attached(),
-        "the pinned program stays attached across a restart (SPEC §9)"
+        "the pinned program stays attached across a restart (design.md §Datapath)"
     );
     drop(d);
     cfg.xdp = XdpMode::Off;

@@ -1,13 +1,13 @@
-//! Persistence (SPEC §7, §11, §12): crash consistency under `kill -9`
-//! during a stream of new leases, a corrupt lease file, file modes, and
-//! graceful shutdown on SIGTERM/SIGINT/SIGHUP.
+//! Persistence (design.md §Persistence, §Signals, §Privileges): crash consistency under `kill -9`
+//! during a stream of new leases, a corrupt lease file, file modes, and graceful shutdown on
+//! SIGTERM/SIGINT/SIGHUP.
 //!
 //! Leases come from crafted DORA exchanges (AF_PACKET in a client namespace,
 //! one MAC per lease). Needs root, iproute2 and the daemon binary;
 //! `--xdp off`. `ISODHCP_TEST_SEED` replays the random kill points,
 //! `ISODHCP_KILL_ROUNDS` changes the number of rounds (default 20). Run
 //! single-threaded:
-//! `cargo test -p isodhcp-tests --release --test durability -- --test-threads=1`.
+//! `cargo test -p isodhcp-tests --release --test persist_durability -- --test-threads=1`.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -63,6 +63,7 @@ fn assert_still_owned(lab: &Lab, probe: &mut DhcpProbe, acked: &[(Mac, Ipv4Addr)
 /// ACKed to two MACs.
 #[test]
 fn kill9_during_lease_stream_keeps_every_acked_lease() {
+    isodhcp_tests::needs_root!();
     let lab = lab("dukill", 1);
     let cfg = config(&lab);
     let (mut rng, seed) = Rng::from_env();
@@ -186,6 +187,7 @@ fn kill9_during_lease_stream_keeps_every_acked_lease() {
 /// the new file is valid JSON with the new lease.
 #[test]
 fn corrupt_lease_file_is_preserved_and_server_serves() {
+    isodhcp_tests::needs_root!();
     let lab = lab("ducorrupt", 1);
     let cfg = config(&lab);
     let garbage: Vec<u8> = b"{\"leases\": {\"02:00:\x00\xff\xfe garbage \x01\x02"
@@ -275,6 +277,7 @@ fn corrupt_lease_file_is_preserved_and_server_serves() {
 /// silently discarded).
 #[test]
 fn unreadable_record_is_kept_and_good_ones_restored() {
+    isodhcp_tests::needs_root!();
     let lab = lab("dubadrec", 1);
     let cfg = config(&lab);
     let now = SystemTime::now()
@@ -324,6 +327,7 @@ fn unreadable_record_is_kept_and_good_ones_restored() {
 /// Lease file and journal are 0600, also when the file existed with 0644.
 #[test]
 fn lease_file_mode_0600() {
+    isodhcp_tests::needs_root!();
     let lab = lab("dumode", 1);
     let cfg = config(&lab);
     std::fs::write(&cfg.lease_file, b"{\"leases\": {}, \"subnets\": {}}").unwrap();
@@ -361,6 +365,7 @@ fn lease_file_mode_0600() {
 /// journal empty; the next start serves the same leases.
 #[test]
 fn shutdown_signals_exit_zero_with_leases_flushed() {
+    isodhcp_tests::needs_root!();
     let lab = lab("dusig", 1);
     let cfg = config(&lab);
     let c = lab.client(0);

@@ -1,10 +1,10 @@
-//! SPEC §4.6 static entries: reserved at start (route / alias present as
+//! Static entries (design.md §Statics): reserved at start (route / alias present as
 //! soon as the daemon is ready, before any client speaks), handed out
 //! exactly, never returned to the pool, configured hostname kept; invalid
 //! entries are fatal (exit 2, one line naming --static).
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test spec_4_6_statics -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test pool_statics -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -28,6 +28,7 @@ fn ip(h: u8) -> Ipv4Addr {
 
 #[test]
 fn static_route_before_client_speaks() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("s6route", 1).expect("lab");
     let c = lab.client(0);
@@ -99,6 +100,7 @@ fn static_route_before_client_speaks() {
 /// RELEASE and DECLINE from a static client never free its address.
 #[test]
 fn static_never_returns_to_pool() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("s6keep", 1).expect("lab");
     let s = mac(1, 1);
@@ -148,6 +150,7 @@ fn static_never_returns_to_pool() {
 /// compat clients get other blocks.
 #[test]
 fn static_compat_reserved_at_start() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("s6compat", 1).expect("lab");
     let s = mac(2, 1);
@@ -286,6 +289,7 @@ fn invalid_statics_exit_2_without_interface() {
 /// line, and nothing applied.
 #[test]
 fn invalid_statics_exit_2_on_interface() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("s6badif", 0).expect("lab");
     let bin = isodhcp_bin().expect("daemon binary");

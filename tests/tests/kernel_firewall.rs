@@ -1,11 +1,11 @@
-//! Firewall integration (SPEC §6.3, §4.4): the operator's named sets, the
+//! Firewall integration (design.md §Firewall, §Masquerade): the operator's named sets, the
 //! isolation rule of the private table `ip isodhcp_srv0`, `send_redirects`,
 //! SNAT for masqueraded clients, and a missing named set.
 //!
 //! Needs root, iproute2, nftables, isc-dhcp-client and the daemon binary
 //! (`ISODHCP_BIN`, default `target/release/isodhcp`). Every daemon runs with
 //! `--xdp off`. Run single-threaded:
-//! `cargo test -p isodhcp-tests --release --test firewall -- --test-threads=1`.
+//! `cargo test -p isodhcp-tests --release --test kernel_firewall -- --test-threads=1`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -60,17 +60,18 @@ fn assert_sets(lab: &Lab, sets: &TestSets, want: &BTreeMap<String, BTreeSet<Stri
     assert_eq!(
         &got,
         want,
-        "{what}: named sets differ from SPEC §6.3 (left: found, right: expected)\n{}",
+        "{what}: named sets differ from design.md §Firewall (left: found, right: expected)\n{}",
         lab.daemon_logs()
     );
 }
 
 /// Isolated, compat and playground clients (real dhclient): right after the
-/// ACK the eight named sets hold exactly the SPEC §6.3 elements; after
+/// ACK the eight named sets hold exactly the design.md §Firewall elements; after
 /// `dhclient -r` the client elements (and route, alias) are gone, only the
 /// playground block stays in its set.
 #[test]
 fn named_sets_follow_leases_and_releases() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fwsets", 3);
     let sets = TestSets::create(&lab).expect("creating the named sets");
     let (compat, pg) = (lab.client(1), lab.client(2));
@@ -88,7 +89,7 @@ fn named_sets_follow_leases_and_releases() {
         .expect("isodhcp start");
 
     // Playground block: next power of two >= 6 is 8; the highest aligned /29
-    // of the pool that overlaps no lease (SPEC §4.3).
+    // of the pool that overlaps no lease (design.md §Playground mode).
     let block = "198.18.0.248/29";
     assert_sets(&lab, &sets, &expected_sets(&[("pgsub", block)]), "at start");
 
@@ -105,7 +106,7 @@ fn named_sets_follow_leases_and_releases() {
         l_pg.addr.prefixlen, 29,
         "playground client must get the block mask"
     );
-    // SPEC §4.2: lowest aligned /30 whose four addresses are free: 198.18.0.4/30
+    // design.md §Compat mode: lowest aligned /30 whose four addresses are free: 198.18.0.4/30
     // (198.18.0.0/30 holds the network address and the server).
     assert_eq!(
         l_compat.ip(),
@@ -134,7 +135,7 @@ fn named_sets_follow_leases_and_releases() {
         ("pg", &l_pg.ip().to_string()),
         ("pgsub", block),
     ]);
-    // Commit = kernel and firewall state applied, then ACK (SPEC §5): no wait.
+    // Commit = kernel and firewall state applied, then ACK (design.md §Commit order): no wait.
     assert_sets(&lab, &sets, &want, "after three leases");
 
     // Release all three (dhclient -r sends RELEASE).
@@ -168,6 +169,7 @@ fn named_sets_follow_leases_and_releases() {
 /// elements exactly like a release does.
 #[test]
 fn named_sets_emptied_on_expiry() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fwexp", 1);
     let sets = TestSets::create(&lab).expect("creating the named sets");
     let m_iso = Mac([0x02, 0x1e, 0x10, 0, 0, 1]);
@@ -245,7 +247,7 @@ fn two_clients(tag: &str, isolation: &str) -> (Lab, isodhcp_tests::Daemon, Ipv4A
     .expect("reading send_redirects");
     assert_eq!(
         redirects, "0",
-        "--isolation {isolation}: send_redirects on {SERVER_IF} must be 0 (SPEC §6.3)"
+        "--isolation {isolation}: send_redirects on {SERVER_IF} must be 0 (design.md §Firewall)"
     );
     (lab, d, a, b)
 }
@@ -254,6 +256,7 @@ fn two_clients(tag: &str, isolation: &str) -> (Lab, isodhcp_tests::Daemon, Ipv4A
 /// the server, while both still reach the server itself.
 #[test]
 fn isolation_on_blocks_client_to_client() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, a, b) = two_clients("fwison", "on");
     let (ca, cb) = (lab.client(0), lab.client(1));
     let _srv = lab.server_listen(PORT).expect("server listener");
@@ -292,6 +295,7 @@ fn isolation_on_blocks_client_to_client() {
 /// server; the peer sees the client's own address).
 #[test]
 fn isolation_off_allows_client_to_client() {
+    isodhcp_tests::needs_root!();
     let (lab, _d, a, b) = two_clients("fwisoff", "off");
     let (ca, cb) = (lab.client(0), lab.client(1));
     let _lb = cb.ns.tcp_listen(b, PORT).expect("listener on B");
@@ -306,12 +310,13 @@ fn isolation_off_allows_client_to_client() {
     assert_eq!(u, Some(a), "--isolation off: UDP from {a} must reach {b}");
 }
 
-/// SPEC §6.3: with isolation on or off, hairpin-routed traffic must not
+/// design.md §Firewall: with isolation on or off, hairpin-routed traffic must not
 /// teach clients to talk to each other directly: after client-to-client
 /// traffic through the server, no client received an ICMP redirect and A
 /// still routes to B via the server.
 #[test]
 fn hairpin_traffic_sends_no_icmp_redirects() {
+    isodhcp_tests::needs_root!();
     for isolation in ["off", "on"] {
         let (lab, _d, a, b) = two_clients(&format!("fwredir{isolation}"), isolation);
         let (ca, cb) = (lab.client(0), lab.client(1));
@@ -351,6 +356,7 @@ fn hairpin_traffic_sends_no_icmp_redirects() {
 /// it goes with the lease.
 #[test]
 fn masquerade_snat_from_outside() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fwmasq", 3);
     let (cm, cp, cc) = (lab.client(0), lab.client(1), lab.client(2));
     let extra = s(&[
@@ -453,6 +459,7 @@ fn masquerade_snat_from_outside() {
 /// leases still served, and the sets that do exist still filled.
 #[test]
 fn missing_named_set_warns_once_and_serves() {
+    isodhcp_tests::needs_root!();
     let lab = lab("fwmiss", 2);
     let sets = TestSets::create(&lab).expect("creating the named sets");
     let missing = "inet filter nosuchset";

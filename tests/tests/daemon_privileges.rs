@@ -1,4 +1,4 @@
-//! SPEC §12 / isodhcp(8) PRIVILEGES: the daemon runs as an unprivileged
+//! design.md §Privileges / isodhcp(8) PRIVILEGES: the daemon runs as an unprivileged
 //! user holding only CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON and
 //! CAP_NET_BIND_SERVICE (as `dist/isodhcp@.service` sets them up, with
 //! `AmbientCapabilities`), its lease file and control socket in a folder
@@ -11,7 +11,7 @@
 //! -- isodhcp ...`.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test privileges -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test daemon_privileges -- --test-threads=1`
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -164,7 +164,7 @@ fn unprivileged_serves(tag: &str, xdp: XdpMode) {
         "{e}"
     );
 
-    // Root may query the unprivileged daemon's socket (SPEC §10: same uid or root).
+    // Root may query the unprivileged daemon's socket (design.md §Control: same uid or root).
     let o = client(&sock, &["--status", "--json"]);
     assert!(o.ok(), "--status as root: {} {}", o.stdout, o.stderr);
     let st: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
@@ -213,16 +213,19 @@ fn client(sock: &Path, args: &[&str]) -> CmdOutput {
 
 #[test]
 fn unprivileged_with_capabilities_serves() {
+    isodhcp_tests::needs_root!();
     unprivileged_serves("privoff", XdpMode::Off);
 }
 
 #[test]
 fn unprivileged_with_capabilities_serves_xdp() {
+    isodhcp_tests::needs_root!();
     unprivileged_serves("privxdp", XdpMode::Auto);
 }
 
 #[test]
 fn without_capabilities_exits_1_clearly() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("privnone", 0).expect("lab");
     let state = state_dir(&lab);
@@ -268,7 +271,7 @@ fn without_capabilities_exits_1_clearly() {
     assert!(log.contains("isodhcp"), "{log}");
 }
 
-/// The hardened unit in the repository matches SPEC §12: exactly the five
+/// The hardened unit in the repository matches design.md §Privileges: exactly the five
 /// capabilities (ambient and bounding set), no new privileges, read-only
 /// system, a state directory for leases and socket, reload = SIGUSR1.
 #[test]

@@ -1,9 +1,9 @@
-//! RFC 2131 §4.3.5 (INFORM) and SPEC §5: ACK without yiaddr and without a
+//! RFC 2131 §4.3.5 (INFORM) and design.md §Protocol: ACK without yiaddr and without a
 //! lease time, with the mode's mask and router, DNS and custom options,
 //! unicast to ciaddr; ciaddr outside the pool is ignored.
 //!
 //! Run as root, single-threaded:
-//! `cargo test -p isodhcp-tests --release --test rfc2131_4_3_5_inform -- --test-threads=1`
+//! `cargo test -p isodhcp-tests --release --test dhcp_inform -- --test-threads=1`
 
 use std::net::Ipv4Addr;
 
@@ -13,6 +13,7 @@ use isodhcp_tests::{DNS_IP, Lab, SERVER_IP, preflight};
 
 #[test]
 fn inform_acks_configuration_only() {
+    isodhcp_tests::needs_root!();
     preflight().expect("preflight");
     let lab = Lab::new("r5inform", 1).expect("building the lab");
     let mut cfg = crafted::config(&lab);
