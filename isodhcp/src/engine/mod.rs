@@ -16,8 +16,6 @@
 //!   address; static addresses never return to the pool.
 //! - Every lookup is a hash or ordered-set operation: O(log n) in leases.
 
-/// The old path of [`crate::wire::cidr`], for callers not moved yet.
-pub use crate::wire::cidr;
 pub mod classify;
 pub mod config;
 mod handlers;
