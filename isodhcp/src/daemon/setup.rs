@@ -69,7 +69,7 @@ fn disable_redirects(iface: &str) {
             "send_redirects=0 (isolation routes client traffic through this router)"
         ),
         Err(e) => {
-            warn!(iface, error = %e, "cannot set send_redirects=0; clients may learn direct routes to each other")
+            warn!(iface, error = %e, "cannot set send_redirects=0; clients may learn direct routes to each other");
         }
     }
 }
