@@ -6,9 +6,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use clap::error::ErrorKind;
 use isodhcp::cli::{self, Args};
 use isodhcp::control;
+use isodhcp::daemon::RunError;
 
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
@@ -30,24 +30,18 @@ fn init_logging(verbose: u8, quiet: bool) {
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            // One clear line naming the option (clap's first line), exit 2.
-            let text = e.to_string();
-            eprintln!(
-                "isodhcp: {}",
-                text.lines()
-                    .next()
-                    .unwrap_or("invalid arguments")
-                    .trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(e) => match cli::refusal(&e) {
+            None => {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            Some(line) => {
+                eprintln!("isodhcp: {line}");
+                return ExitCode::from(2);
+            }
+        },
     };
-    let cfg = match cli::validate(&args) {
+    let cfg = match cli::config(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("isodhcp: {e}");
@@ -60,10 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Ok(Some(req)) => {
-            let path = cfg.socket.clone().unwrap_or_else(|| {
-                control::default_socket_path(&cli::sanitise_iface(&cfg.interface))
-            });
-            return ExitCode::from(control::client::run(&path, &req, args.json));
+            return ExitCode::from(control::client::run(&cfg.socket_path(), &req, args.json));
         }
         Ok(None) => {}
     }
@@ -80,15 +71,12 @@ fn main() -> ExitCode {
     };
     match rt.block_on(isodhcp::daemon::run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.downcast_ref::<cli::CliError>() {
-            Some(bad) => {
-                eprintln!("isodhcp: {bad}");
-                ExitCode::from(2)
+        Err(e) => {
+            match &e {
+                RunError::Usage(bad) => eprintln!("isodhcp: {bad}"),
+                RunError::Failed(why) => tracing::error!("{why:#}"),
             }
-            None => {
-                tracing::error!("{e:#}");
-                ExitCode::FAILURE
-            }
-        },
+            ExitCode::from(e.exit_code())
+        }
     }
 }

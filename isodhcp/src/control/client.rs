@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::proto::{Command, Request, Response};
 use super::render;
+use super::reply::VerifyReply;
 
 /// Why a request got no answer.
 #[derive(Debug)]
@@ -85,16 +86,15 @@ pub fn run(path: &Path, req: &Request, json: bool) -> u8 {
         let msg = resp.message.as_deref().unwrap_or("error");
         eprintln!("isodhcp: {}", crate::text::escape_for_terminal(msg));
     } else {
-        let _ = write!(out, "{}", render::text(&req.cmd, &value));
+        let _ = write!(out, "{}", render::text(&req.cmd, &resp));
     }
     if !resp.is_ok() {
         return 1;
     }
     match req.cmd {
-        Command::Verify => value
-            .get("exit_code")
-            .and_then(Value::as_u64)
-            .map_or(3, |c| c.min(3) as u8),
+        Command::Verify => resp
+            .reply::<VerifyReply>()
+            .map_or(3, |v| v.exit_code.min(3)),
         _ => 0,
     }
 }

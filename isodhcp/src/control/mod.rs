@@ -10,10 +10,14 @@
 //!   stealing the socket of a live one; a stale socket file is replaced.
 //! - Requests are answered on the daemon's event loop, between batches of
 //!   DHCP frames, so they always see consistent state.
+//! - Each command's answer is one type of [`reply`], built and serialised
+//!   by the daemon and read back into the same type by the client; the
+//!   JSON on the wire is that type's (see [`reply`] for its guarantees).
 
 pub mod client;
 pub mod proto;
 mod render;
+pub mod reply;
 pub mod server;
 
 use std::path::{Path, PathBuf};

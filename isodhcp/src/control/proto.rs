@@ -1,5 +1,7 @@
-//! Versioned request and response types shared by daemon and client.
+//! Versioned request and response envelope shared by daemon and client;
+//! the payload of each answer is a type of [`super::reply`].
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -73,21 +75,23 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn ok(body: Value) -> Response {
-        let body = match body {
-            Value::Object(m) => m,
-            other => {
-                let mut m = serde_json::Map::new();
-                m.insert("result".into(), other);
-                m
-            }
-        };
-        Response {
-            version: VERSION,
-            status: "ok".into(),
-            message: None,
-            body,
+    /// A successful answer carrying `reply` (a type of [`super::reply`]).
+    pub fn ok(reply: &impl Serialize) -> Response {
+        match serde_json::to_value(reply) {
+            Ok(Value::Object(body)) => Response {
+                version: VERSION,
+                status: "ok".into(),
+                message: None,
+                body,
+            },
+            Ok(_) => Response::error("internal error: the answer is not an object"),
+            Err(e) => Response::error(format!("internal error: cannot encode the answer: {e}")),
         }
+    }
+
+    /// The payload read back as the reply type of the command asked.
+    pub fn reply<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_value(Value::Object(self.body.clone()))
     }
 
     pub fn error(message: impl Into<String>) -> Response {
@@ -207,10 +211,12 @@ mod tests {
 
     #[test]
     fn response_wire_format() {
-        let r = Response::ok(serde_json::json!({"pid": 7}));
+        let r = Response::ok(&super::super::reply::UnblockReply {
+            unblocked: "02:00:00:00:00:09".into(),
+        });
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
-            r#"{"version":1,"status":"ok","pid":7}"#
+            r#"{"version":1,"status":"ok","unblocked":"02:00:00:00:00:09"}"#
         );
         let e = Response::error("no such client");
         assert_eq!(

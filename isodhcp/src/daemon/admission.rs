@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use isodhcp_common::{COUNTER_COUNT, Counters};
 use tracing::{info, warn};
 
-use crate::cli::{Config, XdpMode};
+use super::Config;
+use crate::config::XdpMode;
 use crate::datapath::af_packet::AfPacket;
 use crate::datapath::af_xdp::{self, AfXdp, Queue};
 use crate::datapath::limiter::Limiter;
@@ -172,7 +173,8 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
     }
     let prepare = |maps: &mut XdpMaps| -> Result<(), XdpError> {
         let w = |what: &str, e: aya::maps::MapError| XdpError::Load(format!("writing {what}: {e}"));
-        maps.set_limits(&cfg.limits).map_err(|e| w("limits", e))?;
+        maps.set_limits(&xdp::limits(&cfg.rates))
+            .map_err(|e| w("limits", e))?;
         for m in &cfg.deny_macs {
             maps.deny(*m, 0).map_err(|e| w("the deny map", e))?;
         }
@@ -211,7 +213,7 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
             }
         }
     }
-    let mut l = Limiter::new(cfg.limits);
+    let mut l = Limiter::new(xdp::limits(&cfg.rates));
     cfg.deny_macs.iter().for_each(|m| l.deny(*m, 0));
     cfg.trust_macs.iter().for_each(|m| l.trust(*m));
     engine.known_macs().for_each(|m| l.set_known(m, true));

@@ -110,15 +110,35 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// Registers a gauge holding `v`.
+fn gauge(r: &mut Registry, name: &str, help: &str, v: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(v);
+    r.register(name, help, g);
+}
+
 impl Daemon {
     /// The OpenMetrics text of the current state.
     pub(super) fn metrics_text(&self) -> String {
         let mut r = Registry::with_prefix("isodhcp");
-        let gauge = |r: &mut Registry, name: &str, help: &str, v: i64| {
-            let g = Gauge::<i64>::default();
-            g.set(v);
-            r.register(name, help, g);
-        };
+        self.register_pool(&mut r);
+        self.register_messages(&mut r);
+        self.register_admission(&mut r);
+        self.register_hooks(&mut r);
+        r.register(
+            "lease_commit_seconds",
+            "Time of a durable lease write (journal append + fsync, or snapshot)",
+            self.commit_latency.clone(),
+        );
+        let mut out = String::new();
+        if encode(&mut out, &r).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Leases by mode, the pool, offers and uptime.
+    fn register_pool(&self, r: &mut Registry) {
         let leases = Family::<Labels, Gauge>::default();
         let mut by_mode = std::collections::BTreeMap::new();
         for l in self.engine.leases() {
@@ -137,42 +157,45 @@ impl Daemon {
         r.register("leases", "Leases by mode", leases);
         let pool = self.engine.pool();
         gauge(
-            &mut r,
+            r,
             "pool_size",
             "Addresses in the pool CIDR",
             pool.cidr().size() as i64,
         );
         gauge(
-            &mut r,
+            r,
             "pool_free",
             "Free addresses (main and playground pools)",
             pool.free_count() as i64,
         );
         gauge(
-            &mut r,
+            r,
             "pool_quarantined",
             "Quarantined addresses",
             self.engine.quarantined_count() as i64,
         );
         gauge(
-            &mut r,
+            r,
             "compat_blocks_free",
             "Free aligned /30 blocks",
             pool.free_blocks() as i64,
         );
         gauge(
-            &mut r,
+            r,
             "offers_outstanding",
             "Offers held (capped)",
             self.engine.offers_outstanding() as i64,
         );
         gauge(
-            &mut r,
+            r,
             "uptime_seconds",
             "Seconds since start",
             (now_ms().saturating_sub(self.started) / 1000) as i64,
         );
+    }
 
+    /// What the engine received, sent and ignored.
+    fn register_messages(&self, r: &mut Registry) {
         let st = &self.engine.stats;
         let received = Family::<Labels, Counter>::default();
         for (t, n) in &st.received {
@@ -215,7 +238,10 @@ impl Daemon {
             "Messages the engine answered with silence, by reason",
             ignored,
         );
+    }
 
+    /// Frames the admission layer dropped or let through.
+    fn register_admission(&self, r: &mut Registry) {
         let adm = Family::<Labels, Counter>::default();
         let c = self.admission.counters();
         let layer = if self.admission.mode() == "off" {
@@ -245,7 +271,9 @@ impl Daemon {
                 .inc_by(v);
         }
         r.register("admission_passed", "DHCP frames admitted, by path", passed);
+    }
 
+    fn register_hooks(&self, r: &mut Registry) {
         if let Some(h) = &self.hooks {
             let s = h.stats();
             let hooks = Family::<Labels, Counter>::default();
@@ -260,15 +288,5 @@ impl Daemon {
             }
             r.register("hooks", "Hook executions by outcome", hooks);
         }
-        r.register(
-            "lease_commit_seconds",
-            "Time of a durable lease write (journal append + fsync, or snapshot)",
-            self.commit_latency.clone(),
-        );
-        let mut out = String::new();
-        if encode(&mut out, &r).is_err() {
-            out.clear();
-        }
-        out
     }
 }

@@ -9,6 +9,7 @@
 //! write (group commit), then hooks are queued, then the replies leave.
 
 mod admission;
+mod config;
 mod control;
 mod effects;
 mod metrics;
@@ -23,7 +24,6 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::cli::Config;
 use crate::datapath::{Datapath, FrameIo, Origin};
 use crate::engine::{Effect, Engine, Input, LogBudget, Millis};
 use crate::store::LeaseStore;
@@ -32,6 +32,9 @@ use crate::system::netlink::Netlink;
 use crate::system::nft::Nft;
 use crate::wire::Mac;
 use admission::Admission;
+pub use config::{Config, Facts, ResolveError, Resolved};
+use setup::ControlQueue;
+pub use setup::RunError;
 
 /// How often expiries are processed.
 const TICK: Duration = Duration::from_secs(1);
@@ -240,10 +243,16 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Runs the daemon until a terminating signal. Errors are fatal start-up
-/// failures (exit 1; a [`crate::cli::CliError`] inside means exit 2).
-pub async fn run(cfg: Config) -> Result<()> {
-    let (mut d, mut control) = setup::start(&cfg).await?;
+/// Runs the daemon until a terminating signal. Errors are fatal: a value
+/// the operator gave is refused ([`RunError::Usage`], exit 2) or start-up
+/// or shutdown failed ([`RunError::Failed`], exit 1).
+pub async fn run(cfg: Config) -> Result<(), RunError> {
+    let (d, control) = setup::start(&cfg).await?;
+    Ok(serve(d, control, &cfg).await?)
+}
+
+/// The event loop, then the final lease write.
+async fn serve(mut d: Daemon, mut control: ControlQueue, cfg: &Config) -> Result<()> {
     let (scrape_tx, mut scrapes) = tokio::sync::mpsc::channel::<metrics::Scrape>(4);
     if let Some(addr) = cfg.metrics_listen {
         metrics::serve(addr, scrape_tx)

@@ -1,35 +1,66 @@
-//! Start-up (SPEC §3, §6.4, §7, §9): facts, validation against the pool,
-//! leases, XDP and datapath, firewall, statics, reconcile, snapshot.
+//! Start-up: control socket, interface facts, the configuration completed
+//! ([`Config::resolve`]), leases, XDP and datapath, firewall, statics,
+//! reconcile, snapshot.
+//!
+//! Guarantees:
+//! - The control socket is bound first: a second daemon for the same
+//!   interface stops before it touches anything the first one manages.
+//! - A value the operator gave that turns out unusable (a static outside
+//!   the detected pool, one the engine refuses) is a [`RunError::Usage`]
+//!   (exit 2); every other start-up failure is [`RunError::Failed`] (exit 1).
 
 use std::net::Ipv4Addr;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::config::{Config, Facts, ResolveError, Resolved};
 use super::{Daemon, admission, now_ms};
-use crate::cli::{self, Config, Isolation};
+use crate::config::{Isolation, UsageError, sanitise_iface};
 use crate::control::{self, server::ControlSocket, server::Pending};
 use crate::datapath::{Origin, PortGuard};
-use crate::engine::{ConfigError, Engine, EngineConfig, Mode};
+use crate::engine::{Effect, Engine, EngineConfig, Mode};
 use crate::store::LeaseStore;
-use crate::system::detect;
 use crate::system::hooks::{self, HookConfig, Hooks};
-use crate::system::netlink::Netlink;
+use crate::system::netlink::{InterfaceInfo, Netlink};
 use crate::system::nft::{Nft, NftConfig};
-use tokio::sync::mpsc;
 
-fn read_dns() -> Vec<Ipv4Addr> {
-    let a = std::fs::read_to_string("/etc/resolv.conf").ok();
-    let b = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
-    let (d, fallback) = detect::dns(a.as_deref(), b.as_deref());
-    if fallback {
-        warn!("no usable nameserver in /etc/resolv.conf: offering 1.1.1.1 (set --dns)");
-    }
-    vec![d]
+/// Why the daemon did not start (or stopped): the exit status follows.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A value the operator gave is refused (exit status 2).
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// Anything else (exit status 1).
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
 }
 
-/// SPEC §6.3: with isolation on or off, hairpinned traffic must not teach
-/// clients to talk directly, so ICMP redirects are turned off on the interface.
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Usage(_) => 2,
+            RunError::Failed(_) => 1,
+        }
+    }
+}
+
+impl From<ResolveError> for RunError {
+    fn from(e: ResolveError) -> RunError {
+        match e {
+            ResolveError::Usage(u) => RunError::Usage(u),
+            ResolveError::Detect(d) => RunError::Failed(d.into()),
+            other => RunError::Failed(other.into()),
+        }
+    }
+}
+
+/// Requests from the control socket, answered on the event loop.
+pub(super) type ControlQueue = mpsc::Receiver<Pending>;
+
+/// Turns ICMP redirects off on the interface: with isolation on or off,
+/// hairpinned traffic must not teach clients to talk directly.
 fn disable_redirects(iface: &str) {
     let path = format!("/proc/sys/net/ipv4/conf/{iface}/send_redirects");
     match std::fs::write(&path, "0") {
@@ -38,63 +69,52 @@ fn disable_redirects(iface: &str) {
             "send_redirects=0 (isolation routes client traffic through this router)"
         ),
         Err(e) => {
-            warn!(iface, error = %e, "cannot set send_redirects=0; clients may learn direct routes to each other")
+            warn!(iface, error = %e, "cannot set send_redirects=0; clients may learn direct routes to each other");
         }
     }
 }
 
-/// Requests from the control socket, answered on the event loop.
-pub(super) type ControlQueue = mpsc::Receiver<Pending>;
-
-/// The engine's refusal of the configuration as a command-line error (exit 2)
-/// naming the option and the value as given.
-fn config_error(cfg: &Config, e: ConfigError) -> cli::CliError {
-    match e {
-        ConfigError::Static { mac, why, .. } => {
-            let raw = cfg
-                .statics
-                .iter()
-                .zip(&cfg.static_args)
-                .find(|(s, _)| s.mac == mac)
-                .map(|(_, r)| r.clone())
-                .unwrap_or_else(|| mac.to_string());
-            cli::CliError {
-                option: "--static",
-                value: raw,
-                reason: why.to_string(),
-            }
-        }
-        ConfigError::NoPlaygroundBlock(n) => cli::CliError {
-            option: "--playground-size",
-            value: n.to_string(),
-            reason: "no aligned block of that size is free of statics and existing leases".into(),
-        },
-    }
+/// What start-up holds before the configuration is complete.
+struct Opened {
+    socket_path: std::path::PathBuf,
+    ctl: ControlSocket,
+    nl: Netlink,
+    info: InterfaceInfo,
 }
 
-pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
-    // The control socket first: a second daemon for this interface stops
-    // here, before it touches anything the first one manages.
-    let socket_path = cfg
-        .socket
-        .clone()
-        .unwrap_or_else(|| control::default_socket_path(&cli::sanitise_iface(&cfg.interface)));
-    let mut ctl = ControlSocket::bind(&socket_path)?;
+/// The control socket first, then the interface.
+async fn open(cfg: &Config) -> Result<Opened> {
+    let socket_path = cfg.socket_path();
+    let ctl = ControlSocket::bind(&socket_path)?;
     let nl = Netlink::connect()?;
     let info = nl.interface(&cfg.interface).await?;
-    let (server_ip, pool) =
-        detect::server_and_pool(&cfg.interface, &info.addrs, cfg.server_ip, cfg.pool)?;
-    if !pool.contains(server_ip) {
-        bail!("server IP {server_ip} is outside the pool {pool}");
-    }
-    cli::validate_statics(&cfg.statics, &cfg.static_args, Some(server_ip), pool)?;
-    let dns = if cfg.dns.is_empty() {
-        read_dns()
-    } else {
-        cfg.dns.clone()
-    };
+    Ok(Opened {
+        socket_path,
+        ctl,
+        nl,
+        info,
+    })
+}
 
-    let (mut store, loaded) = LeaseStore::open(&cfg.lease_file)?;
+/// The facts [`Config::resolve`] needs; the resolver files only without `--dns`.
+fn facts(cfg: &Config, info: &InterfaceInfo) -> Facts {
+    let read = |p: &str| {
+        cfg.dns
+            .is_empty()
+            .then(|| std::fs::read_to_string(p).ok())
+            .flatten()
+    };
+    Facts {
+        addrs: info.addrs.clone(),
+        resolv_conf: read("/etc/resolv.conf"),
+        resolved_conf: read("/run/systemd/resolve/resolv.conf"),
+    }
+}
+
+/// The lease file and the engine restored from it, with the effects that
+/// bring restored leases back (applied once everything is up).
+fn restore(cfg: &Config, r: &Resolved, info: &InterfaceInfo) -> Result<Restored, RunError> {
+    let (mut store, loaded) = LeaseStore::open(&cfg.lease_file).map_err(anyhow::Error::from)?;
     for w in &loaded.warnings {
         warn!(file = %cfg.lease_file.display(), "{w}");
     }
@@ -105,16 +125,16 @@ pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
         .map(|r| r.ip)
         .collect();
     let engine_cfg = EngineConfig {
-        dns: dns.clone(),
+        dns: r.dns.clone(),
         lease_time: cfg.lease_time,
         custom_options: cfg.custom_options.clone(),
-        statics: cfg.statics.clone(),
+        statics: cfg.static_entries(),
         classifier: cfg.classifier.clone(),
-        playground_size: cfg.playground_size,
-        ..EngineConfig::new(server_ip, info.mac, pool)
+        playground_size: cfg.playground_size(),
+        ..EngineConfig::new(r.server_ip, info.mac, r.pool)
     };
-    let mut engine = Engine::new(engine_cfg, &existing).map_err(|e| config_error(cfg, e))?;
-    info!(interface = %cfg.interface, %server_ip, %pool, ?dns, "configuration");
+    let mut engine = Engine::new(engine_cfg, &existing).map_err(|e| cfg.refusal(e))?;
+    info!(interface = %cfg.interface, server_ip = %r.server_ip, pool = %r.pool, dns = ?r.dns, "configuration");
     let (start_fx, rejected) = engine.start(now_ms(), loaded.records, loaded.quarantine);
     for (rec, why) in rejected {
         warn!(mac = %rec.mac, ip = %rec.ip, "lease not restored: {why}; kept in the lease file");
@@ -124,55 +144,79 @@ pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue)> {
         info!(block = %pg, "playground block reserved");
     }
     info!(leases = engine.leases().count(), file = %cfg.lease_file.display(), "leases loaded");
+    Ok((engine, store, start_fx))
+}
 
-    let (admission, io) = admission::setup(cfg, info.index, &engine)?;
+type Restored = (Engine, LeaseStore, Vec<Effect>);
+
+/// The hook runner for `--hook-file`, with the instance's environment.
+fn hook_runner(cfg: &Config, r: &Resolved) -> Option<Hooks> {
+    let path = cfg.hook_file.as_ref()?;
+    let env = hooks::daemon_env(&hooks::DaemonFacts {
+        interface: &cfg.interface,
+        server_ip: r.server_ip,
+        pool: r.pool,
+        dns: &r.dns,
+        lease_file: &cfg.lease_file,
+        isolation: cfg.isolation,
+    });
+    Some(Hooks::new(HookConfig::new(path.clone(), env)))
+}
+
+pub(super) async fn start(cfg: &Config) -> Result<(Daemon, ControlQueue), RunError> {
+    let opened = open(cfg).await?;
+    let r = cfg.resolve(&facts(cfg, &opened.info))?;
+    if r.dns_fallback {
+        warn!("no usable nameserver in /etc/resolv.conf: offering 1.1.1.1 (set --dns)");
+    }
+    let restored = restore(cfg, &r, &opened.info)?;
+    Ok(assemble(cfg, opened, &r, restored).await?)
+}
+
+/// Datapath, firewall and hooks around the engine; then statics come up and
+/// everything the leases need is reconciled.
+async fn assemble(
+    cfg: &Config,
+    o: Opened,
+    r: &Resolved,
+    (engine, store, start_fx): Restored,
+) -> Result<(Daemon, ControlQueue)> {
+    let (admission, io) = admission::setup(cfg, o.info.index, &engine)?;
     let guard =
         PortGuard::bind(&cfg.interface).context("cannot bind UDP port 67 on the interface")?;
     tokio::spawn(guard.drain());
-
     if cfg.isolation != Isolation::System {
         disable_redirects(&cfg.interface);
     }
     let nft = Nft::new(NftConfig {
-        table: format!("isodhcp_{}", cli::sanitise_iface(&cfg.interface)),
+        table: format!("isodhcp_{}", sanitise_iface(&cfg.interface)),
         iface: cfg.interface.clone(),
-        pool,
+        pool: r.pool,
         isolation: cfg.isolation,
         playground: engine.playground_block(),
         sets: cfg.nft_sets.clone(),
     });
-    let hooks = cfg.hook_file.as_ref().map(|path| {
-        let env = hooks::daemon_env(&hooks::DaemonFacts {
-            interface: &cfg.interface,
-            server_ip,
-            pool,
-            dns: &dns,
-            lease_file: &cfg.lease_file,
-            isolation: cfg.isolation,
-        });
-        Hooks::new(HookConfig::new(path.clone(), env))
-    });
-
+    let hooks = hook_runner(cfg, r);
     let (tx, rx) = mpsc::channel(control::MAX_CONNECTIONS);
+    let mut ctl = o.ctl;
     ctl.serve(tx);
-    let blocked = cfg.deny_macs.iter().map(|m| (*m, 0)).collect();
     let mut d = Daemon {
         cfg: cfg.clone(),
         started: now_ms(),
-        socket_path,
-        blocked,
+        socket_path: o.socket_path,
+        blocked: cfg.deny_macs.iter().map(|m| (*m, 0)).collect(),
         control_socket: ctl,
         engine,
         store,
-        nl,
+        nl: o.nl,
         nft,
         hooks,
         io,
         admission,
         iface: cfg.interface.clone(),
-        ifindex: info.index,
-        server_ip,
-        server_mac: info.mac,
+        ifindex: o.info.index,
+        server_ip: r.server_ip,
+        server_mac: o.info.mac,
         dirty_since: None,
         snapshot_pending: false,
         last_snapshot: 0,

@@ -3,9 +3,9 @@
 use std::net::Ipv4Addr;
 
 use super::Millis;
-use super::cidr::Cidr;
 use super::classify::Classifier;
 use crate::wire::Mac;
+use crate::wire::cidr::Cidr;
 
 /// One static reservation (design.md §Statics).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 use std::net::Ipv4Addr;
 
 use super::Millis;
-use super::cidr::Cidr;
 use super::classify::{Mode, Profile};
 use crate::wire::Mac;
+use crate::wire::cidr::Cidr;
 
 /// Option 82 as received (RFC 3046), echoed unchanged in replies.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -16,7 +16,6 @@
 //!   address; static addresses never return to the pool.
 //! - Every lookup is a hash or ordered-set operation: O(log n) in leases.
 
-pub mod cidr;
 pub mod classify;
 pub mod config;
 mod handlers;
@@ -39,9 +38,9 @@ pub use log_budget::LogBudget;
 use isodhcp_common::Bucket;
 
 use crate::wire::Mac;
+use crate::wire::cidr::Cidr;
 use crate::wire::dhcp::Message;
 use crate::wire::options::MessageType;
-use cidr::Cidr;
 use pool::Pool;
 use quarantine::Quarantine;
 

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use super::cidr::Cidr;
+use crate::wire::cidr::Cidr;
 
 /// The shared playground block.
 #[derive(Debug, Clone)]

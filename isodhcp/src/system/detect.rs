@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::engine::cidr::Cidr;
+use crate::wire::cidr::Cidr;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DetectError {

@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use super::netlink::{NETLINK_TIMEOUT, Netlink, NetlinkError};
 use super::reconcile::{Fix, KernelState};
-use crate::engine::cidr::Cidr;
+use crate::wire::cidr::Cidr;
 
 /// Where fixes apply: the interface and the server's own address (the
 /// source of our host routes).

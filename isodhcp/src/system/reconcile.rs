@@ -11,8 +11,8 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use crate::engine::cidr::Cidr;
 use crate::engine::{Binding, Mode};
+use crate::wire::cidr::Cidr;
 
 /// Kernel state, as wanted or as found. Only state isodhcp manages appears
 /// here: routes with our protocol number, aliases inside the pool.

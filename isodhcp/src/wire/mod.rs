@@ -13,7 +13,10 @@
 //!   (RFC 1542 §3.3 / RFC 951 minimum).
 //! - [`frame`] builds Ethernet II + IPv4 + UDP with correct IPv4 and UDP
 //!   checksums (RFC 791, RFC 768) and parses them with one optional 802.1Q tag.
+//! - [`cidr::Cidr`] parses strictly: a four-part dotted quad without
+//!   leading zeros, a prefix of 0..=32, no host bits set.
 
+pub mod cidr;
 pub mod dhcp;
 pub mod frame;
 pub mod options;

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use crate::config::Isolation;
-use crate::engine::cidr::Cidr;
 use crate::engine::{Binding, Mode};
+use crate::wire::cidr::Cidr;
 
 use super::{HookAction, HookEvent};
 

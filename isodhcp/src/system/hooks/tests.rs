@@ -7,7 +7,7 @@ use super::env::{EVENT_VARS, argv, event_env};
 use super::output::for_each_line;
 use super::*;
 use crate::engine::Mode;
-use crate::engine::cidr::Cidr;
+use crate::wire::cidr::Cidr;
 
 const MAC_A: &str = "02:00:00:00:00:33";
 const MAC_B: &str = "02:00:00:00:00:44";

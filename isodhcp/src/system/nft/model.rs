@@ -13,9 +13,9 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use crate::config::Isolation;
-use crate::engine::cidr::Cidr;
 use crate::engine::{Binding, Mode};
 use crate::wire::Mac;
+use crate::wire::cidr::Cidr;
 
 /// A named set as `--nft-set-*` gives it: "family table name".
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

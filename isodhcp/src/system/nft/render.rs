@@ -25,7 +25,7 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use super::model::{
     ChainKind, ChainModel, Change, Element, NftConfig, RuleModel, SetRef, TableModel, Verdict,
 };
-use crate::engine::cidr::Cidr;
+use crate::wire::cidr::Cidr;
 
 /// `priority filter` and `priority srcnat` of `nft(8)`.
 const PRIO_FILTER: i32 = 0;

@@ -1,8 +1,8 @@
 use super::*;
 use crate::config::Isolation;
 use crate::engine::Mode;
-use crate::engine::cidr::Cidr;
 use crate::wire::Mac;
+use crate::wire::cidr::Cidr;
 use model::{ChainKind, RuleModel, Verdict};
 
 fn ip(n: u8) -> Ipv4Addr {

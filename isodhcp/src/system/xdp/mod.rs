@@ -30,13 +30,13 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode as AyaXdpMode};
 use aya::{Ebpf, EbpfLoader};
-use isodhcp_common::{COUNTERS_MAP, Counters, MAPS, XDP_PROGRAM};
+use isodhcp_common::{ABI_VERSION, COUNTERS_MAP, Counters, Limits, MAPS, XDP_PROGRAM};
 use tracing::{info, warn};
 
 pub use maps::XdpMaps;
 use pins::{pinned_link_ifindex, prepare_pin_dir, remove_pin};
 
-use crate::config::XdpMode;
+use crate::config::{RateLimits, XdpMode};
 
 /// The XDP object built by `cargo xtask build-ebpf`; empty if none was built in.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/isodhcp-ebpf.o"));
@@ -102,6 +102,22 @@ impl std::fmt::Debug for XdpAttachment {
 /// True when this binary carries an XDP object.
 pub fn object_built_in() -> bool {
     !OBJECT.is_empty()
+}
+
+/// The kernel's form of the admission rates (also the userspace
+/// limiter's): the global and new-client budgets allow one second's worth
+/// at once.
+pub fn limits(r: &RateLimits) -> Limits {
+    Limits {
+        abi: ABI_VERSION,
+        mac_rate: r.mac_rate,
+        mac_burst: r.mac_burst,
+        global_rate: r.global_rate,
+        global_burst: r.global_rate,
+        new_rate: r.new_rate,
+        new_burst: r.new_rate,
+        _pad: 0,
+    }
 }
 
 /// Loads the embedded object, attaches it to `iface` in `mode` (Auto: native,
