@@ -1,4 +1,4 @@
-//! Control plane (SPEC §10): a Unix stream socket per instance, one JSON
+//! Control plane (design.md §Control): a Unix stream socket per instance, one JSON
 //! request line and one JSON response line per connection, versioned.
 //!
 //! Guarantees:
@@ -30,7 +30,7 @@ pub const MAX_CONNECTIONS: usize = 16;
 pub const MAX_REQUEST: usize = 64 * 1024;
 
 /// `isodhcp_<iface>.sock` in `$STATE_DIRECTORY`, else `/var/lib/isodhcp`
-/// when it exists, else the working directory (SPEC §10).
+/// when it exists, else the working directory (design.md §Control).
 pub fn default_socket_path(sanitised_iface: &str) -> PathBuf {
     let name = format!("isodhcp_{sanitised_iface}.sock");
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {

@@ -92,7 +92,7 @@ impl ControlSocket {
     }
 }
 
-/// Same uid as the daemon, or root (SPEC §10).
+/// Same uid as the daemon, or root (design.md §Control).
 fn allowed(stream: &UnixStream) -> bool {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };

@@ -19,6 +19,7 @@ use crate::control::reply::{
 };
 use crate::engine::{Binding, Lease, Millis, Mode};
 use crate::system::nft::elements;
+use crate::system::reconcile::KernelState;
 use crate::wire::Mac;
 
 /// Unix milliseconds as the protocol's seconds; `None` for "never".
@@ -185,24 +186,29 @@ impl Daemon {
         let kernel = self.observe().await.ok();
         let active = b.expires.is_none_or(|e| e > now_ms());
         let item = |what: String, ok: Option<bool>| CheckItem { what, ok };
-        out.push(match b.mode {
-            Mode::Isolated => item(
-                format!("route {}/32 dev {} proto 108", b.ip, self.iface),
-                kernel.as_ref().map(|k| k.routes.contains(&b.ip)),
-            ),
-            Mode::Compat => item(
-                format!("alias {}/30 on {}", b.gateway, self.iface),
-                kernel
-                    .as_ref()
-                    .map(|k| k.aliases.contains(&(b.gateway, 30))),
-            ),
-            Mode::Playground => item(
+        // Routes and aliases: the one binding → kernel-state mapping.
+        let want = KernelState::desired([b], None);
+        for ip in &want.routes {
+            out.push(item(
+                format!("route {ip}/32 dev {} proto 108", self.iface),
+                kernel.as_ref().map(|k| k.routes.contains(ip)),
+            ));
+        }
+        for (gw, len) in &want.aliases {
+            out.push(item(
+                format!("alias {gw}/{len} on {}", self.iface),
+                kernel.as_ref().map(|k| k.aliases.contains(&(*gw, *len))),
+            ));
+        }
+        // The playground gateway is shared by all playground clients.
+        if b.mode == Mode::Playground {
+            out.push(item(
                 format!("playground gateway {} on {}", b.gateway, self.iface),
                 kernel.as_ref().map(|k| {
                     k.aliases.iter().any(|(ip, _)| *ip == b.gateway) || b.gateway == self.server_ip
                 }),
-            ),
-        });
+            ));
+        }
         let observed = self.nft.observe_elements().await.ok();
         for (set, e) in elements(&self.nft.cfg.sets, b) {
             let ok = observed

@@ -1,5 +1,5 @@
 //! Carrying out the engine's effects for a batch of frames, persistence and
-//! reconcile (SPEC §5 commit order, §6, §7). Orchestration only: what a
+//! reconcile (design.md §Commit order, §Kernel state, §Persistence). Orchestration only: what a
 //! binding needs comes from `system::reconcile` and `system::nft::model`,
 //! the changes are made by the executors in `system/`; this file orders
 //! them and reports failures (which mark a reconcile as needed).
@@ -206,7 +206,7 @@ impl Daemon {
         kernel::observe(&self.nl, self.target(), &self.iface, pool, pg).await
     }
 
-    /// Makes kernel and firewall state match the leases (SPEC §6.4): adds
+    /// Makes kernel and firewall state match the leases (design.md §Reconcile): adds
     /// what is missing, removes only what isodhcp made and no lease explains.
     pub(super) async fn reconcile(&mut self) {
         self.needs_reconcile = false;

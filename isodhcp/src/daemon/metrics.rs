@@ -1,4 +1,4 @@
-//! `--metrics-listen ADDR:PORT` (SPEC §10): OpenMetrics text over HTTP,
+//! `--metrics-listen ADDR:PORT` (design.md §Metrics): OpenMetrics text over HTTP,
 //! encoded by `prometheus-client`. The HTTP side is deliberately tiny (GET
 //! /metrics only, bounded request size, timeouts, a few connections at a
 //! time); the numbers are read on the event loop so they are consistent.

@@ -4,7 +4,7 @@
 //! Frames are handled in batches: the loop waits for one frame, then takes
 //! every frame already queued (up to [`BATCH`]), runs each through admission
 //! and the engine, and hands all their effects to [`effects`] at once. That
-//! is where the commit order of SPEC §5 holds for the whole batch: kernel
+//! is where the commit order (design.md §Commit order) holds for the whole batch: kernel
 //! state (routes, aliases, one nft transaction), then one durable journal
 //! write (group commit), then hooks are queued, then the replies leave.
 
@@ -38,7 +38,7 @@ pub use setup::RunError;
 
 /// How often expiries are processed.
 const TICK: Duration = Duration::from_secs(1);
-/// Batched renewals are flushed at least this often (SPEC §7).
+/// Batched renewals are flushed at least this often (design.md §Persistence).
 const LAZY_FLUSH_MS: Millis = 60_000;
 /// A journal commit shows in the lease file at most this long after it
 /// (what operators, scripts and the original tool read). One rewrite serves
@@ -113,7 +113,7 @@ impl Daemon {
         let Some((src_mac, msg)) = self.admission.check(bytes, origin) else {
             return Vec::new();
         };
-        // Conflict detection (SPEC §4.7): only for DISCOVERs that need a new
+        // Conflict detection (design.md §Quarantine): only for DISCOVERs that need a new
         // address; the neighbour table is read once per batch. An entry of
         // the asking client itself is no conflict.
         let candidates = self.engine.candidates(&msg);

@@ -1,4 +1,4 @@
-//! Auto-detection of server IP, pool and DNS (SPEC §3). Pure: callers pass
+//! Auto-detection of server IP, pool and DNS (design.md §Auto-detection). Pure: callers pass
 //! the interface addresses and the resolver files' contents.
 
 use std::net::Ipv4Addr;
@@ -62,7 +62,7 @@ fn first_nameserver(conf: &str) -> Option<Ipv4Addr> {
         .find(|ip| !ip.is_loopback())
 }
 
-/// DNS per SPEC §3: resolv.conf, then systemd-resolved's upstream file,
+/// DNS per design.md §Auto-detection: resolv.conf, then systemd-resolved's upstream file,
 /// else 1.1.1.1 (the bool says the fallback was used, so the caller warns).
 pub fn dns(resolv_conf: Option<&str>, resolved_conf: Option<&str>) -> (Ipv4Addr, bool) {
     resolv_conf

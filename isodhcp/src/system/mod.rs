@@ -1,5 +1,5 @@
-//! Executors for the engine's effects on the kernel (SPEC §6) and the XDP
-//! loader (SPEC §9). Every operation is idempotent; failures are reported to
+//! Executors for the engine's effects on the kernel (design.md §Kernel state) and the XDP
+//! loader (design.md §Datapath). Every operation is idempotent; failures are reported to
 //! the caller, which logs, counts and retries them at the next reconcile.
 //!
 //! Layout: [`reconcile`] decides (pure: what bindings need, and the diff

@@ -1,5 +1,5 @@
-//! rtnetlink executor: interface facts, per-client host routes (SPEC §6.1)
-//! and gateway aliases (SPEC §6.2).
+//! rtnetlink executor: interface facts, per-client host routes (design.md §Routes)
+//! and gateway aliases (design.md §Aliases).
 //!
 //! Routes are `<ip>/32 dev <iface> scope link src <server IP>` in the main
 //! table with protocol [`ROUTE_PROTO`], added with replace semantics (so
@@ -239,7 +239,7 @@ impl Netlink {
     }
 
     /// The entries of the neighbour table on `ifindex` that are alive
-    /// (REACHABLE, STALE, DELAY or PROBE; SPEC §4.7), with their MAC.
+    /// (REACHABLE, STALE, DELAY or PROBE; design.md §Quarantine), with their MAC.
     pub async fn neighbours_alive(
         &self,
         ifindex: u32,

@@ -1,4 +1,4 @@
-//! Desired-versus-observed diff (SPEC §6.4). Pure: the caller reads the
+//! Desired-versus-observed diff (design.md §Reconcile). Pure: the caller reads the
 //! kernel, this decides, executors apply. It covers host routes and gateway
 //! aliases; nft elements and SNAT rules are mapped in `system::nft::model`.
 //!

@@ -49,11 +49,7 @@ pub struct DaemonFacts<'a> {
 /// `ISODHCP_SERVER_IP`, `ISODHCP_POOL_CIDR`, `ISODHCP_DNS` (comma-separated),
 /// `ISODHCP_LEASE_FILE`, `ISODHCP_ISOLATION` (on, off or system).
 pub fn daemon_env(f: &DaemonFacts<'_>) -> Vec<(String, String)> {
-    let isolation = match f.isolation {
-        Isolation::On => "on",
-        Isolation::Off => "off",
-        Isolation::System => "system",
-    };
+    let isolation = f.isolation.as_str();
     let dns: Vec<String> = f.dns.iter().map(|d| d.to_string()).collect();
     [
         ("ISODHCP_PID", std::process::id().to_string()),
@@ -87,7 +83,7 @@ fn hostname(b: &Binding) -> Option<&str> {
     b.hostname.as_deref().filter(|h| !h.is_empty())
 }
 
-/// The per-event variables of `ev` (SPEC §8).
+/// The per-event variables of `ev` (design.md §Hooks).
 pub(super) fn event_env(ev: &HookEvent) -> Vec<(&'static str, String)> {
     let b = &ev.binding;
     let mut e = vec![

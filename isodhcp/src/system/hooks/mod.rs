@@ -1,4 +1,4 @@
-//! The `--hook-file` runner (SPEC §8).
+//! The `--hook-file` runner (design.md §Hooks).
 //!
 //! Guarantees:
 //! - The hook is executed directly, without a shell, as
@@ -72,9 +72,9 @@ mod process;
 pub const MAX_PENDING: usize = 10_000;
 /// Longest line of hook output logged as one line.
 pub const MAX_LINE: usize = 4096;
-/// Default of [`HookConfig::max_concurrent`] (SPEC §8).
+/// Default of [`HookConfig::max_concurrent`] (design.md §Hooks).
 pub const DEFAULT_MAX_CONCURRENT: usize = 8;
-/// Default of [`HookConfig::timeout`] (SPEC §8).
+/// Default of [`HookConfig::timeout`] (design.md §Hooks).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Minimum interval between two rate-limited warnings of one kind.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -108,14 +108,14 @@ pub struct HookConfig {
     /// `ISODHCP_INTERFACE`, `ISODHCP_SERVER_IP`, `ISODHCP_POOL_CIDR`,
     /// `ISODHCP_DNS`, `ISODHCP_LEASE_FILE`, `ISODHCP_ISOLATION`.
     pub env: Vec<(String, String)>,
-    /// Hooks running at once (SPEC: 8). 0 is treated as 1.
+    /// Hooks running at once (design.md §Hooks: 8). 0 is treated as 1.
     pub max_concurrent: usize,
-    /// A hook still running after this is killed (SPEC: 30 s).
+    /// A hook still running after this is killed (design.md §Hooks: 30 s).
     pub timeout: Duration,
 }
 
 impl HookConfig {
-    /// SPEC defaults: 8 at once, 30 s timeout.
+    /// Defaults of design.md §Hooks: 8 at once, 30 s timeout.
     pub fn new(path: PathBuf, env: Vec<(String, String)>) -> HookConfig {
         HookConfig {
             path,

@@ -1,4 +1,4 @@
-//! nftables executor (SPEC §6.3): the private table `ip isodhcp_<iface>`
+//! nftables executor (design.md §Firewall): the private table `ip isodhcp_<iface>`
 //! (forward chain for `--isolation`, playground accept rule, one SNAT rule
 //! per masqueraded client) and the operator's named sets.
 //!

@@ -53,7 +53,7 @@ impl fmt::Display for SetRef {
     }
 }
 
-/// Which named set receives what (SPEC §6.3).
+/// Which named set receives what (design.md §Firewall).
 #[derive(Debug, Clone, Default)]
 pub struct NamedSets {
     pub isolated: Option<SetRef>,

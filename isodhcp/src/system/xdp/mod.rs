@@ -1,4 +1,4 @@
-//! Loading, attaching and pinning the XDP program (SPEC §9).
+//! Loading, attaching and pinning the XDP program (design.md §Datapath).
 //!
 //! The object is embedded at build time (`build.rs` copies it into `OUT_DIR`;
 //! empty when the eBPF toolchain was not used, see [`XdpError::NotBuilt`]).
