@@ -7,7 +7,7 @@ use super::config::{
     QUARANTINE_CONFLICT_MS, QUARANTINE_DECLINE_MS, REASON_DECLINED_OFFER,
 };
 use super::lease::{RelayInfo, sanitise_hostname};
-use super::{Drop, Effect, Engine, Lease, Millis, Mode, Offer, Profile};
+use super::{Effect, Engine, Ignored, Lease, Millis, Mode, Offer, Profile};
 use crate::wire::Mac;
 use crate::wire::dhcp::Message;
 use crate::wire::options::{self, MessageType};
@@ -131,9 +131,9 @@ impl Engine {
                     self.block_warned.insert(mac, now);
                     tracing::warn!(%mac, "no free /30 block for a compat client");
                 }
-                fx.extend(self.drop_msg(Drop::NoFreeBlock));
+                fx.extend(self.ignore(Ignored::NoFreeBlock));
             } else {
-                fx.extend(self.drop_msg(Drop::PoolExhausted));
+                fx.extend(self.ignore(Ignored::PoolExhausted));
             }
             return fx;
         };
@@ -246,7 +246,7 @@ impl Engine {
             // SELECTING.
             if sid != self.cfg.server_ip {
                 let fx = self.cancel_offer(mac);
-                self.drop_msg(Drop::NotOurServer);
+                self.ignore(Ignored::NotOurServer);
                 return fx;
             }
             let ours = self
@@ -256,7 +256,7 @@ impl Engine {
                 .or_else(|| self.offers.get(&mac).map(|o| o.ip));
             return match (ours, requested) {
                 (Some(ip), Some(req)) if ip == req => self.commit(now, msg, ip),
-                (_, None) => self.drop_msg(Drop::NoAddressNamed),
+                (_, None) => self.ignore(Ignored::NoAddressNamed),
                 _ => self.nak(msg, "requested address was not offered to this client"),
             };
         }
@@ -274,7 +274,7 @@ impl Engine {
             };
         }
         let Some(req) = requested else {
-            return self.drop_msg(Drop::NoAddressNamed);
+            return self.ignore(Ignored::NoAddressNamed);
         };
         // INIT-REBOOT.
         if let Some(l) = self.leases.get(&mac) {
@@ -453,7 +453,7 @@ impl Engine {
                     Effect::PersistNow,
                 ]
             }
-            _ => self.drop_msg(Drop::NotOwner),
+            _ => self.ignore(Ignored::NotOwner),
         }
     }
 
@@ -496,7 +496,7 @@ impl Engine {
                 }
                 fx
             }
-            _ => self.drop_msg(Drop::DeclineNotOwner),
+            _ => self.ignore(Ignored::DeclineNotOwner),
         }
     }
 
@@ -520,7 +520,7 @@ impl Engine {
     /// INFORM (RFC 2131 §4.3.5): configuration only, no address.
     pub(super) fn on_inform(&mut self, msg: &Message) -> Vec<Effect> {
         if !self.pool.cidr().contains(msg.ciaddr) {
-            return self.drop_msg(Drop::InformOutsidePool);
+            return self.ignore(Ignored::InformOutsidePool);
         }
         let mac = msg.client_mac();
         let mode = match self.leases.get(&mac) {

@@ -92,9 +92,11 @@ pub enum Effect {
     Send(Reply),
 }
 
-/// Why a message got no reply; counted, never logged per frame.
+/// Why a message was ignored (answered with silence); counted, never
+/// logged per frame. The variant names are the `reason` labels of the
+/// `messages_ignored` metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Drop {
+pub enum Ignored {
     Relayed,
     NoMessageType,
     NotOurServer,
@@ -111,7 +113,8 @@ pub enum Drop {
 /// Counters of the engine (messages by outcome).
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
-    pub dropped: HashMap<Drop, u64>,
+    /// Messages ignored, by reason.
+    pub dropped: HashMap<Ignored, u64>,
     /// Messages received, by DHCP message type name.
     pub received: HashMap<&'static str, u64>,
     /// NAKs by reason.
@@ -421,7 +424,7 @@ impl Engine {
         ok
     }
 
-    fn drop_msg(&mut self, why: Drop) -> Vec<Effect> {
+    fn ignore(&mut self, why: Ignored) -> Vec<Effect> {
         *self.stats.dropped.entry(why).or_default() += 1;
         Vec::new()
     }
@@ -436,7 +439,7 @@ impl Engine {
 
     fn on_message(&mut self, now: Millis, msg: &Message, in_use: &[Ipv4Addr]) -> Vec<Effect> {
         if !msg.giaddr.is_unspecified() {
-            return self.drop_msg(Drop::Relayed);
+            return self.ignore(Ignored::Relayed);
         }
         let kind = match msg.options.message_type() {
             Some(t) => t.name(),
@@ -451,8 +454,8 @@ impl Engine {
             Some(MessageType::Release) => self.on_release(msg),
             Some(MessageType::Decline) => self.on_decline(now, msg),
             Some(MessageType::Inform) => self.on_inform(msg),
-            Some(_) => self.drop_msg(Drop::Unsupported),
-            None => self.drop_msg(Drop::NoMessageType),
+            Some(_) => self.ignore(Ignored::Unsupported),
+            None => self.ignore(Ignored::NoMessageType),
         };
         fx.extend(more);
         fx

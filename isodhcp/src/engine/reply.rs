@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Drop, Effect, Engine, Mode, Reply};
+use super::{Effect, Engine, Ignored, Mode, Reply};
 use crate::wire::Mac;
 use crate::wire::dhcp::{BOOTREPLY, Message};
 use crate::wire::options::{
@@ -171,7 +171,7 @@ impl Engine {
             .map(usize::from);
         let payload = match m.emit(max, keep) {
             Ok(p) => p,
-            Err(_) => return self.drop_msg(Drop::Encode),
+            Err(_) => return self.ignore(Ignored::Encode),
         };
         let client = req.client_mac();
         let (dst_mac, dst_ip) =

@@ -87,7 +87,7 @@ fn compat_without_free_block_gets_no_offer() {
     assert_eq!(lease(&mut e, T0, mac(1)), ip(6));
     assert_eq!(lease(&mut e, T0, mac(2)), ip(10));
     assert!(run(&mut e, T0, &discover(mac(3))).is_empty());
-    assert_eq!(e.stats.dropped[&Drop::NoFreeBlock], 1);
+    assert_eq!(e.stats.dropped[&Ignored::NoFreeBlock], 1);
 }
 
 fn playground_cfg() -> EngineConfig {
@@ -347,7 +347,7 @@ fn decline_from_owner_quarantines_and_persists() {
         run(&mut e, T0, &dec).is_empty(),
         "someone else's address: ignored"
     );
-    assert_eq!(e.stats.dropped[&Drop::DeclineNotOwner], 1);
+    assert_eq!(e.stats.dropped[&Ignored::DeclineNotOwner], 1);
     let mut dec = msg(mac(1), MessageType::Decline);
     dec.options.set_ip(REQUESTED_IP, a);
     let fx = run(&mut e, T0, &dec);
