@@ -39,8 +39,8 @@ pub use log_budget::LogBudget;
 use isodhcp_common::Bucket;
 
 use crate::wire::Mac;
-use crate::wire::dhcp::Message;
 use crate::wire::options::MessageType;
+use crate::wire::view::MessageView;
 use cidr::Cidr;
 use pool::Pool;
 use quarantine::Quarantine;
@@ -58,8 +58,12 @@ pub enum Input<'a> {
     /// the engine does not check those again. `in_use` lists addresses the
     /// kernel neighbour table shows as alive, among those
     /// [`Engine::candidates`] named (SPEC §4.7); empty when not probed.
+    ///
+    /// The message is a view of the received payload: the engine reads the
+    /// request in place (no allocation per option) and copies only what it
+    /// keeps (vendor class, hostname, relay information) or echoes.
     Dhcp {
-        msg: &'a Message,
+        msg: &'a MessageView<'a>,
         in_use: &'a [Ipv4Addr],
     },
     /// Periodic timer: expire offers, leases and quarantine.
@@ -437,18 +441,24 @@ impl Engine {
         }
     }
 
-    fn on_message(&mut self, now: Millis, msg: &Message, in_use: &[Ipv4Addr]) -> Vec<Effect> {
-        if !msg.giaddr.is_unspecified() {
+    fn on_message(
+        &mut self,
+        now: Millis,
+        msg: &MessageView<'_>,
+        in_use: &[Ipv4Addr],
+    ) -> Vec<Effect> {
+        if !msg.giaddr().is_unspecified() {
             return self.ignore(Ignored::Relayed);
         }
-        let kind = match msg.options.message_type() {
+        let msg_type = msg.options().message_type();
+        let kind = match msg_type {
             Some(t) => t.name(),
             None => "none",
         };
         *self.stats.received.entry(kind).or_default() += 1;
         // Offers, leases and quarantine that ran out are gone before we look at state.
         let mut fx = self.tick(now);
-        let more = match msg.options.message_type() {
+        let more = match msg_type {
             Some(MessageType::Discover) => self.on_discover(now, msg, in_use),
             Some(MessageType::Request) => self.on_request(now, msg),
             Some(MessageType::Release) => self.on_release(msg),

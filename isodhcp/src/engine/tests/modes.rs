@@ -306,11 +306,11 @@ fn playground_static_must_be_in_the_block() {
 #[test]
 fn conflicting_addresses_are_quarantined_and_skipped() {
     let mut e = engine(cfg());
-    let d = discover(mac(1));
+    let d = wire(&discover(mac(1)));
     let fx = e.handle(
         T0,
         Input::Dhcp {
-            msg: &d,
+            msg: &view(&d),
             in_use: &[ip(254), ip(253)],
         },
     );
@@ -323,12 +323,13 @@ fn conflicting_addresses_are_quarantined_and_skipped() {
     assert!(e.pool().is_free(ip(254)));
     // Every candidate alive: all five are quarantined and the walk goes
     // on down the free set, so the client still gets an address at once.
-    let c = e.candidates(&discover(mac(3)));
+    let d3 = wire(&discover(mac(3)));
+    let c = e.candidates(&view(&d3));
     assert_eq!(c.len(), 5);
     let fx = e.handle(
         T0 + 300_000,
         Input::Dhcp {
-            msg: &discover(mac(3)),
+            msg: &view(&d3),
             in_use: &c,
         },
     );
