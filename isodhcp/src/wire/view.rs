@@ -26,9 +26,12 @@
 //! absent code is one bit test; of an indexed code a scan of at most
 //! `INDEX_CAP` bytes. Codes past the cap (only crafted messages have that
 //! many) and split codes are found by walking the already-validated areas
-//! again. A full 254-entry table would also be heap-free, but it would make
-//! every view over a kilobyte to initialise and move, for messages that
-//! carry about ten options.
+//! again (a cold path). A full 254-entry table would also be heap-free,
+//! but it would make every view over a kilobyte to initialise and move,
+//! for messages that carry about ten options; a 256-byte code-to-slot map
+//! in front of this index made lookups a little faster and construction a
+//! little slower, no gain over parse plus the engine's lookups in
+//! `benches/codec.rs`.
 
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
@@ -131,6 +134,7 @@ pub struct Options<'a> {
     split: CodeSet,
     /// Number of indexed codes, at most [`INDEX_CAP`].
     count: usize,
+    /// The indexed codes; unused slots hold 0.
     codes: [u8; INDEX_CAP],
     /// Offset of the first instance's value of `codes[i]`, and its length.
     at: [u32; INDEX_CAP],
@@ -208,45 +212,58 @@ impl<'a> Options<'a> {
 
     /// The value of `code` (PAD, END and 52 are never options), its
     /// instances joined when it was split.
+    #[inline]
     pub fn get(&self, code: u8) -> Option<Cow<'a, [u8]>> {
         if !self.seen.contains(code) {
             return None;
         }
-        if self.split.contains(code) {
-            let mut joined = Vec::new();
-            for (_, v) in self.instances().filter(|&(c, _)| c == code) {
-                joined.extend_from_slice(v);
-            }
-            return Some(Cow::Owned(joined));
-        }
-        let indexed = self.codes[..self.count].iter().position(|&c| c == code);
-        let value = match indexed {
-            Some(i) => {
+        if !self.split.contains(code) {
+            // Unused slots hold 0 (PAD), which is never seen.
+            if let Some(i) = self.codes.iter().position(|&c| c == code) {
                 let at = self.at[i] as usize;
-                self.msg.get(at..at + usize::from(self.len[i]))
+                let value = self.msg.get(at..at + usize::from(self.len[i]));
+                return value.map(Cow::Borrowed);
             }
-            None => self.instances().find(|&(c, _)| c == code).map(|(_, v)| v),
-        };
-        value.map(Cow::Borrowed)
+        }
+        self.get_walked(code)
+    }
+
+    /// [`Self::get`] for split codes and codes past the index: walks the
+    /// validated areas again.
+    #[cold]
+    fn get_walked(&self, code: u8) -> Option<Cow<'a, [u8]>> {
+        let mut values = self.instances().filter(|&(c, _)| c == code);
+        let first = values.next()?.1;
+        if !self.split.contains(code) {
+            return Some(Cow::Borrowed(first));
+        }
+        let mut joined = first.to_vec();
+        for (_, v) in values {
+            joined.extend_from_slice(v);
+        }
+        Some(Cow::Owned(joined))
     }
 
     pub fn contains(&self, code: u8) -> bool {
         self.seen.contains(code)
     }
 
+    /// The value of `code` when it is exactly `N` bytes long.
+    #[inline]
+    fn get_array<const N: usize>(&self, code: u8) -> Option<[u8; N]> {
+        self.get(code)?.as_ref().try_into().ok()
+    }
+
     pub fn get_ip(&self, code: u8) -> Option<Ipv4Addr> {
-        let b: [u8; 4] = self.get(code)?.as_ref().try_into().ok()?;
-        Some(Ipv4Addr::from(b))
+        self.get_array(code).map(Ipv4Addr::from)
     }
 
     pub fn get_u16(&self, code: u8) -> Option<u16> {
-        let b: [u8; 2] = self.get(code)?.as_ref().try_into().ok()?;
-        Some(u16::from_be_bytes(b))
+        self.get_array(code).map(u16::from_be_bytes)
     }
 
     pub fn get_u32(&self, code: u8) -> Option<u32> {
-        let b: [u8; 4] = self.get(code)?.as_ref().try_into().ok()?;
-        Some(u32::from_be_bytes(b))
+        self.get_array(code).map(u32::from_be_bytes)
     }
 
     /// Option 53 (RFC 2132 §9.6), when it is one known byte.
