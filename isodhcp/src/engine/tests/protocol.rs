@@ -290,6 +290,43 @@ fn relayed_requests_are_dropped_and_counted() {
     assert_eq!(e.stats.dropped[&Ignored::Relayed], 1);
 }
 
+/// The `reason` labels of the `messages_ignored` metric are the variants'
+/// `Debug` names (daemon/metrics.rs); renaming the enum kept them.
+#[test]
+fn ignored_reasons_render_as_the_metric_labels() {
+    use Ignored::*;
+    let all = [
+        Relayed,
+        NoMessageType,
+        NotOurServer,
+        NoAddressNamed,
+        PoolExhausted,
+        NoFreeBlock,
+        NotOwner,
+        DeclineNotOwner,
+        InformOutsidePool,
+        Unsupported,
+        Encode,
+    ];
+    let labels: Vec<String> = all.iter().map(|w| format!("{w:?}")).collect();
+    assert_eq!(
+        labels,
+        [
+            "Relayed",
+            "NoMessageType",
+            "NotOurServer",
+            "NoAddressNamed",
+            "PoolExhausted",
+            "NoFreeBlock",
+            "NotOwner",
+            "DeclineNotOwner",
+            "InformOutsidePool",
+            "Unsupported",
+            "Encode",
+        ]
+    );
+}
+
 #[test]
 fn hostname_kept_across_renewals_that_omit_it() {
     let mut e = engine(cfg());
