@@ -302,8 +302,17 @@ impl<'a> Options<'a> {
 
     /// The owned, ordered list (as [`Message::parse`] returns it): every
     /// instance appended in reading order, which joins split options.
+    /// When the index holds every code once, it is the list already.
     pub fn to_list(&self) -> OptionList {
-        let mut list = OptionList::new();
+        let mut list = OptionList::with_capacity(self.len());
+        if self.split == CodeSet::default() && self.count == self.len() {
+            for i in 0..self.count {
+                let at = self.at[i] as usize;
+                let value = self.msg.get(at..at + usize::from(self.len[i]));
+                list.append(self.codes[i], value.unwrap_or_default());
+            }
+            return list;
+        }
         for (code, value) in self.instances() {
             list.append(code, value);
         }
