@@ -18,8 +18,8 @@ use crate::datapath::{Datapath, Hybrid, Origin};
 use crate::engine::Engine;
 use crate::system::xdp::{self, XdpAttachment, XdpError, XdpMaps};
 use crate::wire::Mac;
-use crate::wire::dhcp::Message;
 use crate::wire::frame;
+use crate::wire::view::MessageView;
 
 /// CLOCK_MONOTONIC in ns: the clock of the kernel's token buckets and deny expiries.
 pub fn monotonic_ns() -> u64 {
@@ -97,7 +97,7 @@ impl Admission {
     /// XDP program redirected were checked there; every other frame is
     /// validated and admitted here like the XDP program would, counting the
     /// verdict (in XDP mode also in `packet_path`).
-    pub fn check(&mut self, bytes: &[u8], origin: Origin) -> Option<(Mac, Message)> {
+    pub fn check<'b>(&mut self, bytes: &'b [u8], origin: Origin) -> Option<(Mac, MessageView<'b>)> {
         let l = match (self, origin) {
             (Admission::Kernel(..), Origin::Xsk(_)) => return parse_admitted(bytes),
             (Admission::Kernel(_, l), Origin::Packet) => {
@@ -139,7 +139,7 @@ impl Admission {
 
 /// The XDP program's decision in userspace, for one frame from the packet
 /// socket: the same `isodhcp_common::decide` over the limiter's tables.
-fn user_check(l: &mut Limiter, bytes: &[u8]) -> Option<(Mac, Message)> {
+fn user_check<'b>(l: &mut Limiter, bytes: &'b [u8]) -> Option<(Mac, MessageView<'b>)> {
     l.decide(monotonic_ns(), bytes)?;
     parse_admitted(bytes)
 }
@@ -147,9 +147,9 @@ fn user_check(l: &mut Limiter, bytes: &[u8]) -> Option<(Mac, Message)> {
 /// Source MAC and DHCP message of a frame admission delivered. It passed
 /// the frame checks, so only the options can still be malformed: such a
 /// frame is ignored, whichever path it came by.
-fn parse_admitted(bytes: &[u8]) -> Option<(Mac, Message)> {
+fn parse_admitted(bytes: &[u8]) -> Option<(Mac, MessageView<'_>)> {
     let f = frame::parse(bytes).ok()?;
-    Message::parse(f.payload).ok().map(|m| (f.src_mac, m))
+    MessageView::parse(f.payload).ok().map(|m| (f.src_mac, m))
 }
 
 /// Attaches XDP per `--xdp` (auto falls back to userspace with a warning),

@@ -7,18 +7,18 @@ use super::config::{
     QUARANTINE_CONFLICT_MS, QUARANTINE_DECLINE_MS, REASON_DECLINED_OFFER,
 };
 use super::lease::{RelayInfo, sanitise_hostname};
-use super::{Drop, Effect, Engine, Lease, Millis, Mode, Offer, Profile};
+use super::{Effect, Engine, Ignored, Lease, Millis, Mode, Offer, Profile};
 use crate::wire::Mac;
-use crate::wire::dhcp::Message;
 use crate::wire::options::{self, MessageType};
+use crate::wire::view::MessageView;
 
 /// Most offers revoked to serve one DISCOVER when the pool is empty.
 const MAX_EVICTIONS: usize = 16;
 
-fn vendor_of(msg: &Message) -> Option<String> {
-    msg.options
+fn vendor_of(msg: &MessageView<'_>) -> Option<String> {
+    msg.options()
         .get(options::VENDOR_CLASS)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
 impl Engine {
@@ -42,9 +42,9 @@ impl Engine {
     /// (design.md §Quarantine). The caller checks them against the neighbour table and
     /// passes the live ones back in [`super::Input::Dhcp`]. Empty when the
     /// client needs no new isolated address.
-    pub fn candidates(&self, msg: &Message) -> Vec<Ipv4Addr> {
+    pub fn candidates(&self, msg: &MessageView<'_>) -> Vec<Ipv4Addr> {
         let mac = msg.client_mac();
-        if msg.options.message_type() != Some(MessageType::Discover)
+        if msg.options().message_type() != Some(MessageType::Discover)
             || self.leases.contains_key(&mac)
             || self.offers.contains_key(&mac)
         {
@@ -79,7 +79,7 @@ impl Engine {
     pub(super) fn on_discover(
         &mut self,
         now: Millis,
-        msg: &Message,
+        msg: &MessageView<'_>,
         in_use: &[Ipv4Addr],
     ) -> Vec<Effect> {
         let mac = msg.client_mac();
@@ -131,9 +131,9 @@ impl Engine {
                     self.block_warned.insert(mac, now);
                     tracing::warn!(%mac, "no free /30 block for a compat client");
                 }
-                fx.extend(self.drop_msg(Drop::NoFreeBlock));
+                fx.extend(self.ignore(Ignored::NoFreeBlock));
             } else {
-                fx.extend(self.drop_msg(Drop::PoolExhausted));
+                fx.extend(self.ignore(Ignored::PoolExhausted));
             }
             return fx;
         };
@@ -237,16 +237,16 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_request(&mut self, now: Millis, msg: &Message) -> Vec<Effect> {
+    pub(super) fn on_request(&mut self, now: Millis, msg: &MessageView<'_>) -> Vec<Effect> {
         let mac = msg.client_mac();
-        let server_id = msg.options.get_ip(options::SERVER_ID);
-        let requested = msg.options.get_ip(options::REQUESTED_IP);
+        let server_id = msg.options().get_ip(options::SERVER_ID);
+        let requested = msg.options().get_ip(options::REQUESTED_IP);
         let vendor = vendor_of(msg);
         if let Some(sid) = server_id {
             // SELECTING.
             if sid != self.cfg.server_ip {
                 let fx = self.cancel_offer(mac);
-                self.drop_msg(Drop::NotOurServer);
+                self.ignore(Ignored::NotOurServer);
                 return fx;
             }
             let ours = self
@@ -256,7 +256,7 @@ impl Engine {
                 .or_else(|| self.offers.get(&mac).map(|o| o.ip));
             return match (ours, requested) {
                 (Some(ip), Some(req)) if ip == req => self.commit(now, msg, ip),
-                (_, None) => self.drop_msg(Drop::NoAddressNamed),
+                (_, None) => self.ignore(Ignored::NoAddressNamed),
                 _ => self.nak(msg, "requested address was not offered to this client"),
             };
         }
@@ -266,15 +266,15 @@ impl Engine {
             fx.extend(self.nak(msg, "client profile changed"));
             return fx;
         }
-        if !msg.ciaddr.is_unspecified() {
+        if !msg.ciaddr().is_unspecified() {
             // RENEWING / REBINDING.
             return match self.leases.get(&mac) {
-                Some(l) if l.ip == msg.ciaddr => self.commit(now, msg, msg.ciaddr),
+                Some(l) if l.ip == msg.ciaddr() => self.commit(now, msg, msg.ciaddr()),
                 _ => self.nak(msg, "no lease for this address"),
             };
         }
         let Some(req) = requested else {
-            return self.drop_msg(Drop::NoAddressNamed);
+            return self.ignore(Ignored::NoAddressNamed);
         };
         // INIT-REBOOT.
         if let Some(l) = self.leases.get(&mac) {
@@ -328,7 +328,7 @@ impl Engine {
     }
 
     /// Records or extends the lease and returns bind, persistence and ACK effects.
-    fn commit(&mut self, now: Millis, msg: &Message, ip: Ipv4Addr) -> Vec<Effect> {
+    fn commit(&mut self, now: Millis, msg: &MessageView<'_>, ip: Ipv4Addr) -> Vec<Effect> {
         let mac = msg.client_mac();
         let adopted =
             !self.leases.contains_key(&mac) && self.offers.get(&mac).is_some_and(|o| o.adopted);
@@ -339,14 +339,16 @@ impl Engine {
         };
         let expires = now + Millis::from(lease_s) * 1000;
         let hostname = msg
-            .options
+            .options()
             .get(options::HOSTNAME)
-            .map(sanitise_hostname)
+            .map(|h| sanitise_hostname(&h))
             .filter(|h| !h.is_empty());
         let relay = msg
-            .options
+            .options()
             .get(options::RELAY_AGENT_INFO)
-            .map(|r| RelayInfo { raw: r.to_vec() });
+            .map(|r| RelayInfo {
+                raw: r.into_owned(),
+            });
         let mut fx = Vec::new();
         let mode;
         match self.leases.get_mut(&mac) {
@@ -420,13 +422,13 @@ impl Engine {
     }
 
     /// Cancels the client's outstanding offer, then NAKs.
-    fn forget_and_nak(&mut self, msg: &Message, why: &'static str) -> Vec<Effect> {
+    fn forget_and_nak(&mut self, msg: &MessageView<'_>, why: &'static str) -> Vec<Effect> {
         let mut fx = self.cancel_offer(msg.client_mac());
         fx.extend(self.nak(msg, why));
         fx
     }
 
-    fn nak(&mut self, msg: &Message, why: &'static str) -> Vec<Effect> {
+    fn nak(&mut self, msg: &MessageView<'_>, why: &'static str) -> Vec<Effect> {
         self.stats.naks += 1;
         *self.stats.nak_reasons.entry(why).or_default() += 1;
         if self.may_log() {
@@ -435,14 +437,14 @@ impl Engine {
         self.nak_reply(msg, why)
     }
 
-    pub(super) fn on_release(&mut self, msg: &Message) -> Vec<Effect> {
+    pub(super) fn on_release(&mut self, msg: &MessageView<'_>) -> Vec<Effect> {
         let mac = msg.client_mac();
         match self.leases.get(&mac) {
-            Some(l) if l.ip == msg.ciaddr && l.is_static => {
+            Some(l) if l.ip == msg.ciaddr() && l.is_static => {
                 tracing::info!(%mac, ip = %l.ip, "static client released; address stays reserved");
                 Vec::new()
             }
-            Some(l) if l.ip == msg.ciaddr => {
+            Some(l) if l.ip == msg.ciaddr() => {
                 let b = self.binding(l);
                 self.remove_lease(mac);
                 self.stats.releases += 1;
@@ -453,14 +455,14 @@ impl Engine {
                     Effect::PersistNow,
                 ]
             }
-            _ => self.drop_msg(Drop::NotOwner),
+            _ => self.ignore(Ignored::NotOwner),
         }
     }
 
     /// DECLINE (RFC 2131 §4.3.3): the owner found its address in use.
-    pub(super) fn on_decline(&mut self, now: Millis, msg: &Message) -> Vec<Effect> {
+    pub(super) fn on_decline(&mut self, now: Millis, msg: &MessageView<'_>) -> Vec<Effect> {
         let mac = msg.client_mac();
-        let declined = msg.options.get_ip(options::REQUESTED_IP);
+        let declined = msg.options().get_ip(options::REQUESTED_IP);
         let owned = self
             .leases
             .get(&mac)
@@ -496,7 +498,7 @@ impl Engine {
                 }
                 fx
             }
-            _ => self.drop_msg(Drop::DeclineNotOwner),
+            _ => self.ignore(Ignored::DeclineNotOwner),
         }
     }
 
@@ -518,9 +520,9 @@ impl Engine {
     }
 
     /// INFORM (RFC 2131 §4.3.5): configuration only, no address.
-    pub(super) fn on_inform(&mut self, msg: &Message) -> Vec<Effect> {
-        if !self.pool.cidr().contains(msg.ciaddr) {
-            return self.drop_msg(Drop::InformOutsidePool);
+    pub(super) fn on_inform(&mut self, msg: &MessageView<'_>) -> Vec<Effect> {
+        if !self.pool.cidr().contains(msg.ciaddr()) {
+            return self.ignore(Ignored::InformOutsidePool);
         }
         let mac = msg.client_mac();
         let mode = match self.leases.get(&mac) {

@@ -39,8 +39,8 @@ use isodhcp_common::Bucket;
 
 use crate::wire::Mac;
 use crate::wire::cidr::Cidr;
-use crate::wire::dhcp::Message;
 use crate::wire::options::MessageType;
+use crate::wire::view::MessageView;
 use pool::Pool;
 use quarantine::Quarantine;
 
@@ -57,8 +57,12 @@ pub enum Input<'a> {
     /// the engine does not check those again. `in_use` lists addresses the
     /// kernel neighbour table shows as alive, among those
     /// [`Engine::candidates`] named (design.md §Quarantine); empty when not probed.
+    ///
+    /// The message is a view of the received payload: the engine reads the
+    /// request in place (no allocation per option) and copies only what it
+    /// keeps (vendor class, hostname, relay information) or echoes.
     Dhcp {
-        msg: &'a Message,
+        msg: &'a MessageView<'a>,
         in_use: &'a [Ipv4Addr],
     },
     /// Periodic timer: expire offers, leases and quarantine.
@@ -91,9 +95,11 @@ pub enum Effect {
     Send(Reply),
 }
 
-/// Why a message got no reply; counted, never logged per frame.
+/// Why a message was ignored (answered with silence); counted, never
+/// logged per frame. The variant names are the `reason` labels of the
+/// `messages_ignored` metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Drop {
+pub enum Ignored {
     Relayed,
     NoMessageType,
     NotOurServer,
@@ -110,7 +116,8 @@ pub enum Drop {
 /// Counters of the engine (messages by outcome).
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
-    pub dropped: HashMap<Drop, u64>,
+    /// Messages ignored, by reason.
+    pub dropped: HashMap<Ignored, u64>,
     /// Messages received, by DHCP message type name.
     pub received: HashMap<&'static str, u64>,
     /// NAKs by reason.
@@ -420,7 +427,7 @@ impl Engine {
         ok
     }
 
-    fn drop_msg(&mut self, why: Drop) -> Vec<Effect> {
+    fn ignore(&mut self, why: Ignored) -> Vec<Effect> {
         *self.stats.dropped.entry(why).or_default() += 1;
         Vec::new()
     }
@@ -433,25 +440,31 @@ impl Engine {
         }
     }
 
-    fn on_message(&mut self, now: Millis, msg: &Message, in_use: &[Ipv4Addr]) -> Vec<Effect> {
-        if !msg.giaddr.is_unspecified() {
-            return self.drop_msg(Drop::Relayed);
+    fn on_message(
+        &mut self,
+        now: Millis,
+        msg: &MessageView<'_>,
+        in_use: &[Ipv4Addr],
+    ) -> Vec<Effect> {
+        if !msg.giaddr().is_unspecified() {
+            return self.ignore(Ignored::Relayed);
         }
-        let kind = match msg.options.message_type() {
+        let msg_type = msg.options().message_type();
+        let kind = match msg_type {
             Some(t) => t.name(),
             None => "none",
         };
         *self.stats.received.entry(kind).or_default() += 1;
         // Offers, leases and quarantine that ran out are gone before we look at state.
         let mut fx = self.tick(now);
-        let more = match msg.options.message_type() {
+        let more = match msg_type {
             Some(MessageType::Discover) => self.on_discover(now, msg, in_use),
             Some(MessageType::Request) => self.on_request(now, msg),
             Some(MessageType::Release) => self.on_release(msg),
             Some(MessageType::Decline) => self.on_decline(now, msg),
             Some(MessageType::Inform) => self.on_inform(msg),
-            Some(_) => self.drop_msg(Drop::Unsupported),
-            None => self.drop_msg(Drop::NoMessageType),
+            Some(_) => self.ignore(Ignored::Unsupported),
+            None => self.ignore(Ignored::NoMessageType),
         };
         fx.extend(more);
         fx

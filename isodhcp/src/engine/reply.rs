@@ -4,15 +4,23 @@
 //! Addressing follows RFC 2131 §4.1: ciaddr set → unicast to ciaddr at the
 //! client MAC; broadcast flag set or NAK → 255.255.255.255 at
 //! ff:ff:ff:ff:ff:ff; else unicast to yiaddr at chaddr.
+//!
+//! A reply is a fresh owned [`Message`]; from the request, a view of the
+//! received bytes, it copies what RFC 2131 Table 3 carries over (htype,
+//! hlen, xid, flags, giaddr, chaddr, ciaddr) and reads the parameter
+//! request list, the maximum message size (RFC 2132 §9.10) and the relay
+//! agent information it echoes (RFC 3046 §2.2). Nothing borrows the
+//! request once the reply is encoded.
 
 use std::net::Ipv4Addr;
 
-use super::{Drop, Effect, Engine, Mode, Reply};
+use super::{Effect, Engine, Ignored, Mode, Reply};
 use crate::wire::Mac;
 use crate::wire::dhcp::{BOOTREPLY, Message};
 use crate::wire::options::{
     self, ClasslessRoute, MessageType, OptionList, encode_classless_routes,
 };
+use crate::wire::view::MessageView;
 
 impl Engine {
     /// Mask, router and classless routes of a mode; `ip` picks the /30.
@@ -81,15 +89,15 @@ impl Engine {
         }
     }
 
-    fn base_reply(&self, req: &Message, kind: MessageType) -> Message {
+    fn base_reply(&self, req: &MessageView<'_>, kind: MessageType) -> Message {
         let mut m = Message {
             op: BOOTREPLY,
-            htype: req.htype,
-            hlen: req.hlen,
-            xid: req.xid,
-            flags: req.flags,
-            giaddr: req.giaddr,
-            chaddr: req.chaddr,
+            htype: req.htype(),
+            hlen: req.hlen(),
+            xid: req.xid(),
+            flags: req.flags(),
+            giaddr: req.giaddr(),
+            chaddr: *req.chaddr(),
             ..Message::default()
         };
         m.options.set(options::MESSAGE_TYPE, vec![kind as u8]);
@@ -100,7 +108,7 @@ impl Engine {
     /// OFFER, ACK or (with `yiaddr` unspecified) INFORM-ACK for `req`.
     pub(super) fn reply(
         &mut self,
-        req: &Message,
+        req: &MessageView<'_>,
         kind: MessageType,
         yiaddr: Ipv4Addr,
         mode: Mode,
@@ -112,7 +120,7 @@ impl Engine {
     /// [`Self::reply`] for a lease of `lt` seconds (T1 and T2 follow it).
     pub(super) fn reply_for(
         &mut self,
-        req: &Message,
+        req: &MessageView<'_>,
         kind: MessageType,
         yiaddr: Ipv4Addr,
         mode: Mode,
@@ -120,7 +128,7 @@ impl Engine {
     ) -> Vec<Effect> {
         let mut m = self.base_reply(req, kind);
         m.yiaddr = yiaddr;
-        m.ciaddr = req.ciaddr;
+        m.ciaddr = req.ciaddr();
         if !yiaddr.is_unspecified() {
             m.options.set_u32(options::LEASE_TIME, lt);
             m.options.set_u32(options::RENEWAL_TIME, lt / 2);
@@ -128,7 +136,7 @@ impl Engine {
                 .set_u32(options::REBINDING_TIME, (u64::from(lt) * 7 / 8) as u32);
         }
         let at = if yiaddr.is_unspecified() {
-            req.ciaddr
+            req.ciaddr()
         } else {
             yiaddr
         };
@@ -137,7 +145,7 @@ impl Engine {
     }
 
     /// NAK: only 53, 54 and a message (RFC 2131 Table 3), always broadcast.
-    pub(super) fn nak_reply(&mut self, req: &Message, why: &str) -> Vec<Effect> {
+    pub(super) fn nak_reply(&mut self, req: &MessageView<'_>, why: &str) -> Vec<Effect> {
         let mut m = self.base_reply(req, MessageType::Nak);
         m.options.set(options::MESSAGE, why.as_bytes().to_vec());
         self.finish(req, m, MessageType::Nak, Ipv4Addr::UNSPECIFIED)
@@ -145,43 +153,44 @@ impl Engine {
 
     fn finish(
         &mut self,
-        req: &Message,
+        req: &MessageView<'_>,
         mut m: Message,
         kind: MessageType,
         yiaddr: Ipv4Addr,
     ) -> Vec<Effect> {
         let prl = req
-            .options
+            .options()
             .get(options::PARAM_REQUEST_LIST)
             .unwrap_or_default();
-        let mut keep = m.options.order_for(prl);
+        let mut keep = m.options.order_for(&prl);
         // RFC 3046 §2.2: option 82 is echoed unchanged and is never left out.
         if let Some(relay) = req
-            .options
+            .options()
             .get(options::RELAY_AGENT_INFO)
             .filter(|_| kind != MessageType::Nak)
         {
             m.options
-                .insert(keep, options::RELAY_AGENT_INFO, relay.to_vec());
+                .insert(keep, options::RELAY_AGENT_INFO, relay.into_owned());
             keep += 1;
         }
         let max = req
-            .options
+            .options()
             .get_u16(options::MAX_MESSAGE_SIZE)
             .map(usize::from);
         let payload = match m.emit(max, keep) {
             Ok(p) => p,
-            Err(_) => return self.drop_msg(Drop::Encode),
+            Err(_) => return self.ignore(Ignored::Encode),
         };
         let client = req.client_mac();
-        let (dst_mac, dst_ip) =
-            if kind == MessageType::Nak || (req.ciaddr.is_unspecified() && req.broadcast_flag()) {
-                (Mac::BROADCAST, Ipv4Addr::BROADCAST)
-            } else if !req.ciaddr.is_unspecified() {
-                (client, req.ciaddr)
-            } else {
-                (client, yiaddr)
-            };
+        let (dst_mac, dst_ip) = if kind == MessageType::Nak
+            || (req.ciaddr().is_unspecified() && req.broadcast_flag())
+        {
+            (Mac::BROADCAST, Ipv4Addr::BROADCAST)
+        } else if !req.ciaddr().is_unspecified() {
+            (client, req.ciaddr())
+        } else {
+            (client, yiaddr)
+        };
         vec![Effect::Send(Reply {
             payload,
             dst_mac,

@@ -1,12 +1,16 @@
 //! BOOTP/DHCP message layout (RFC 2131 §2, RFC 2132).
 //!
-//! Fixed part (236 bytes) then the magic cookie and options. Parsing checks
-//! every length; option overload (RFC 2132 §9.3) pulls options from `file`
-//! and `sname`, and split options are concatenated (RFC 3396).
+//! Fixed part (236 bytes) then the magic cookie and options. [`Message`] is
+//! the owned form: the builder of replies ([`Message::emit`]) and of the
+//! requests test clients send. Received messages are read through the
+//! borrowed [`MessageView`], which checks every length; option overload
+//! (RFC 2132 §9.3) pulls options from `file` and `sname`, and split options
+//! are concatenated (RFC 3396).
 
 use std::net::Ipv4Addr;
 
 use super::options::{self, OptionList};
+use super::view::MessageView;
 use super::{Mac, WireError};
 
 pub const BOOTREQUEST: u8 = 1;
@@ -14,7 +18,8 @@ pub const BOOTREPLY: u8 = 2;
 pub const HTYPE_ETHERNET: u8 = 1;
 pub const FLAG_BROADCAST: u16 = 0x8000;
 pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
-const FIXED_LEN: usize = 236;
+/// Length of the fixed part, up to the magic cookie (RFC 2131 §2).
+pub const FIXED_LEN: usize = 236;
 /// BOOTP payloads are padded to at least this size (RFC 1542 §3.3).
 pub const MIN_PAYLOAD: usize = 300;
 /// The smallest maximum message size a client may ask for (RFC 2132 §9.10).
@@ -65,37 +70,6 @@ impl Default for Message {
     }
 }
 
-fn ip_at(b: &[u8], at: usize) -> Ipv4Addr {
-    Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
-}
-
-/// Walks one option area, appending to `out`. Returns the overload value if
-/// option 52 was seen. Stops at END; PAD is skipped.
-fn parse_area(mut area: &[u8], out: &mut OptionList) -> Result<Option<u8>, WireError> {
-    let mut overload = None;
-    while let Some((&code, rest)) = area.split_first() {
-        match code {
-            options::PAD => area = rest,
-            options::END => break,
-            _ => {
-                let (&len, rest) = rest.split_first().ok_or(WireError::OptionOverrun(code))?;
-                let len = usize::from(len);
-                if rest.len() < len {
-                    return Err(WireError::OptionOverrun(code));
-                }
-                let value = &rest[..len];
-                if code == options::OVERLOAD {
-                    overload = value.first().copied();
-                } else {
-                    out.append(code, value);
-                }
-                area = &rest[len..];
-            }
-        }
-    }
-    Ok(overload)
-}
-
 impl Message {
     /// The client's MAC from chaddr (meaningful for htype 1 / hlen 6).
     pub fn client_mac(&self) -> Mac {
@@ -108,40 +82,12 @@ impl Message {
         self.flags & FLAG_BROADCAST != 0
     }
 
-    /// Decodes a BOOTP payload (the UDP data).
+    /// Decodes a BOOTP payload (the UDP data) into an owned message: the
+    /// checks and option semantics of [`MessageView::parse`], then a copy.
+    /// The daemon reads requests through the view; this is for clients
+    /// (tests, load generator) that keep what they received.
     pub fn parse(b: &[u8]) -> Result<Message, WireError> {
-        if b.len() < FIXED_LEN + 4 {
-            return Err(WireError::Truncated("BOOTP fixed part"));
-        }
-        if b[FIXED_LEN..FIXED_LEN + 4] != MAGIC_COOKIE {
-            return Err(WireError::NoMagicCookie);
-        }
-        let mut m = Message {
-            op: b[0],
-            htype: b[1],
-            hlen: b[2],
-            hops: b[3],
-            xid: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-            secs: u16::from_be_bytes([b[8], b[9]]),
-            flags: u16::from_be_bytes([b[10], b[11]]),
-            ciaddr: ip_at(b, 12),
-            yiaddr: ip_at(b, 16),
-            siaddr: ip_at(b, 20),
-            giaddr: ip_at(b, 24),
-            ..Message::default()
-        };
-        m.chaddr.copy_from_slice(&b[28..44]);
-        m.sname.copy_from_slice(&b[44..108]);
-        m.file.copy_from_slice(&b[108..236]);
-        let overload = parse_area(&b[FIXED_LEN + 4..], &mut m.options)?;
-        // RFC 2132 §9.3: file is read before sname.
-        if matches!(overload, Some(1) | Some(3)) {
-            parse_area(&b[108..236], &mut m.options)?;
-        }
-        if matches!(overload, Some(2) | Some(3)) {
-            parse_area(&b[44..108], &mut m.options)?;
-        }
-        Ok(m)
+        MessageView::parse(b).map(|v| v.to_message())
     }
 
     /// Encodes the message. `max_len` is the client's maximum DHCP message

@@ -4,8 +4,11 @@
 //! - Every parser takes untrusted bytes and returns [`WireError`] on anything
 //!   malformed; none of them panics or reads out of bounds (fuzzed by
 //!   `fuzz/fuzz_targets/parse_frame.rs`).
-//! - [`dhcp::Message::parse`] honours option overload (RFC 2132 §9.3) and
-//!   concatenates split options (RFC 3396).
+//! - Received messages are read in place through [`view::MessageView`],
+//!   validated once on construction; it honours option overload (RFC 2132
+//!   §9.3) and concatenates split options (RFC 3396), allocating only for
+//!   the latter. [`dhcp::Message::parse`] is the same decoder with an owned
+//!   result.
 //! - [`dhcp::Message::emit`] writes options in the order given by
 //!   [`options::OptionList`], splits values longer than 255 bytes (RFC 3396),
 //!   respects a maximum message size (RFC 2132 §9.10) by leaving out
@@ -20,6 +23,10 @@ pub mod cidr;
 pub mod dhcp;
 pub mod frame;
 pub mod options;
+pub mod view;
+
+#[cfg(test)]
+mod view_tests;
 
 use std::fmt;
 

@@ -84,6 +84,11 @@ impl OptionList {
         Self::default()
     }
 
+    /// An empty list with room for `n` options.
+    pub fn with_capacity(n: usize) -> Self {
+        OptionList(Vec::with_capacity(n))
+    }
+
     /// Sets `code` to `value`, replacing an earlier value in place.
     pub fn set(&mut self, code: u8, value: Vec<u8>) {
         match self.0.iter_mut().find(|(c, _)| *c == code) {

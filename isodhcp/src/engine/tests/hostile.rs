@@ -71,12 +71,12 @@ fn full_quarantine_neither_blocks_allocation_nor_hands_out_squatted_addresses() 
     assert_eq!(e.quarantined_count(), 32, "quarantine at its cap");
     // A squatter answers for the five highest free addresses.
     let squatted = e.pool().highest(CONFLICT_CANDIDATES);
-    let d = discover(mac(1));
-    assert_eq!(e.candidates(&d), squatted);
+    let d = wire(&discover(mac(1)));
+    assert_eq!(e.candidates(&view(&d)), squatted);
     let fx = e.handle(
         T0,
         Input::Dhcp {
-            msg: &d,
+            msg: &view(&d),
             in_use: &squatted,
         },
     );
@@ -103,11 +103,11 @@ fn evicting_offers_never_hands_out_an_address_in_use() {
     assert_eq!(e.free_count(), 0);
     // The oldest offer (.6) is revoked for a newcomer, but .6 answers in
     // the neighbour table.
-    let d = discover(mac(1));
+    let d = wire(&discover(mac(1)));
     let fx = e.handle(
         T0 + 10,
         Input::Dhcp {
-            msg: &d,
+            msg: &view(&d),
             in_use: &[ip(6)],
         },
     );

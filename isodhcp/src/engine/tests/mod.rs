@@ -8,7 +8,7 @@ mod properties;
 mod protocol;
 
 use super::*;
-use crate::wire::dhcp::BOOTREQUEST;
+use crate::wire::dhcp::{BOOTREQUEST, Message};
 use crate::wire::options::*;
 
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -75,11 +75,21 @@ pub fn renew(m: Mac, ip: Ipv4Addr) -> Message {
     r
 }
 
+/// The bytes a client sends for `m`: the engine reads requests as they
+/// arrive, through a [`MessageView`] of the payload.
+pub fn wire(m: &Message) -> Vec<u8> {
+    m.emit(None, 0).unwrap()
+}
+
+pub fn view(payload: &[u8]) -> MessageView<'_> {
+    MessageView::parse(payload).unwrap()
+}
+
 pub fn run(e: &mut Engine, now: Millis, m: &Message) -> Vec<Effect> {
     e.handle(
         now,
         Input::Dhcp {
-            msg: m,
+            msg: &view(&wire(m)),
             in_use: &[],
         },
     )

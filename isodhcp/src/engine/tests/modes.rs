@@ -87,7 +87,7 @@ fn compat_without_free_block_gets_no_offer() {
     assert_eq!(lease(&mut e, T0, mac(1)), ip(6));
     assert_eq!(lease(&mut e, T0, mac(2)), ip(10));
     assert!(run(&mut e, T0, &discover(mac(3))).is_empty());
-    assert_eq!(e.stats.dropped[&Drop::NoFreeBlock], 1);
+    assert_eq!(e.stats.dropped[&Ignored::NoFreeBlock], 1);
 }
 
 fn playground_cfg() -> EngineConfig {
@@ -306,11 +306,11 @@ fn playground_static_must_be_in_the_block() {
 #[test]
 fn conflicting_addresses_are_quarantined_and_skipped() {
     let mut e = engine(cfg());
-    let d = discover(mac(1));
+    let d = wire(&discover(mac(1)));
     let fx = e.handle(
         T0,
         Input::Dhcp {
-            msg: &d,
+            msg: &view(&d),
             in_use: &[ip(254), ip(253)],
         },
     );
@@ -323,12 +323,13 @@ fn conflicting_addresses_are_quarantined_and_skipped() {
     assert!(e.pool().is_free(ip(254)));
     // Every candidate alive: all five are quarantined and the walk goes
     // on down the free set, so the client still gets an address at once.
-    let c = e.candidates(&discover(mac(3)));
+    let d3 = wire(&discover(mac(3)));
+    let c = e.candidates(&view(&d3));
     assert_eq!(c.len(), 5);
     let fx = e.handle(
         T0 + 300_000,
         Input::Dhcp {
-            msg: &discover(mac(3)),
+            msg: &view(&d3),
             in_use: &c,
         },
     );
@@ -347,7 +348,7 @@ fn decline_from_owner_quarantines_and_persists() {
         run(&mut e, T0, &dec).is_empty(),
         "someone else's address: ignored"
     );
-    assert_eq!(e.stats.dropped[&Drop::DeclineNotOwner], 1);
+    assert_eq!(e.stats.dropped[&Ignored::DeclineNotOwner], 1);
     let mut dec = msg(mac(1), MessageType::Decline);
     dec.options.set_ip(REQUESTED_IP, a);
     let fx = run(&mut e, T0, &dec);

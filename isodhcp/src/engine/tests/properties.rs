@@ -98,7 +98,8 @@ fn run_seed(seed: u64, steps: usize) {
         if r.below(10) == 0 {
             e.handle(now, Input::Tick);
         } else {
-            let m = random_message(&mut r);
+            let b = wire(&random_message(&mut r));
+            let m = view(&b);
             // The neighbour table shows some of the candidates alive.
             let in_use: Vec<Ipv4Addr> = e
                 .candidates(&m)

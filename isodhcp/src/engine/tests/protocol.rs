@@ -208,7 +208,7 @@ fn renewing_extends_and_batches_small_moves() {
 fn request_without_address_is_dropped() {
     let mut e = engine(cfg());
     assert!(run(&mut e, T0, &msg(mac(1), MessageType::Request)).is_empty());
-    assert_eq!(e.stats.dropped[&Drop::NoAddressNamed], 1);
+    assert_eq!(e.stats.dropped[&Ignored::NoAddressNamed], 1);
 }
 
 #[test]
@@ -276,7 +276,7 @@ fn pool_exhaustion_sends_nothing() {
     });
     lease(&mut e, T0, mac(1)); // .2 (.1 is the server)
     assert!(run(&mut e, T0, &discover(mac(2))).is_empty());
-    assert_eq!(e.stats.dropped[&Drop::PoolExhausted], 1);
+    assert_eq!(e.stats.dropped[&Ignored::PoolExhausted], 1);
 }
 
 #[test]
@@ -287,7 +287,44 @@ fn relayed_requests_are_dropped_and_counted() {
     let mut relayed = discover(mac(1));
     relayed.giaddr = Ipv4Addr::new(198, 18, 1, 1);
     assert!(run(&mut e, T0, &relayed).is_empty());
-    assert_eq!(e.stats.dropped[&Drop::Relayed], 1);
+    assert_eq!(e.stats.dropped[&Ignored::Relayed], 1);
+}
+
+/// The `reason` labels of the `messages_ignored` metric are the variants'
+/// `Debug` names (daemon/metrics.rs); renaming the enum kept them.
+#[test]
+fn ignored_reasons_render_as_the_metric_labels() {
+    use Ignored::*;
+    let all = [
+        Relayed,
+        NoMessageType,
+        NotOurServer,
+        NoAddressNamed,
+        PoolExhausted,
+        NoFreeBlock,
+        NotOwner,
+        DeclineNotOwner,
+        InformOutsidePool,
+        Unsupported,
+        Encode,
+    ];
+    let labels: Vec<String> = all.iter().map(|w| format!("{w:?}")).collect();
+    assert_eq!(
+        labels,
+        [
+            "Relayed",
+            "NoMessageType",
+            "NotOurServer",
+            "NoAddressNamed",
+            "PoolExhausted",
+            "NoFreeBlock",
+            "NotOwner",
+            "DeclineNotOwner",
+            "InformOutsidePool",
+            "Unsupported",
+            "Encode",
+        ]
+    );
 }
 
 #[test]
