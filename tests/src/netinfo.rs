@@ -155,3 +155,10 @@ pub fn isodhcp_routes_text(ns: &Netns) -> Result<String> {
         &ISODHCP_RT_PROTO.to_string(),
     ])
 }
+
+/// `ip route OP DST dev srv0 proto 108` in `ns`: add or delete an
+/// isodhcp-looking host route by hand (DST like `198.18.0.7/32`).
+pub fn route_proto108(ns: &Netns, op: &str, dst: &str) -> Result<String> {
+    let proto = ISODHCP_RT_PROTO.to_string();
+    ns.ip(&["route", op, dst, "dev", crate::SERVER_IF, "proto", &proto])
+}

@@ -91,6 +91,22 @@ pub fn set_elements(ns: &Netns, set: &str) -> Result<BTreeSet<String>> {
     Ok(out)
 }
 
+/// `nft OP element inet filter SET { ELEM }` (OP `add` or `delete`): change
+/// one element of a test named set by hand.
+pub fn set_element(ns: &Netns, op: &str, set: &str, elem: &str) -> Result<String> {
+    nft(
+        ns,
+        &[
+            op,
+            "element",
+            "inet",
+            "filter",
+            set,
+            &format!("{{ {elem} }}"),
+        ],
+    )
+}
+
 /// One rule of isodhcp's postrouting chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatRule {

@@ -48,39 +48,26 @@ fn mode_of(p: &Path) -> u32 {
         & 0o7777
 }
 
-#[test]
-fn socket_and_lease_file_are_private() {
-    isodhcp_tests::needs_root!();
-    preflight().expect("preflight");
-    assert!(
-        find_tool("setpriv").is_some(),
-        "setpriv (util-linux) is required"
-    );
-    let lab = Lab::new("ctlperm", 1).expect("lab");
-    let cfg = crafted::config(&lab);
-    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
-    let sock = lab.dir().join("isodhcp_srv0.sock");
-    let port = Dhcp::open(lab.client(0)).unwrap();
-    port.dora(mac(0xc1, 1), &[hostname_opt("secret-host")])
-        .unwrap_or_else(|e| panic!("DORA: {e:#}\n{}", lab.daemon_logs()));
-
-    let meta = std::fs::metadata(&sock).expect("socket file");
+/// The socket is a socket, and it, the lease file and its journal are mode
+/// 0600; the lab folder is traversable, so only those modes stop others.
+fn assert_files_private(lab: &Lab, sock: &Path, lease_file: &Path) {
+    let meta = std::fs::metadata(sock).expect("socket file");
     assert!(
         meta.file_type().is_socket(),
         "{} is not a socket",
         sock.display()
     );
     assert_eq!(
-        mode_of(&sock),
+        mode_of(sock),
         0o600,
         "control socket mode (design.md §Control, §Privileges)"
     );
     assert_eq!(
-        mode_of(&cfg.lease_file),
+        mode_of(lease_file),
         0o600,
         "lease file mode (design.md §Persistence)"
     );
-    let journal = PathBuf::from(format!("{}.journal", cfg.lease_file.display()));
+    let journal = PathBuf::from(format!("{}.journal", lease_file.display()));
     if journal.exists() {
         assert_eq!(
             mode_of(&journal),
@@ -93,15 +80,18 @@ fn socket_and_lease_file_are_private() {
         mode_of(lab.dir()) & 0o001 != 0,
         "lab dir must be traversable for this test"
     );
+}
 
-    // Another user: the 0600 socket refuses the connection.
+/// Another user (nobody): the 0600 socket refuses the connection, with a
+/// clear message and no data.
+fn assert_other_user_refused(sock: &Path) {
     for args in [
         &["--status"][..],
         &["--dump"],
         &["--dump", "--json"],
         &["--verify"],
     ] {
-        let o = as_nobody(&sock, args);
+        let o = as_nobody(sock, args);
         assert_ne!(
             code(&o),
             Some(0),
@@ -127,12 +117,15 @@ fn socket_and_lease_file_are_private() {
             show_out(&o)
         );
     }
-    // Even if the socket file's mode is loosened, the daemon checks the
-    // peer's credentials before reading the request.
+}
+
+/// Even if the socket file's mode is loosened, the daemon checks the peer's
+/// credentials before reading the request.
+fn assert_peer_credentials_checked(sock: &Path) {
     // Several attempts: the answer must be the same every time (the daemon
     // answers before reading, so a client that dies on EPIPE while sending
     // its request would report a misleading error some of the time).
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     let mut outs = Vec::new();
     for i in 0..30 {
         let args: &[&str] = if i % 2 == 0 {
@@ -140,9 +133,9 @@ fn socket_and_lease_file_are_private() {
         } else {
             &["--dump", "--json"]
         };
-        outs.push(as_nobody(&sock, args));
+        outs.push(as_nobody(sock, args));
     }
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600)).unwrap();
     for o in &outs {
         assert_ne!(code(o), Some(0), "peer-credential check: {}", show_out(o));
         assert!(
@@ -167,6 +160,27 @@ fn socket_and_lease_file_are_private() {
         outs.len(),
         unclear.join("\n")
     );
+}
+
+#[test]
+fn socket_and_lease_file_are_private() {
+    isodhcp_tests::needs_root!();
+    preflight().expect("preflight");
+    assert!(
+        find_tool("setpriv").is_some(),
+        "setpriv (util-linux) is required"
+    );
+    let lab = Lab::new("ctlperm", 1).expect("lab");
+    let cfg = crafted::config(&lab);
+    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let sock = lab.dir().join("isodhcp_srv0.sock");
+    let port = Dhcp::open(lab.client(0)).unwrap();
+    port.dora(mac(0xc1, 1), &[hostname_opt("secret-host")])
+        .unwrap_or_else(|e| panic!("DORA: {e:#}\n{}", lab.daemon_logs()));
+
+    assert_files_private(&lab, &sock, &cfg.lease_file);
+    assert_other_user_refused(&sock);
+    assert_peer_credentials_checked(&sock);
     // Root still gets it.
     let d = cli_json(&sock, &["--dump"]);
     assert_eq!(d["leases"][0]["hostname"], "secret-host", "{d}");
@@ -269,15 +283,9 @@ fn denied_counter(w: &Lab, sock: &Path, xdp: bool) -> u64 {
     }
 }
 
-fn block_unblock(tag: &str, xdp: XdpMode) {
-    preflight().expect("preflight");
-    let lab = Lab::new(tag, 1).expect("lab");
-    let mut cfg = crafted::config(&lab);
-    cfg.xdp = xdp;
-    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
-    let sock = lab.dir().join("isodhcp_srv0.sock");
-    let kernel = xdp != XdpMode::Off;
-    let st = cli_json(&sock, &["--status"]);
+/// `--xdp auto` attaches in the lab (pinned counters); `--xdp off` does not.
+fn assert_datapath(lab: &Lab, sock: &Path, kernel: bool) {
+    let st = cli_json(sock, &["--status"]);
     if kernel {
         assert_ne!(
             st["datapath"],
@@ -293,50 +301,59 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
     } else {
         assert_eq!(st["datapath"], "off", "{st}");
     }
-    let port = Dhcp::open(lab.client(0)).unwrap();
+}
+
+/// Blocked: no answer at all (not even with retransmissions), counted, listed;
+/// unblocked: a full DORA works again.
+fn check_block_then_unblock(lab: &Lab, port: &Dhcp, sock: &Path, xdp: XdpMode) {
+    let kernel = xdp != XdpMode::Off;
     let victim = mac(0xc3, 1);
     let other = mac(0xc3, 2);
 
     // Blocked: no answer at all (not even with retransmissions), counted.
-    let before = denied_counter(&lab, &sock, kernel);
-    let b = cli_json(&sock, &["--block", &victim.to_string()]);
+    let before = denied_counter(lab, sock, kernel);
+    let b = cli_json(sock, &["--block", &victim.to_string()]);
     assert_eq!(b["blocked"], victim.to_string(), "{b}");
     assert!(
-        !discover_answered(&port, victim),
+        !discover_answered(port, victim),
         "blocked {victim} got an OFFER ({xdp:?})\n{}",
         lab.daemon_logs()
     );
     assert!(
-        discover_answered(&port, other),
+        discover_answered(port, other),
         "an unblocked client must still be served"
     );
-    let after = denied_counter(&lab, &sock, kernel);
+    let after = denied_counter(lab, sock, kernel);
     assert!(
         after > before,
         "drop_denied did not grow ({before} → {after})"
     );
-    let listed = blocked_macs(&sock);
+    let listed = blocked_macs(sock);
     assert!(
         listed
             .iter()
             .any(|(m, rem)| *m == victim.to_string() && rem.is_null()),
         "--dump=xdp must list {victim} blocked for ever: {listed:?}"
     );
-    let text = cli_text(&sock, &["--dump=xdp"]);
+    let text = cli_text(sock, &["--dump=xdp"]);
     assert!(
         text.contains(&victim.to_string()),
         "--dump=xdp text:\n{text}"
     );
 
     // Unblocked: a full DORA works again.
-    let u = cli_json(&sock, &["--unblock", &victim.to_string()]);
+    let u = cli_json(sock, &["--unblock", &victim.to_string()]);
     assert_eq!(u["unblocked"], victim.to_string(), "{u}");
-    assert!(blocked_macs(&sock).is_empty(), "unblocked MAC still listed");
+    assert!(blocked_macs(sock).is_empty(), "unblocked MAC still listed");
     port.dora(victim, &[])
         .unwrap_or_else(|e| panic!("after --unblock {victim}: {e:#}\n{}", lab.daemon_logs()));
+}
 
+/// A bad MAC is a command-line error; so is a duration past ten years, and
+/// the daemon refuses one sent by a client that skipped that check.
+fn check_bad_block_requests(sock: &Path) {
     // A bad MAC is a command-line error.
-    let o = cli(&sock, &["--block", "not-a-mac"]);
+    let o = cli(sock, &["--block", "not-a-mac"]);
     assert_eq!(code(&o), Some(2), "{}", show_out(&o));
     assert!(o.stderr.contains("--block"), "{}", show_out(&o));
 
@@ -344,7 +361,7 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
     // refuses one sent by a client that skipped that check.
     let huge = mac(0xc3, 9).to_string();
     for secs in ["99999999999999999999", "18446744073709551615", "315360001"] {
-        let o = cli(&sock, &["--block", &huge, "--for", secs]);
+        let o = cli(sock, &["--block", &huge, "--for", secs]);
         assert_eq!(code(&o), Some(2), "--for {secs}: {}", show_out(&o));
         assert!(o.stderr.contains("--for"), "{}", show_out(&o));
     }
@@ -357,21 +374,24 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
         redact: false,
         all: false,
     };
-    let answer = isodhcp::control::client::call(&sock, &raw).expect("daemon answers");
+    let answer = isodhcp::control::client::call(sock, &raw).expect("daemon answers");
     assert!(!answer.is_ok(), "{answer:?}");
     assert!(
         answer.message.as_deref().unwrap_or("").contains("at most"),
         "{answer:?}"
     );
     assert!(
-        !blocked_macs(&sock).iter().any(|(m, _)| *m == huge),
+        !blocked_macs(sock).iter().any(|(m, _)| *m == huge),
         "a refused --for must not block"
     );
+}
 
+/// `--for 2`: blocked now, free again by itself.
+fn check_timed_block(lab: &Lab, port: &Dhcp, sock: &Path) {
     // --for 2: blocked now, free again by itself.
     let timed = mac(0xc3, 3);
-    cli_json(&sock, &["--block", &timed.to_string(), "--for", "2"]);
-    let listed = blocked_macs(&sock);
+    cli_json(sock, &["--block", &timed.to_string(), "--for", "2"]);
+    let listed = blocked_macs(sock);
     assert!(
         listed
             .iter()
@@ -384,15 +404,30 @@ fn block_unblock(tag: &str, xdp: XdpMode) {
     )
     .unwrap_or_else(|e| panic!("{timed} blocked for 2 s: {e:#}"));
     wait_until("--block --for 2 to expire", Duration::from_secs(12), || {
-        Ok(discover_answered(&port, timed).then_some(()))
+        Ok(discover_answered(port, timed).then_some(()))
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.daemon_logs()));
     assert!(
-        !blocked_macs(&sock)
+        !blocked_macs(sock)
             .iter()
             .any(|(m, _)| *m == timed.to_string()),
         "expired block still listed"
     );
+}
+
+fn block_unblock(tag: &str, xdp: XdpMode) {
+    preflight().expect("preflight");
+    let lab = Lab::new(tag, 1).expect("lab");
+    let mut cfg = crafted::config(&lab);
+    cfg.xdp = xdp;
+    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let sock = lab.dir().join("isodhcp_srv0.sock");
+    let kernel = xdp != XdpMode::Off;
+    assert_datapath(&lab, &sock, kernel);
+    let port = Dhcp::open(lab.client(0)).unwrap();
+    check_block_then_unblock(&lab, &port, &sock, xdp);
+    check_bad_block_requests(&sock);
+    check_timed_block(&lab, &port, &sock);
 }
 
 #[test]

@@ -5,31 +5,26 @@
 //! (`target/release/isodhcp --socket <labdir>/isodhcp_srv0.sock ...`, run
 //! from the root namespace: a Unix socket path works across network
 //! namespaces) is checked flag by flag, in text and `--json`, for the facts
-//! each one must report. Also `--verify` exit codes after breaking kernel and
-//! nft state by hand, `--redact`, access control on the socket, a second
-//! daemon on the same socket, and `--block`/`--unblock`/`--for` with XDP and
-//! with the userspace limiter.
+//! each one must report, and `--redact` for what it must mask. (`--verify`
+//! exit codes: control_verify; socket access and `--block`: control_access.)
 //!
 //! Run as root, single-threaded:
 //! `cargo test -p isodhcp-tests --release --test control_diagnostics -- --test-threads=1`
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use isodhcp_tests::control_world::*;
 use isodhcp_tests::crafted::mac;
-use isodhcp_tests::nftutil::nft;
 use isodhcp_tests::{SERVER_IP, XdpMode};
 use serde_json::Value;
 
-#[test]
-fn diagnostics_report_every_mode() {
-    isodhcp_tests::needs_root!();
-    let w = world("ctldiag");
+/// `--status`, JSON and text: pid, interface, clients by mode, pool, datapath,
+/// admission counters. Returns the JSON answer.
+fn check_status(w: &World) -> Value {
     let sock = &w.sock;
     let pid = w.daemon.pid().expect("daemon pid");
-
-    // --status
     let st = cli_json(sock, &["--status"]);
     assert_eq!(st["pid"], pid, "--status pid must be the daemon's: {st}");
     assert_eq!(st["interface"], "srv0", "{st}");
@@ -73,8 +68,12 @@ fn diagnostics_report_every_mode() {
             "--status text lacks {needle:?}:\n{text}"
         );
     }
+    st
+}
 
-    // --config
+/// `--config`, JSON and text.
+fn check_config(w: &World) {
+    let sock = &w.sock;
     let c = cli_json(sock, &["--config"]);
     assert_eq!(c["interface"], "srv0", "{c}");
     assert_eq!(c["pool"], "198.18.0.0/24", "{c}");
@@ -89,8 +88,12 @@ fn diagnostics_report_every_mode() {
             "--config text lacks {needle:?}:\n{text}"
         );
     }
+}
 
-    // --dump (default: leases, subnets)
+/// `--dump` (default: leases, subnets), JSON and text: one lease per known
+/// client with its mode, and the compat /30.
+fn check_dump_default(w: &World) {
+    let sock = &w.sock;
     let d = cli_json(sock, &["--dump"]);
     let keys: BTreeSet<&str> = d
         .as_object()
@@ -154,8 +157,15 @@ fn diagnostics_report_every_mode() {
         text.contains("198.18.0.4/30"),
         "--dump text lacks the compat /30:\n{text}"
     );
+}
 
-    // --dump=pool: free addresses as ranges, leased ones excluded.
+/// `--dump=pool`: free addresses as ranges, leased ones excluded; the counts
+/// agree with `--status` (`st`).
+fn check_dump_pool(w: &World, st: &Value) {
+    let sock = &w.sock;
+    let free = st["free_addresses"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no free_addresses: {st}"));
     let p = cli_json(sock, &["--dump=pool"]);
     let pool = &p["pool"];
     assert_eq!(pool["cidr"], "198.18.0.0/24", "{p}");
@@ -223,8 +233,12 @@ fn diagnostics_report_every_mode() {
             "--dump=pool text lacks range {r}:\n{text}"
         );
     }
+}
 
-    // --dump=quarantine,ratelimit,firewall,xdp,config
+/// `--dump=quarantine,ratelimit,firewall,xdp,config`, JSON and text; the xdp
+/// mode agrees with `--status` (`st`).
+fn check_dump_sections(w: &World, st: &Value) {
+    let sock = &w.sock;
     let secs = "quarantine,ratelimit,firewall,xdp,config";
     let d = cli_json(sock, &[&format!("--dump={secs}")]);
     for s in secs.split(',') {
@@ -238,7 +252,27 @@ fn diagnostics_report_every_mode() {
     assert_eq!(d["ratelimit"]["rate_limit"], 1000, "{d}");
     assert_eq!(d["ratelimit"]["rate_burst"], 1000, "{d}");
     assert!(d["ratelimit"]["counters"]["drop_denied"].is_u64(), "{d}");
-    let fw = &d["firewall"];
+    check_firewall_section(w, &d["firewall"]);
+    assert_eq!(d["xdp"]["mode"], st["datapath"], "{d}");
+    assert_eq!(d["xdp"]["blocked"], serde_json::json!([]), "{d}");
+    assert!(
+        d["xdp"]["counters"]["dhcp"].as_u64().unwrap_or(0) > 0,
+        "{d}"
+    );
+    assert_eq!(d["config"]["interface"], "srv0", "{d}");
+    let text = cli_text(sock, &[&format!("--dump={secs}")]);
+    for s in secs.split(',') {
+        assert!(
+            text.contains(&format!("[{s}]")),
+            "--dump text lacks [{s}]:\n{text}"
+        );
+    }
+    assert!(text.contains("isodhcp_srv0"), "{text}");
+}
+
+/// The `firewall` section of `--dump`: the private table, one SNAT rule for
+/// the one masqueraded client, and the named sets holding the leases.
+fn check_firewall_section(w: &World, fw: &Value) {
     assert_eq!(fw["table"], "isodhcp_srv0", "{fw}");
     let snat = fw["snat"]
         .as_array()
@@ -285,23 +319,11 @@ fn diagnostics_report_every_mode() {
         BTreeSet::from(["198.18.0.4/30".to_string()]),
         "{fw}"
     );
-    assert_eq!(d["xdp"]["mode"], st["datapath"], "{d}");
-    assert_eq!(d["xdp"]["blocked"], serde_json::json!([]), "{d}");
-    assert!(
-        d["xdp"]["counters"]["dhcp"].as_u64().unwrap_or(0) > 0,
-        "{d}"
-    );
-    assert_eq!(d["config"]["interface"], "srv0", "{d}");
-    let text = cli_text(sock, &[&format!("--dump={secs}")]);
-    for s in secs.split(',') {
-        assert!(
-            text.contains(&format!("[{s}]")),
-            "--dump text lacks [{s}]:\n{text}"
-        );
-    }
-    assert!(text.contains("isodhcp_srv0"), "{text}");
+}
 
-    // --show MAC / IP / hostname: one client, checklist all ok.
+/// `--show MAC / IP / hostname`: one client, checklist all ok.
+fn check_show(w: &World) {
+    let sock = &w.sock;
     let dh = w.dhclient().clone();
     let keys: Vec<(String, &Known)> = vec![
         (dh.mac.to_uppercase(), w.dhclient()),
@@ -357,8 +379,11 @@ fn diagnostics_report_every_mode() {
             "--show {key}:\n{text}"
         );
     }
+}
 
-    // Bad requests.
+/// Bad requests: an unknown `--dump` section is a command-line error (2, one
+/// line); `--show` of an unknown key exits 1 and names it.
+fn check_bad_requests(sock: &Path) {
     for bad in ["--dump=bogus", "--dump=leases,bogus"] {
         let o = cli(sock, &[bad]);
         assert_eq!(code(&o), Some(2), "{bad}: {}", show_out(&o));
@@ -384,194 +409,125 @@ fn diagnostics_report_every_mode() {
         let v: Value = serde_json::from_str(&j.stdout).unwrap_or(Value::Null);
         assert_eq!(v["status"], "error", "{}", show_out(&j));
     }
+}
+
+#[test]
+fn diagnostics_report_every_mode() {
+    isodhcp_tests::needs_root!();
+    let w = world("ctldiag");
+    let st = check_status(&w);
+    check_config(&w);
+    check_dump_default(&w);
+    check_dump_pool(&w, &st);
+    check_dump_sections(&w, &st);
+    check_show(&w);
+    check_bad_requests(&w.sock);
     drop(w.port);
 }
 
-// ---------------------------------------------------------------------------
-// --verify
-// ---------------------------------------------------------------------------
-
-#[test]
-fn verify_exit_codes_follow_findings() {
-    isodhcp_tests::needs_root!();
-    let w = world("ctlverify");
-    let sock = w.sock.clone();
-    let (c, text, v) = verify(&sock);
-    assert_eq!(
-        c,
-        0,
-        "healthy daemon: --verify must exit 0:\n{text}\n{v}\n{}",
-        w.logs()
-    );
-    assert_eq!(v["result"], "ok", "{v}");
-    assert!(text.starts_with("OK"), "{text}");
-
-    // 1. A client's host route deleted by hand → alarming (2), names it.
-    let iso = w.dhclient().ip;
-    w.lab
-        .server
-        .ip(&[
-            "route",
-            "del",
-            &format!("{iso}/32"),
-            "dev",
-            "srv0",
-            "proto",
-            "108",
-        ])
-        .expect("deleting the route");
-    let (c, text, v) = verify(&sock);
-    assert_eq!(c, 2, "missing route must be alarming:\n{text}\n{v}");
-    assert_eq!(v["result"], "alarming", "{v}");
-    assert!(
-        findings(&v)
-            .iter()
-            .any(|(s, f)| s == "alarming" && f.contains(&iso.to_string()) && f.contains("route")),
-        "no alarming finding naming route {iso}: {v}"
-    );
-    assert!(text.contains(&iso.to_string()), "text lacks {iso}:\n{text}");
-    let show = cli(&sock, &["--show", &iso.to_string()]);
-    assert!(
-        show.stdout.contains("MISSING"),
-        "--show must flag the missing route:\n{}",
-        show_out(&show)
-    );
-    w.daemon.signal(libc::SIGUSR1).unwrap();
-    wait_verify(&w.lab, &sock, 0, "SIGUSR1 restores the route");
-
-    // 2. The compat alias deleted → alarming.
-    w.lab
-        .server
-        .ip(&["addr", "del", "198.18.0.5/30", "dev", "srv0"])
-        .expect("deleting the alias");
-    let (c, text, v) = verify(&sock);
-    assert_eq!(c, 2, "missing alias must be alarming:\n{text}\n{v}");
-    assert!(
-        findings(&v)
-            .iter()
-            .any(|(s, f)| s == "alarming" && f.contains("198.18.0.5")),
-        "no alarming finding naming alias 198.18.0.5: {v}"
-    );
-    w.daemon.signal(libc::SIGUSR1).unwrap();
-    wait_verify(&w.lab, &sock, 0, "SIGUSR1 restores the alias");
-
-    // 3. An element deleted from a named set → alarming.
-    let alice = w.client(M_ISO).ip.to_string();
-    nft(
-        &w.lab.server,
-        &[
-            "delete",
-            "element",
-            "inet",
-            "filter",
-            "iso",
-            &format!("{{ {alice} }}"),
-        ],
-    )
-    .expect("nft delete element");
-    let (c, text, v) = verify(&sock);
-    assert_eq!(c, 2, "missing set element must be alarming:\n{text}\n{v}");
-    assert!(
-        findings(&v)
-            .iter()
-            .any(|(s, f)| s == "alarming" && f.contains(&alice) && f.contains("inet filter iso")),
-        "no alarming finding naming {alice} in inet filter iso: {v}"
-    );
-    w.daemon.signal(libc::SIGUSR1).unwrap();
-    wait_verify(&w.lab, &sock, 0, "SIGUSR1 restores the element");
-
-    // 4. A stray proto-108 /32 for a pool address nobody leases → moderate (1).
-    w.lab
-        .server
-        .ip(&[
-            "route",
-            "add",
-            "198.18.0.77/32",
-            "dev",
-            "srv0",
-            "proto",
-            "108",
-        ])
-        .expect("adding a stray route");
-    let (c, text, v) = verify(&sock);
-    assert_eq!(
-        c, 1,
-        "an unexplained proto-108 route must be moderate:\n{text}\n{v}"
-    );
-    assert_eq!(v["result"], "moderate", "{v}");
-    assert!(
-        findings(&v)
-            .iter()
-            .any(|(s, f)| s == "moderate" && f.contains("198.18.0.77")),
-        "no moderate finding naming 198.18.0.77: {v}"
-    );
-    assert!(
-        !findings(&v).iter().any(|(s, _)| s == "alarming"),
-        "nothing alarming here: {v}"
-    );
-    // Both at once: the worst wins.
-    w.lab
-        .server
-        .ip(&[
-            "route",
-            "del",
-            &format!("{iso}/32"),
-            "dev",
-            "srv0",
-            "proto",
-            "108",
-        ])
-        .unwrap();
-    let (c, _, v) = verify(&sock);
-    assert_eq!(c, 2, "moderate + alarming must exit 2: {v}");
-    w.lab
-        .server
-        .ip(&[
-            "route",
-            "del",
-            "198.18.0.77/32",
-            "dev",
-            "srv0",
-            "proto",
-            "108",
-        ])
-        .unwrap();
-    w.daemon.signal(libc::SIGUSR1).unwrap();
-    wait_verify(&w.lab, &sock, 0, "clean again");
-
-    // --check is --verify.
-    let o = cli(&sock, &["--check"]);
-    assert_eq!(code(&o), Some(0), "{}", show_out(&o));
-
-    // 5. No daemon on that socket → 3, clear message.
-    let nowhere = w.lab.dir().join("no-daemon-here.sock");
-    for args in [&["--verify"][..], &["--verify", "--json"], &["--status"]] {
-        let o = cli(&nowhere, args);
-        assert_eq!(
-            code(&o),
-            Some(3),
-            "{args:?} without a daemon: {}",
-            show_out(&o)
-        );
-        assert!(
-            o.stderr.contains("no-daemon-here.sock") && o.stderr.contains("daemon"),
-            "{args:?}: message must say no daemon answers there: {}",
-            show_out(&o)
-        );
-    }
-    // A stale socket file (nobody listening) is the same.
-    let stale = w.lab.dir().join("stale.sock");
-    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
-    let o = cli(&stale, &["--verify"]);
-    assert_eq!(code(&o), Some(3), "stale socket: {}", show_out(&o));
-}
-
-// ---------------------------------------------------------------------------
-// --redact
-// ---------------------------------------------------------------------------
+// --redact ------------------------------------------------------------------
 
 fn last3(mac: &str) -> String {
     mac.to_ascii_lowercase()[9..].to_string()
+}
+
+/// The world with one more lease restored in its grace period (expired 30 s
+/// ago) for `grace`, hostname `grace-host`.
+fn world_with_grace_lease(grace: &str) -> World {
+    world_with("ctlredact", |cfg| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let file = serde_json::json!({
+            "leases": {grace: {"ip": "198.18.0.100", "expires": now - 30.0,
+                "mode": "standard", "masq": false, "hostname": "grace-host"}},
+            "subnets": {}
+        });
+        std::fs::write(&cfg.lease_file, file.to_string()).unwrap();
+    })
+}
+
+/// Unredacted, the facts are there (so the searches for leaks mean something).
+fn assert_unredacted_shows(sock: &Path, macs: &[String]) {
+    let plain = cli_text(sock, &["--dump=leases,subnets,firewall,xdp"]);
+    for m in macs {
+        assert!(
+            plain.contains(m.as_str()),
+            "unredacted dump lacks {m}:\n{plain}"
+        );
+    }
+    for h in [
+        "alice-phone",
+        "compat-cam",
+        "play-tv",
+        "masq-laptop",
+        "printer",
+        "grace-host",
+    ] {
+        assert!(plain.contains(h), "unredacted dump lacks {h}:\n{plain}");
+    }
+}
+
+/// Every query whose answer could name a client, `blocked` included.
+fn redact_queries(w: &World, blocked: &str) -> Vec<Vec<String>> {
+    let mut queries: Vec<Vec<String>> = vec![
+        vec!["--dump".into()],
+        vec!["--dump=leases,subnets,quarantine,ratelimit,pool,config,firewall,xdp".into()],
+        vec!["--status".into()],
+        vec!["--config".into()],
+        vec!["--verify".into(), "--all".into()],
+        vec!["--show".into(), "alice-phone".into()],
+        vec!["--show".into(), w.client(M_COMPAT).ip.to_string()],
+        vec!["--block".into(), blocked.to_string()],
+    ];
+    for k in &w.clients {
+        queries.push(vec!["--show".into(), k.mac.clone()]);
+    }
+    queries
+}
+
+/// Run every query with `--redact`, in text and `--json`, and collect every
+/// leak of a MAC (its last three octets) or a hostname, so one failure shows
+/// them all.
+fn redact_leaks(
+    sock: &Path,
+    queries: Vec<Vec<String>>,
+    macs: &[String],
+    hostnames: &[String],
+) -> Vec<String> {
+    let mut leaks: Vec<String> = Vec::new();
+    for q in queries {
+        for json in [false, true] {
+            let mut a: Vec<&str> = q.iter().map(String::as_str).collect();
+            a.push("--redact");
+            if json {
+                a.push("--json");
+            }
+            let o = cli(sock, &a);
+            assert!(
+                code(&o) == Some(0) || (q[0] == "--verify" && code(&o).is_some()),
+                "{a:?}: {}",
+                show_out(&o)
+            );
+            let out = format!("{}\n{}", o.stdout, o.stderr).to_ascii_lowercase();
+            for m in macs {
+                if out.contains(&last3(m)) {
+                    leaks.push(format!("{a:?} leaks MAC {m}:\n{}", show_out(&o)));
+                }
+            }
+            for h in hostnames.iter().filter(|h| h.len() >= 4) {
+                if out.contains(&h.to_ascii_lowercase()) {
+                    leaks.push(format!("{a:?} leaks hostname {h:?}:\n{}", show_out(&o)));
+                }
+            }
+            if json {
+                let v: Value = serde_json::from_str(&o.stdout).unwrap();
+                check_hostnames_redacted(&v, &a);
+            }
+        }
+    }
+    leaks
 }
 
 #[test]
@@ -580,18 +536,7 @@ fn redact_masks_macs_and_hostnames() {
     // A lease restored in its grace period (expired 30 s ago): `--verify
     // --all` reports it, and it must be masked there too.
     let grace = mac(0xc0, 0x66).to_string();
-    let w = world_with("ctlredact", |cfg| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        let file = serde_json::json!({
-            "leases": {grace.as_str(): {"ip": "198.18.0.100", "expires": now - 30.0,
-                "mode": "standard", "masq": false, "hostname": "grace-host"}},
-            "subnets": {}
-        });
-        std::fs::write(&cfg.lease_file, file.to_string()).unwrap();
-    });
+    let w = world_with_grace_lease(&grace);
     let sock = &w.sock;
     // A blocked MAC shows up in --dump=xdp: it must be masked too.
     let blocked = mac(0xc0, 0x77).to_string();
@@ -612,70 +557,9 @@ fn redact_masks_macs_and_hostnames() {
     );
     assert!(hostnames.len() >= 5, "{hostnames:?}");
 
-    // Unredacted, the facts are there (so the searches below mean something).
-    let plain = cli_text(sock, &["--dump=leases,subnets,firewall,xdp"]);
-    for m in &macs {
-        assert!(
-            plain.contains(m.as_str()),
-            "unredacted dump lacks {m}:\n{plain}"
-        );
-    }
-    for h in [
-        "alice-phone",
-        "compat-cam",
-        "play-tv",
-        "masq-laptop",
-        "printer",
-        "grace-host",
-    ] {
-        assert!(plain.contains(h), "unredacted dump lacks {h}:\n{plain}");
-    }
+    assert_unredacted_shows(sock, &macs);
 
-    let mut queries: Vec<Vec<String>> = vec![
-        vec!["--dump".into()],
-        vec!["--dump=leases,subnets,quarantine,ratelimit,pool,config,firewall,xdp".into()],
-        vec!["--status".into()],
-        vec!["--config".into()],
-        vec!["--verify".into(), "--all".into()],
-        vec!["--show".into(), "alice-phone".into()],
-        vec!["--show".into(), w.client(M_COMPAT).ip.to_string()],
-        vec!["--block".into(), blocked.clone()],
-    ];
-    for k in &w.clients {
-        queries.push(vec!["--show".into(), k.mac.clone()]);
-    }
-    // Every leak is collected first, so one failure shows them all.
-    let mut leaks: Vec<String> = Vec::new();
-    for q in queries {
-        for json in [false, true] {
-            let mut a: Vec<&str> = q.iter().map(String::as_str).collect();
-            a.push("--redact");
-            if json {
-                a.push("--json");
-            }
-            let o = cli(sock, &a);
-            assert!(
-                code(&o) == Some(0) || (q[0] == "--verify" && code(&o).is_some()),
-                "{a:?}: {}",
-                show_out(&o)
-            );
-            let out = format!("{}\n{}", o.stdout, o.stderr).to_ascii_lowercase();
-            for m in &macs {
-                if out.contains(&last3(m)) {
-                    leaks.push(format!("{a:?} leaks MAC {m}:\n{}", show_out(&o)));
-                }
-            }
-            for h in hostnames.iter().filter(|h| h.len() >= 4) {
-                if out.contains(&h.to_ascii_lowercase()) {
-                    leaks.push(format!("{a:?} leaks hostname {h:?}:\n{}", show_out(&o)));
-                }
-            }
-            if json {
-                let v: Value = serde_json::from_str(&o.stdout).unwrap();
-                check_hostnames_redacted(&v, &a);
-            }
-        }
-    }
+    let leaks = redact_leaks(sock, redact_queries(&w, &blocked), &macs, &hostnames);
     // The masked form keeps the first three octets (02:1e:00 / 02:1d:..).
     let d = cli_text(sock, &["--dump", "--redact"]);
     assert!(
@@ -713,7 +597,3 @@ fn check_hostnames_redacted(v: &Value, ctx: &[&str]) {
         _ => {}
     }
 }
-
-// ---------------------------------------------------------------------------
-// Access control, file modes, a second daemon
-// ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ use std::time::Duration;
 use isodhcp::wire::options::MessageType;
 use isodhcp_tests::crafted::{self, Dhcp, To, mac, request};
 use isodhcp_tests::util::{self, CmdOutput};
-use isodhcp_tests::{Lab, XdpMode, isodhcp_bin, preflight, wait_until};
+use isodhcp_tests::{DaemonConfig, Lab, XdpMode, isodhcp_bin, preflight, wait_until};
 use serde_json::Value;
 
 const PORT: u16 = 9464;
@@ -212,12 +212,10 @@ fn scrape(lab: &Lab) -> (String, Vec<Sample>) {
     (body, s)
 }
 
-#[test]
-fn metrics_endpoint_reports_what_happened() {
-    isodhcp_tests::needs_root!();
-    preflight().expect("preflight");
-    let lab = Lab::new("metrics", 1).expect("lab");
-    let mut cfg = crafted::config(&lab);
+/// The daemon under test: `--metrics-listen` on PORT, one compat MAC and one
+/// static with a hostname, userspace datapath only.
+fn metrics_config(lab: &Lab) -> DaemonConfig {
+    let mut cfg = crafted::config(lab);
     cfg.xdp = XdpMode::Off;
     cfg.extra.extend([
         "--metrics-listen".to_string(),
@@ -227,11 +225,12 @@ fn metrics_endpoint_reports_what_happened() {
         "--static".into(),
         format!("{}=198.18.0.10,printer", mac(0xd0, 8)),
     ]);
-    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
-    let sock = lab.dir().join("isodhcp_srv0.sock");
+    cfg
+}
 
-    // Before any client: lease gauges for the static only, no DISCOVER yet.
-    let (text, s) = scrape(&lab);
+/// Before any client: lease gauges for the static only, no DISCOVER yet.
+fn assert_nothing_happened_yet(lab: &Lab) {
+    let (text, s) = scrape(lab);
     assert_eq!(
         value(
             &s,
@@ -257,16 +256,18 @@ fn metrics_endpoint_reports_what_happened() {
         .all(|x| x.value == 0.0),
         "{text}"
     );
+}
 
-    // Three isolated DORAs, one compat DORA, one blocked MAC.
-    let port = Dhcp::open(lab.client(0)).unwrap();
+/// Three isolated DORAs, one compat DORA, one blocked MAC, and a REQUEST
+/// for someone else's address (a NAK with a reason).
+fn drive_clients(lab: &Lab, port: &Dhcp, sock: &Path) {
     for i in 1..=3 {
         port.dora(mac(0xd0, i), &[])
             .unwrap_or_else(|e| panic!("DORA {i}: {e:#}\n{}", lab.daemon_logs()));
     }
     port.dora(mac(0xd0, 9), &[]).expect("compat DORA");
     let blocked = mac(0xd0, 0x66);
-    let o = cli(&sock, &["--block", &blocked.to_string()]);
+    let o = cli(sock, &["--block", &blocked.to_string()]);
     assert!(o.ok(), "--block: {}", o.stderr);
     for _ in 0..2 {
         port.expect_silence(&request(MessageType::Discover, blocked), To::Broadcast)
@@ -280,42 +281,44 @@ fn metrics_endpoint_reports_what_happened() {
     );
     let nak = port.expect_reply(&r).expect("NAK");
     assert_eq!(nak.kind(), Some(MessageType::Nak));
+}
 
-    let (text, s) = scrape(&lab);
-    eprintln!("{text}");
+/// Leases by mode and messages by type match what `drive_clients` did;
+/// returns the DISCOVER counter.
+fn assert_leases_and_messages(s: &[Sample], text: &str) -> f64 {
     assert_eq!(
         value(
-            &s,
+            s,
             "isodhcp_leases",
             &[("mode", "standard"), ("static", "false")],
-            &text
+            text
         ),
         3.0,
         "isodhcp_leases{{mode=standard}} must equal the leases given"
     );
     assert_eq!(
         value(
-            &s,
+            s,
             "isodhcp_leases",
             &[("mode", "compat"), ("static", "false")],
-            &text
+            text
         ),
         1.0
     );
     assert_eq!(
         value(
-            &s,
+            s,
             "isodhcp_leases",
             &[("mode", "standard"), ("static", "true")],
-            &text
+            text
         ),
         1.0
     );
     let discover = value(
-        &s,
+        s,
         "isodhcp_messages_received_total",
         &[("type", "discover")],
-        &text,
+        text,
     );
     assert!(
         discover >= 4.0,
@@ -323,23 +326,16 @@ fn metrics_endpoint_reports_what_happened() {
     );
     assert!(
         value(
-            &s,
+            s,
             "isodhcp_messages_received_total",
             &[("type", "request")],
-            &text
+            text
         ) >= 5.0
     );
-    assert!(
-        value(
-            &s,
-            "isodhcp_messages_sent_total",
-            &[("type", "offer")],
-            &text
-        ) >= 4.0
-    );
-    assert!(value(&s, "isodhcp_messages_sent_total", &[("type", "ack")], &text) >= 4.0);
-    assert!(value(&s, "isodhcp_messages_sent_total", &[("type", "nak")], &text) >= 1.0);
-    let naks: f64 = find(&s, "isodhcp_naks_total", &[])
+    assert!(value(s, "isodhcp_messages_sent_total", &[("type", "offer")], text) >= 4.0);
+    assert!(value(s, "isodhcp_messages_sent_total", &[("type", "ack")], text) >= 4.0);
+    assert!(value(s, "isodhcp_messages_sent_total", &[("type", "nak")], text) >= 1.0);
+    let naks: f64 = find(s, "isodhcp_naks_total", &[])
         .iter()
         .map(|x| x.value)
         .sum();
@@ -348,36 +344,43 @@ fn metrics_endpoint_reports_what_happened() {
         "isodhcp_naks_total{{reason}} must count the NAK:\n{text}"
     );
     assert!(
-        find(&s, "isodhcp_naks_total", &[])
+        find(s, "isodhcp_naks_total", &[])
             .iter()
             .all(|x| x.labels.contains_key("reason")),
         "{text}"
     );
-    let commits = value(&s, "isodhcp_lease_commit_seconds_count", &[], &text);
+    discover
+}
+
+/// The durable commit latency histogram: timed, cumulative, +Inf = count.
+fn assert_commit_histogram(s: &[Sample], text: &str) {
+    let commits = value(s, "isodhcp_lease_commit_seconds_count", &[], text);
     assert!(commits >= 1.0, "lease commits must be timed: {commits}");
-    let sum = value(&s, "isodhcp_lease_commit_seconds_sum", &[], &text);
+    let sum = value(s, "isodhcp_lease_commit_seconds_sum", &[], text);
     assert!(
         sum > 0.0 && sum < commits * 5.0,
         "commit time sum {sum} for {commits} commits"
     );
     let inf = value(
-        &s,
+        s,
         "isodhcp_lease_commit_seconds_bucket",
         &[("le", "+Inf")],
-        &text,
+        text,
     );
     assert_eq!(inf, commits, "+Inf bucket equals the count");
     let mut prev = 0.0;
-    for b in find(&s, "isodhcp_lease_commit_seconds_bucket", &[]) {
+    for b in find(s, "isodhcp_lease_commit_seconds_bucket", &[]) {
         assert!(
             b.value >= prev,
             "histogram buckets must be cumulative:\n{text}"
         );
         prev = b.value;
     }
+}
 
-    // Admission drops, by reason, with the layer.
-    let drops = find(&s, "isodhcp_admission_drops_total", &[]);
+/// Admission drops, by reason, with the layer.
+fn assert_admission_drops(s: &[Sample], text: &str) {
+    let drops = find(s, "isodhcp_admission_drops_total", &[]);
     let reasons: Vec<&str> = drops
         .iter()
         .filter_map(|x| x.labels.get("reason").map(String::as_str))
@@ -401,42 +404,46 @@ fn metrics_endpoint_reports_what_happened() {
         "{text}"
     );
     let denied = value(
-        &s,
+        s,
         "isodhcp_admission_drops_total",
         &[("reason", "denied")],
-        &text,
+        text,
     );
     assert!(
         denied >= 2.0,
         "two DISCOVERs from a blocked MAC: denied = {denied}"
     );
     assert!(
-        !find(&s, "isodhcp_admission_passed_total", &[]).is_empty(),
+        !find(s, "isodhcp_admission_passed_total", &[]).is_empty(),
         "{text}"
     );
+}
 
-    // Gauges agree with --status.
-    let o = cli(&sock, &["--status", "--json"]);
+/// Gauges agree with --status.
+fn assert_gauges_match_status(s: &[Sample], text: &str, sock: &Path) {
+    let o = cli(sock, &["--status", "--json"]);
     assert!(o.ok(), "{}", o.stderr);
     let st: Value = serde_json::from_str(&o.stdout).unwrap();
-    assert_eq!(value(&s, "isodhcp_pool_size", &[], &text), 256.0);
+    assert_eq!(value(s, "isodhcp_pool_size", &[], text), 256.0);
     assert_eq!(
-        Some(value(&s, "isodhcp_pool_free", &[], &text) as u64),
+        Some(value(s, "isodhcp_pool_free", &[], text) as u64),
         st["free_addresses"].as_u64(),
         "pool_free vs --status: {st}"
     );
     assert_eq!(
-        Some(value(&s, "isodhcp_compat_blocks_free", &[], &text) as u64),
+        Some(value(s, "isodhcp_compat_blocks_free", &[], text) as u64),
         st["free_blocks"].as_u64(),
         "{st}"
     );
-    assert_eq!(value(&s, "isodhcp_pool_quarantined", &[], &text), 0.0);
-    assert_eq!(value(&s, "isodhcp_offers_outstanding", &[], &text), 0.0);
-    assert!(value(&s, "isodhcp_uptime_seconds", &[], &text) >= 0.0);
+    assert_eq!(value(s, "isodhcp_pool_quarantined", &[], text), 0.0);
+    assert_eq!(value(s, "isodhcp_offers_outstanding", &[], text), 0.0);
+    assert!(value(s, "isodhcp_uptime_seconds", &[], text) >= 0.0);
+}
 
-    // Counters only grow between scrapes.
+/// Counters only grow between scrapes.
+fn assert_counters_grow(lab: &Lab, port: &Dhcp, discover: f64) {
     port.dora(mac(0xd0, 4), &[]).expect("DORA 4");
-    let (text2, s2) = scrape(&lab);
+    let (text2, s2) = scrape(lab);
     let d2 = value(
         &s2,
         "isodhcp_messages_received_total",
@@ -453,10 +460,12 @@ fn metrics_endpoint_reports_what_happened() {
         ),
         4.0
     );
+}
 
-    // Anything else is a 404.
+/// Anything else is a 404, and the endpoint still answers afterwards.
+fn assert_other_paths_404(lab: &Lab) {
     for path in ["/", "/metricsx", "/index.html"] {
-        let (status, _, body) = http_get(&lab, path);
+        let (status, _, body) = http_get(lab, path);
         assert!(
             status.starts_with("HTTP/1.1 404"),
             "GET {path}: {status}\n{body}"
@@ -468,9 +477,34 @@ fn metrics_endpoint_reports_what_happened() {
     }
     // Still answering after the 404s.
     wait_until("scrape after 404s", Duration::from_secs(5), || {
-        Ok(Some(scrape(&lab)))
+        Ok(Some(scrape(lab)))
     })
     .expect("metrics endpoint still up");
+}
+
+#[test]
+fn metrics_endpoint_reports_what_happened() {
+    isodhcp_tests::needs_root!();
+    preflight().expect("preflight");
+    let lab = Lab::new("metrics", 1).expect("lab");
+    let cfg = metrics_config(&lab);
+    let _d = lab.start_isodhcp(&cfg).expect("isodhcp start");
+    let sock = lab.dir().join("isodhcp_srv0.sock");
+
+    assert_nothing_happened_yet(&lab);
+
+    let port = Dhcp::open(lab.client(0)).unwrap();
+    drive_clients(&lab, &port, &sock);
+
+    let (text, s) = scrape(&lab);
+    eprintln!("{text}");
+    let discover = assert_leases_and_messages(&s, &text);
+    assert_commit_histogram(&s, &text);
+    assert_admission_drops(&s, &text);
+    assert_gauges_match_status(&s, &text, &sock);
+
+    assert_counters_grow(&lab, &port, discover);
+    assert_other_paths_404(&lab);
 }
 
 #[test]

@@ -138,7 +138,13 @@ fn named_sets_follow_leases_and_releases() {
     // Commit = kernel and firewall state applied, then ACK (design.md §Commit order): no wait.
     assert_sets(&lab, &sets, &want, "after three leases");
 
-    // Release all three (dhclient -r sends RELEASE).
+    release_all_three(&lab, &sets, block, l_iso.ip(), ip4(base + 1));
+}
+
+/// Release all three (dhclient -r sends RELEASE): the client elements leave
+/// the named sets (only the playground `block` stays), the isolated client's
+/// route and the compat gateway alias `gw` go.
+fn release_all_three(lab: &Lab, sets: &TestSets, block: &str, iso: Ipv4Addr, gw: Ipv4Addr) {
     for i in 0..3 {
         lab.client(i)
             .dhclient_release()
@@ -155,11 +161,11 @@ fn named_sets_follow_leases_and_releases() {
             lab.daemon_logs()
         );
     }
-    lab.wait_no_server_route(l_iso.ip(), WAIT)
+    lab.wait_no_server_route(iso, WAIT)
         .expect("route removed on release");
     let addrs = isodhcp_tests::netinfo::addrs(&lab.server, SERVER_IF).unwrap();
     assert!(
-        !addrs.iter().any(|a| a.ip == ip4(base + 1)),
+        !addrs.iter().any(|a| a.ip == gw),
         "compat gateway alias {gw} left on srv0 after release: {addrs:?}"
     );
     lab.check_host_untouched().expect("host state");
@@ -348,6 +354,34 @@ fn hairpin_traffic_sends_no_icmp_redirects() {
     }
 }
 
+/// Exactly one SNAT rule per masqueraded client (`masq` isolated at `m`,
+/// `compat` behind gateway `cgw`), none for `plain`, nothing else in
+/// postrouting.
+fn assert_one_snat_rule_each(
+    lab: &Lab,
+    [masq, plain, compat]: [&str; 3],
+    m: Ipv4Addr,
+    cgw: Ipv4Addr,
+) {
+    let rm = snat_rules_for(&lab.server, masq).unwrap();
+    assert_eq!(rm.len(), 1, "exactly one SNAT rule for {masq}: {rm:?}");
+    assert_eq!(rm[0].daddr, Some(m), "{rm:?}");
+    assert_eq!(rm[0].snat_to, Some(SERVER_IP), "{rm:?}");
+    let rc = snat_rules_for(&lab.server, compat).unwrap();
+    assert_eq!(rc.len(), 1, "exactly one SNAT rule for {compat}: {rc:?}");
+    assert_eq!(rc[0].snat_to, Some(cgw), "{rc:?}");
+    assert!(
+        snat_rules_for(&lab.server, plain).unwrap().is_empty(),
+        "SNAT rule for a client that is not masqueraded"
+    );
+    let all = nftutil::nat_rules(&lab.server).unwrap();
+    assert_eq!(
+        all.len(),
+        2,
+        "postrouting must hold the two SNAT rules only: {all:?}"
+    );
+}
+
 /// `--masquerade-mac`: a connection from outside the pool (a namespace
 /// routed via the server, and the server's own 198.19.0.1) to a masqueraded
 /// client arrives from the client's gateway (server IP for an isolated
@@ -425,23 +459,7 @@ fn masquerade_snat_from_outside() {
     let seen = tcp_peer(&lab.server, Some(SERVER_IP), m, PORT, t).unwrap();
     assert_eq!(seen, SERVER_IP);
 
-    let rm = snat_rules_for(&lab.server, &cm.mac).unwrap();
-    assert_eq!(rm.len(), 1, "exactly one SNAT rule for {}: {rm:?}", cm.mac);
-    assert_eq!(rm[0].daddr, Some(m), "{rm:?}");
-    assert_eq!(rm[0].snat_to, Some(SERVER_IP), "{rm:?}");
-    let rc = snat_rules_for(&lab.server, &cc.mac).unwrap();
-    assert_eq!(rc.len(), 1, "exactly one SNAT rule for {}: {rc:?}", cc.mac);
-    assert_eq!(rc[0].snat_to, Some(cgw), "{rc:?}");
-    assert!(
-        snat_rules_for(&lab.server, &cp.mac).unwrap().is_empty(),
-        "SNAT rule for a client that is not masqueraded"
-    );
-    let all = nftutil::nat_rules(&lab.server).unwrap();
-    assert_eq!(
-        all.len(),
-        2,
-        "postrouting must hold the two SNAT rules only: {all:?}"
-    );
+    assert_one_snat_rule_each(&lab, [&cm.mac, &cp.mac, &cc.mac], m, cgw);
 
     // The rule goes with the lease.
     cm.dhclient_release().expect("dhclient -r");
