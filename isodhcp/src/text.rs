@@ -104,7 +104,7 @@ mod tests {
     #[test]
     fn format_table_is_sorted_free_of_overlaps_and_knows_cf() {
         let mut t = FORMAT.to_vec();
-        t.sort();
+        t.sort_unstable();
         assert!(t.windows(2).all(|w| w[0].1 < w[1].0), "{t:x?}");
         for c in [
             '\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}', '\u{200b}', '\u{200f}',

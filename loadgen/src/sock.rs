@@ -183,7 +183,7 @@ impl PacketSocket {
         if rc < 0 {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
-                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => Ok(false),
+                Some(libc::ENOBUFS | libc::EAGAIN) => Ok(false),
                 _ => Err(e).context("send"),
             };
         }
@@ -222,7 +222,7 @@ impl PacketSocket {
         if rc < 0 {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
-                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => Ok(0),
+                Some(libc::ENOBUFS | libc::EAGAIN) => Ok(0),
                 _ => Err(e).context("sendmmsg"),
             };
         }

@@ -65,7 +65,7 @@ pub fn config(lab: &Lab) -> DaemonConfig {
     c.extra.extend(
         ["--rate-limit", "1000", "--rate-burst", "1000"]
             .iter()
-            .map(|s| s.to_string()),
+            .map(std::string::ToString::to_string),
     );
     c
 }

@@ -39,7 +39,7 @@ impl XdpMode {
     /// From env `ISODHCP_XDP` (`auto|native|generic|off`); default `off`.
     pub fn from_env() -> Result<XdpMode> {
         match std::env::var("ISODHCP_XDP").ok().as_deref() {
-            None | Some("") | Some("off") => Ok(XdpMode::Off),
+            None | Some("" | "off") => Ok(XdpMode::Off),
             Some("auto") => Ok(XdpMode::Auto),
             Some("native") => Ok(XdpMode::Native),
             Some("generic") => Ok(XdpMode::Generic),
@@ -207,7 +207,7 @@ impl Daemon {
             child: Some(child),
             log: log.to_path_buf(),
             args: args.to_vec(),
-            bin: bin.to_path_buf(),
+            bin: bin.clone(),
         })
     }
 
@@ -353,14 +353,14 @@ impl Dnsmasq {
             "--dhcp-option=option:dns-server,198.18.0.53",
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
         args.push(format!(
             "--dhcp-leasefile={}",
             dir.join("dnsmasq.leases").display()
         ));
         args.push(format!("--pid-file={}", dir.join("dnsmasq.pid").display()));
-        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(extra.iter().map(std::string::ToString::to_string));
         let log = dir.join("dnsmasq.log");
         let mut daemon = Daemon::start(&lab.server, &bin, &args, dir, &log)?;
         let r = wait_until("dnsmasq to bind UDP 67", Duration::from_secs(10), || {

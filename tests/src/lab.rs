@@ -140,7 +140,7 @@ impl HostSnapshot {
 fn mac_seed(id: &str) -> u32 {
     let mut h: u32 = 2166136261;
     for b in id.bytes() {
-        h = (h ^ b as u32).wrapping_mul(16777619);
+        h = (h ^ u32::from(b)).wrapping_mul(16777619);
     }
     h
 }

@@ -20,7 +20,11 @@ pub const POLL: Duration = Duration::from_millis(100);
 pub fn unique_suffix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}{}", base36(std::process::id() as u64), base36(n as u64))
+    format!(
+        "{}{}",
+        base36(u64::from(std::process::id())),
+        base36(u64::from(n))
+    )
 }
 
 pub(crate) fn base36(mut v: u64) -> String {

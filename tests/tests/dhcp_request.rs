@@ -24,7 +24,7 @@ fn ip(h: u8) -> Ipv4Addr {
 fn assert_nak(r: &Captured, what: &str) {
     assert_eq!(r.kind(), Some(MessageType::Nak), "{what}: expected NAK");
     let mut codes = r.wire_codes();
-    codes.sort();
+    codes.sort_unstable();
     assert_eq!(
         codes,
         vec![53, 54, 56],

@@ -41,7 +41,7 @@ fn config(lab: &Lab, extra: &[String]) -> DaemonConfig {
 }
 
 fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
+    v.iter().map(std::string::ToString::to_string).collect()
 }
 
 fn ip4(a: u32) -> Ipv4Addr {

@@ -19,7 +19,8 @@ fn setup(tag: &str, extra: &[&str]) -> (Lab, Daemon, Dhcp) {
     preflight().expect("preflight");
     let lab = Lab::new(tag, 1).expect("building the lab");
     let mut cfg = crafted::config(&lab);
-    cfg.extra.extend(extra.iter().map(|s| s.to_string()));
+    cfg.extra
+        .extend(extra.iter().map(std::string::ToString::to_string));
     let d = lab.start_isodhcp(&cfg).expect("isodhcp start");
     let dhcp = Dhcp::open(lab.client(0)).expect("raw socket in the client namespace");
     (lab, d, dhcp)

@@ -216,6 +216,14 @@ fn kill9_during_lease_stream_keeps_every_acked_lease() {
     assert_still_owned(&lab, &mut checker, &all, "final restart");
 }
 
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// A lease file of garbage bytes: preserved as `<file>.corrupt-<unix time>-<random>`
 /// (byte for byte) before the first rewrite; the server starts and serves;
 /// the new file is valid JSON with the new lease.
@@ -230,17 +238,11 @@ fn corrupt_lease_file_is_preserved_and_server_serves() {
         .chain((0..=255u8).rev())
         .collect();
     std::fs::write(&cfg.lease_file, &garbage).unwrap();
-    let t_before = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let t_before = unix_now();
     let mut d = lab
         .start_isodhcp(&cfg)
         .expect("isodhcp must start with a corrupt lease file");
-    let t_after = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let t_after = unix_now();
 
     let c = lab.client(0);
     let mut probe = DhcpProbe::open(&c.ns, &c.ifname).unwrap();
@@ -266,7 +268,10 @@ fn corrupt_lease_file_is_preserved_and_server_serves() {
         saved.len(),
         1,
         "expected one {prefix}<time> file, found {:?}\n{}",
-        saved.iter().map(|e| e.file_name()).collect::<Vec<_>>(),
+        saved
+            .iter()
+            .map(std::fs::DirEntry::file_name)
+            .collect::<Vec<_>>(),
         daemon_logs(&lab, 1)
     );
     // `<unix time>-<random>`: the random part makes the name unpredictable.

@@ -95,7 +95,7 @@ fn world_writable_lease_folder_is_refused() {
 /// leases on disk, then DORAs from new MACs for 5 s; prints how many folds
 /// the daemon made and what each cost, from its debug log.
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 fn fold_rate_and_cost_at_10k_leases() {
     isodhcp_tests::needs_root!();
     let lab = lab("dufoldload", 1);

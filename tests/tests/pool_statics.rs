@@ -59,7 +59,8 @@ fn static_route_before_client_speaks() {
     assert_eq!(e["ip"].as_str(), Some("198.18.0.10"), "{e}");
     assert_eq!(e["hostname"].as_str(), Some("printer"), "{e}");
     assert!(
-        e.get("expires").is_none_or(|x| x.is_null()),
+        e.get("expires")
+            .is_none_or(serde_json::value::Value::is_null),
         "statics never expire: {e}"
     );
 
@@ -250,7 +251,7 @@ fn base_args(iface: &str, dir: &std::path::Path) -> Vec<String> {
         "off",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(std::string::ToString::to_string)
     .chain([
         "-f".to_string(),
         dir.join("leases.json").display().to_string(),

@@ -174,7 +174,7 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
     cfg.xdp = xdp;
     cfg.extra = ["--rate-limit", "10", "--rate-burst", "10"]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
     let daemon = lab.start_isodhcp(&cfg).expect("isodhcp");
     let holder = lab.client(0);

@@ -230,9 +230,8 @@ const MANAGED_OPTIONS: [u8; 11] = [0, 1, 3, 51, 53, 54, 58, 59, 121, 249, 255];
 pub(super) fn parse_dhcp_option(s: &str) -> Result<CustomOption, UsageError> {
     const O: &str = "--dhcp-option";
     let mut it = s.splitn(3, ',');
-    let (code, ty, val) = match (it.next(), it.next(), it.next()) {
-        (Some(c), Some(t), Some(v)) => (c, t, v),
-        _ => return Err(bad(O, s, "expected CODE,TYPE,VALUE")),
+    let (Some(code), Some(ty), Some(val)) = (it.next(), it.next(), it.next()) else {
+        return Err(bad(O, s, "expected CODE,TYPE,VALUE"));
     };
     let code: u8 = parse_uint::<u16>(O, code)
         .ok()

@@ -131,7 +131,10 @@ async fn handle(mut stream: UnixStream, tx: mpsc::Sender<Pending>) -> io::Result
         }
         Ok(Ok(_)) => match serde_json::from_slice::<serde_json::Value>(&line) {
             Err(e) => Response::error(format!("not a JSON request: {e}")),
-            Ok(v) if v.get("version").and_then(|x| x.as_u64()) != Some(u64::from(VERSION)) => {
+            Ok(v)
+                if v.get("version").and_then(serde_json::Value::as_u64)
+                    != Some(u64::from(VERSION)) =>
+            {
                 Response::error(format!(
                     "unsupported protocol version (this daemon speaks {VERSION})"
                 ))

@@ -166,7 +166,7 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
             match Queue::open(ifindex, q) {
                 Ok(queue) => queues.push(queue),
                 Err(e) => {
-                    warn!(queue = q, error = %e, "no AF_XDP socket; this queue uses the packet socket")
+                    warn!(queue = q, error = %e, "no AF_XDP socket; this queue uses the packet socket");
                 }
             }
         }
@@ -205,11 +205,11 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
     if cfg.xdp == XdpMode::Off {
         match xdp::remove_pins(&cfg.bpf_pin_dir) {
             Ok(true) => {
-                info!(pin_dir = %cfg.bpf_pin_dir.display(), "--xdp off: detached the XDP program a previous run left pinned")
+                info!(pin_dir = %cfg.bpf_pin_dir.display(), "--xdp off: detached the XDP program a previous run left pinned");
             }
             Ok(false) => {}
             Err(e) => {
-                warn!(error = %e, "--xdp off: cannot remove old XDP pins; a stale program may still filter DHCP")
+                warn!(error = %e, "--xdp off: cannot remove old XDP pins; a stale program may still filter DHCP");
             }
         }
     }

@@ -135,7 +135,7 @@ impl Daemon {
             interface: self.iface.clone(),
             server_ip: c.server_ip.to_string(),
             pool: c.pool.to_string(),
-            dns: c.dns.iter().map(|d| d.to_string()).collect(),
+            dns: c.dns.iter().map(std::string::ToString::to_string).collect(),
             lease_time: c.lease_time,
             lease_file: self.cfg.lease_file.display().to_string(),
             isolation: self.cfg.isolation.as_str().to_string(),
@@ -148,7 +148,13 @@ impl Daemon {
             statics: c.statics.len() as u64,
             playground: self.engine.playground_block().map(|b| b.to_string()),
             nft_table: self.nft.cfg.table.clone(),
-            nft_sets: self.nft.cfg.sets.all().map(|s| s.to_string()).collect(),
+            nft_sets: self
+                .nft
+                .cfg
+                .sets
+                .all()
+                .map(std::string::ToString::to_string)
+                .collect(),
             hook_file: self.cfg.hook_file.as_ref().map(|p| p.display().to_string()),
             socket: self.socket_path.display().to_string(),
         }

@@ -273,7 +273,7 @@ async fn serve(mut d: Daemon, mut control: ControlQueue, cfg: &Config) -> Result
                 Err(e) => warn!(error = %e, "receive failed"),
             },
             _ = tick.tick() => d.on_tick().await,
-            _ = sleep_until_some(d.fold_at) => d.fold(),
+            () = sleep_until_some(d.fold_at) => d.fold(),
             Some(back) = scrapes.recv() => {
                 let _ = back.send(d.metrics_text());
             }

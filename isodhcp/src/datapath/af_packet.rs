@@ -160,7 +160,7 @@ impl FrameIo for AfPacket {
             let mut guard = self.fd.readable().await?;
             match guard.try_io(|fd| read_one(fd.as_raw_fd(), buf)) {
                 Ok(Ok(Some(n))) => return Ok((n, Origin::Packet)),
-                Ok(Ok(None)) | Err(_) => continue,
+                Ok(Ok(None)) | Err(_) => {}
                 Ok(Err(e)) => return Err(e),
             }
         }
@@ -170,7 +170,7 @@ impl FrameIo for AfPacket {
         loop {
             match read_one(self.fd.as_raw_fd(), buf) {
                 Ok(Some(n)) => return Ok(Some((n, Origin::Packet))),
-                Ok(None) => continue,
+                Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(e),
             }

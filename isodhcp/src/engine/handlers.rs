@@ -354,40 +354,7 @@ impl Engine {
         match self.leases.get_mut(&mac) {
             Some(l) => {
                 mode = l.profile.mode;
-                if relay.is_some() {
-                    l.relay = relay;
-                }
-                if l.is_static {
-                    if l.hostname.is_none() && hostname.is_some() {
-                        l.hostname = hostname;
-                        self.dirty.insert(mac);
-                    }
-                } else {
-                    let was_active = l.expires > now;
-                    let old_key = l.hold_until();
-                    l.expires = expires;
-                    l.grace_until = None;
-                    if hostname.is_some() {
-                        l.hostname = hostname;
-                    }
-                    let moved = expires.saturating_sub(l.persisted_expires);
-                    self.dirty.insert(mac);
-                    self.expiry.remove(&(old_key, mac));
-                    self.expiry.insert((expires, mac));
-                    let l = &self.leases[&mac];
-                    if !was_active {
-                        fx.push(Effect::Bind(self.binding(l)));
-                        fx.push(Effect::Known(mac, true));
-                    }
-                    // design.md §Persistence: renewals that move the expiry by less than half a
-                    // lease time are batched; bigger moves are written now.
-                    fx.push(if moved >= self.lease_ms() / 2 {
-                        Effect::PersistNow
-                    } else {
-                        Effect::PersistLater
-                    });
-                    tracing::debug!(%mac, %ip, "lease renewed");
-                }
+                fx = self.extend_lease(now, mac, ip, expires, hostname, relay);
             }
             None => {
                 let Some(o) = self.offers.remove(&mac) else {
@@ -418,6 +385,59 @@ impl Engine {
         }
         self.stats.acks += 1;
         fx.extend(self.reply_for(msg, MessageType::Ack, ip, mode, lease_s));
+        fx
+    }
+
+    /// A REQUEST from a client that holds a lease: extends it (statics keep
+    /// their expiry and only learn a missing host name) and returns the bind
+    /// and persistence effects.
+    fn extend_lease(
+        &mut self,
+        now: Millis,
+        mac: Mac,
+        ip: Ipv4Addr,
+        expires: Millis,
+        hostname: Option<String>,
+        relay: Option<RelayInfo>,
+    ) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let Some(l) = self.leases.get_mut(&mac) else {
+            return fx;
+        };
+        if relay.is_some() {
+            l.relay = relay;
+        }
+        if l.is_static {
+            if l.hostname.is_none() && hostname.is_some() {
+                l.hostname = hostname;
+                self.dirty.insert(mac);
+            }
+            return fx;
+        }
+        let was_active = l.expires > now;
+        let old_key = l.hold_until();
+        l.expires = expires;
+        l.grace_until = None;
+        if hostname.is_some() {
+            l.hostname = hostname;
+        }
+        let moved = expires.saturating_sub(l.persisted_expires);
+        self.dirty.insert(mac);
+        self.expiry.remove(&(old_key, mac));
+        self.expiry.insert((expires, mac));
+        let l = &self.leases[&mac];
+        if !was_active {
+            fx.push(Effect::Bind(self.binding(l)));
+            fx.push(Effect::Known(mac, true));
+        }
+        // design.md §Persistence: renewals that move the expiry by less than half a
+        // lease time are batched; bigger moves are written now.
+        fx.push(if moved >= self.lease_ms() / 2 {
+            Effect::PersistNow
+        } else {
+            Effect::PersistLater
+        });
+        tracing::debug!(%mac, %ip, "lease renewed");
         fx
     }
 

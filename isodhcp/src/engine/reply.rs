@@ -78,7 +78,11 @@ impl Engine {
         if !self.cfg.dns.is_empty() {
             o.set(
                 options::DNS,
-                self.cfg.dns.iter().flat_map(|d| d.octets()).collect(),
+                self.cfg
+                    .dns
+                    .iter()
+                    .flat_map(std::net::Ipv4Addr::octets)
+                    .collect(),
             );
         }
         let routes = encode_classless_routes(&routes);
@@ -177,9 +181,8 @@ impl Engine {
             .options()
             .get_u16(options::MAX_MESSAGE_SIZE)
             .map(usize::from);
-        let payload = match m.emit(max, keep) {
-            Ok(p) => p,
-            Err(_) => return self.ignore(Ignored::Encode),
+        let Ok(payload) = m.emit(max, keep) else {
+            return self.ignore(Ignored::Encode);
         };
         let client = req.client_mac();
         let (dst_mac, dst_ip) = if kind == MessageType::Nak

@@ -192,7 +192,7 @@ fn decode_quarantine(raw: BTreeMap<String, Value>, loaded: &mut Loaded) {
                     ip,
                     until: to_millis(q.until).unwrap_or(0),
                     reason: q.reason,
-                })
+                });
             }
             _ => loaded
                 .warnings

@@ -364,7 +364,7 @@ fn group_or_world_writable_lease_dir_is_refused() {
 /// The cost of one fold (a full snapshot) at 10,000 leases, on this
 /// machine's temp folder. Run with `--ignored --nocapture`; prints ms.
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 fn fold_cost_at_10k_leases() {
     let d = tmpdir("fold10k");
     let p = d.join("leases.json");

@@ -71,10 +71,10 @@ mod legacy {
         m.sname.copy_from_slice(&b[44..108]);
         m.file.copy_from_slice(&b[108..236]);
         let overload = parse_area(&b[FIXED_LEN + 4..], &mut m.options)?;
-        if matches!(overload, Some(1) | Some(3)) {
+        if matches!(overload, Some(1 | 3)) {
             parse_area(&b[108..236], &mut m.options)?;
         }
-        if matches!(overload, Some(2) | Some(3)) {
+        if matches!(overload, Some(2 | 3)) {
             parse_area(&b[44..108], &mut m.options)?;
         }
         Ok(m)

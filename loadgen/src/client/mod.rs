@@ -282,7 +282,7 @@ impl Engine<'_> {
                 a.phase = Phase::Requesting;
                 a.tries = 1;
                 a.next_timeout = now + self.cfg.timeout;
-                a.frame = frame.clone();
+                a.frame.clone_from(&frame);
                 self.send(&frame)?;
             }
             (MessageType::Ack, Phase::Requesting | Phase::Renewing) => {

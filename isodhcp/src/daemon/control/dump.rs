@@ -113,7 +113,12 @@ impl Daemon {
             sets: d
                 .elements
                 .iter()
-                .map(|(s, e)| (s.to_string(), e.iter().map(|x| x.to_string()).collect()))
+                .map(|(s, e)| {
+                    (
+                        s.to_string(),
+                        e.iter().map(std::string::ToString::to_string).collect(),
+                    )
+                })
                 .collect(),
         }
     }

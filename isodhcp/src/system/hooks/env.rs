@@ -50,7 +50,7 @@ pub struct DaemonFacts<'a> {
 /// `ISODHCP_LEASE_FILE`, `ISODHCP_ISOLATION` (on, off or system).
 pub fn daemon_env(f: &DaemonFacts<'_>) -> Vec<(String, String)> {
     let isolation = f.isolation.as_str();
-    let dns: Vec<String> = f.dns.iter().map(|d| d.to_string()).collect();
+    let dns: Vec<String> = f.dns.iter().map(std::string::ToString::to_string).collect();
     [
         ("ISODHCP_PID", std::process::id().to_string()),
         ("ISODHCP_INTERFACE", f.interface.to_string()),

@@ -356,7 +356,9 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent counters behind
         // (no multi-step update can unwind midway), so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Claim slots for ready MACs: pops their next event and counts it as

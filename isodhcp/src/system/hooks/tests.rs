@@ -493,7 +493,7 @@ fn proc_state(pid: &str) -> Option<char> {
 async fn wait_dead(pid: &str, within: Duration) -> bool {
     let t = Instant::now();
     loop {
-        if matches!(proc_state(pid), None | Some('Z') | Some('X')) {
+        if matches!(proc_state(pid), None | Some('Z' | 'X')) {
             return true;
         }
         if t.elapsed() > within {

@@ -176,7 +176,7 @@ impl Nft {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) if !op.add && e == libc::ENOENT => {}
                         Ok(Err(e)) => {
-                            warn!(set = %op.set, addr = %op.addr, error = %std::io::Error::from_raw_os_error(e), "nft element change refused")
+                            warn!(set = %op.set, addr = %op.addr, error = %std::io::Error::from_raw_os_error(e), "nft element change refused");
                         }
                         Err(_) => slow.push(change),
                     }

@@ -133,7 +133,7 @@ pub fn encode_batch(ops: &[ElementOp], seq: u32) -> Option<(Vec<u8>, Vec<u32>)> 
                 nested(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
                     nested(b, NFTA_LIST_ELEM, |b| {
                         nested(b, NFTA_SET_ELEM_KEY, |b| {
-                            attr(b, NFTA_DATA_VALUE, &op.addr.octets())
+                            attr(b, NFTA_DATA_VALUE, &op.addr.octets());
                         });
                     });
                 });

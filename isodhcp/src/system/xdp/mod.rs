@@ -175,7 +175,7 @@ pub fn attach(
     };
     match &pins {
         Some(dir) => {
-            info!(iface, mode = used.name(), pin_dir = %dir.display(), "XDP program attached and pinned")
+            info!(iface, mode = used.name(), pin_dir = %dir.display(), "XDP program attached and pinned");
         }
         None => info!(iface, mode = used.name(), "XDP program attached (unpinned)"),
     }

@@ -37,7 +37,10 @@ pub(super) fn start_server(server: Server, bins: &Bins, n: usize) -> Result<Live
             } else {
                 XdpMode::Off
             };
-            cfg.extra = LIMIT_FLAGS.iter().map(|s| s.to_string()).collect();
+            cfg.extra = LIMIT_FLAGS
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect();
             if server != Server::IsodhcpNoSet {
                 cfg.extra
                     .extend(["--nft-set-isolated".into(), NFT_SET.into()]);

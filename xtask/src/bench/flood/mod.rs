@@ -415,10 +415,10 @@ fn spawn_probes(lab: &Lab, n: usize, seconds: u64, loadgen: &Path) -> Result<(Lo
         .to_vec()
     };
     let mut known_args = probe_common("known", KNOWN_INTERVAL_MS);
-    known_args[1] = lab.client(1).ifname.clone();
+    known_args[1].clone_from(&lab.client(1).ifname);
     known_args.extend(["--repeat", "renew"].map(String::from));
     let mut new_args = probe_common("new", NEW_INTERVAL_MS);
-    new_args[1] = lab.client(2).ifname.clone();
+    new_args[1].clone_from(&lab.client(2).ifname);
     new_args.extend(["--mac-prefix", NEW_PREFIX, "--release"].map(String::from));
 
     let mut known = Loadgen::spawn(

@@ -123,7 +123,12 @@ pub(super) fn render_table(rows: &[Row]) -> String {
         "CPU %",
         "XDP drops by reason",
     ];
-    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    let mut cells: Vec<Vec<String>> = vec![
+        header
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect(),
+    ];
     for r in rows {
         let (kp, k50, k99) = probe_cells(&r.known);
         let (np, n50, n99) = probe_cells(&r.new);
