@@ -1,6 +1,6 @@
 //! The control-plane test world (design.md §Control): a daemon in a namespace lab
 //! holding leases of every mode, the diagnostics client runner and the
-//! parsers the `control` and `control_access` suites share.
+//! parsers the `control_*` suites share.
 #![allow(clippy::missing_panics_doc)]
 
 use std::net::Ipv4Addr;
