@@ -156,42 +156,37 @@ impl Daemon {
         }
         r.register("leases", "Leases by mode", leases);
         let pool = self.engine.pool();
-        gauge(
-            r,
-            "pool_size",
-            "Addresses in the pool CIDR",
-            pool.cidr().size() as i64,
-        );
-        gauge(
-            r,
-            "pool_free",
-            "Free addresses (main and playground pools)",
-            pool.free_count() as i64,
-        );
-        gauge(
-            r,
-            "pool_quarantined",
-            "Quarantined addresses",
-            self.engine.quarantined_count() as i64,
-        );
-        gauge(
-            r,
-            "compat_blocks_free",
-            "Free aligned /30 blocks",
-            pool.free_blocks() as i64,
-        );
-        gauge(
-            r,
-            "offers_outstanding",
-            "Offers held (capped)",
-            self.engine.offers_outstanding() as i64,
-        );
-        gauge(
-            r,
-            "uptime_seconds",
-            "Seconds since start",
-            (now_ms().saturating_sub(self.started) / 1000) as i64,
-        );
+        let uptime_s = now_ms().saturating_sub(self.started) / 1000;
+        for (name, help, v) in [
+            (
+                "pool_size",
+                "Addresses in the pool CIDR",
+                pool.cidr().size(),
+            ),
+            (
+                "pool_free",
+                "Free addresses (main and playground pools)",
+                pool.free_count() as u64,
+            ),
+            (
+                "pool_quarantined",
+                "Quarantined addresses",
+                self.engine.quarantined_count() as u64,
+            ),
+            (
+                "compat_blocks_free",
+                "Free aligned /30 blocks",
+                pool.free_blocks() as u64,
+            ),
+            (
+                "offers_outstanding",
+                "Offers held (capped)",
+                self.engine.offers_outstanding() as u64,
+            ),
+            ("uptime_seconds", "Seconds since start", uptime_s),
+        ] {
+            gauge(r, name, help, v as i64);
+        }
     }
 
     /// What the engine received, sent and ignored.

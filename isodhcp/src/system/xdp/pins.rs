@@ -125,18 +125,9 @@ pub(super) fn pinned_link_ifindex(path: &Path) -> io::Result<u32> {
         bpf_fd: 0,
         file_flags: 0,
     };
-    // SAFETY: bpf(BPF_OBJ_GET) reads `get` (size passed) and the C string it points to.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &get as *const ObjGetAttr,
-            std::mem::size_of::<ObjGetAttr>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: bpf(BPF_OBJ_GET) reads `get` and the C string it points to,
+    // both alive for the call.
+    let fd = unsafe { bpf(BPF_OBJ_GET, &get) }?;
     // SAFETY: the kernel returned a fresh fd that we now own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
 
@@ -146,18 +137,9 @@ pub(super) fn pinned_link_ifindex(path: &Path) -> io::Result<u32> {
         info_len: std::mem::size_of::<LinkInfoHead>() as u32,
         info: &mut head as *mut LinkInfoHead as u64,
     };
-    // SAFETY: the kernel writes at most `info_len` bytes into `head`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            &attr as *const InfoAttr,
-            std::mem::size_of::<InfoAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: the kernel writes at most `info_len` bytes into `head`, which
+    // is alive for the call.
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) }?;
     if head.type_ != BPF_LINK_TYPE_XDP {
         return Err(io::Error::other(format!(
             "not an XDP link (type {})",
@@ -165,4 +147,25 @@ pub(super) fn pinned_link_ifindex(path: &Path) -> io::Result<u32> {
         )));
     }
     Ok(head.ifindex)
+}
+
+/// `bpf(cmd, attr, sizeof attr)`; the result, or the OS error.
+///
+/// # Safety
+/// `attr` must be the attribute layout `cmd` expects, and every pointer in it
+/// valid for what the kernel reads or writes through it during the call.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<i64> {
+    // SAFETY: per the contract; the size passed is that of `T`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_ref(attr),
+            std::mem::size_of::<T>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
 }
