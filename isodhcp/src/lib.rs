@@ -15,4 +15,5 @@ pub mod engine;
 pub mod store;
 pub mod system;
 pub mod text;
+#[warn(missing_docs)]
 pub mod wire;
