@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+#[warn(missing_docs)]
 pub mod engine;
 pub mod store;
 pub mod system;
