@@ -11,8 +11,10 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+#[warn(missing_docs)]
 pub mod engine;
 pub mod store;
 pub mod system;
 pub mod text;
+#[warn(missing_docs)]
 pub mod wire;

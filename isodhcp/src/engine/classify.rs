@@ -14,12 +14,17 @@ use crate::wire::Mac;
 /// words: `standard`, `compat`, `playground`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
+    /// A /32 behind the server IP as router (design.md §Isolated mode); the
+    /// default. Written `standard`.
     Isolated,
+    /// `b+2` of an aligned /30 with gateway `b+1` (design.md §Compat mode).
     Compat,
+    /// A host of the shared playground block (design.md §Playground mode).
     Playground,
 }
 
 impl Mode {
+    /// The lease-file and hook word: `standard`, `compat` or `playground`.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Isolated => "standard",
@@ -28,6 +33,8 @@ impl Mode {
         }
     }
 
+    /// Reads a lease-file `mode`: the words of [`Mode::as_str`], and
+    /// `isolated` too; `None` for anything else.
     pub fn parse(s: &str) -> Option<Mode> {
         match s {
             "standard" | "isolated" => Some(Mode::Isolated),
@@ -41,14 +48,19 @@ impl Mode {
 /// (mode, masquerade) of a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Profile {
+    /// Address mode.
     pub mode: Mode,
+    /// Masquerade flag: connections from outside the pool reach the client
+    /// source-NATed to its gateway (design.md §Masquerade).
     pub masq: bool,
 }
 
 /// One list of `--X-mac`, `--X-oui`, `--X-vendor` values.
 #[derive(Clone, Debug, Default)]
 pub struct Matcher {
+    /// Whole MACs (`--X-mac`), the strongest level.
     pub macs: HashSet<Mac>,
+    /// First three MAC bytes (`--X-oui`).
     pub ouis: HashSet<[u8; 3]>,
     /// Lower-cased substrings.
     pub vendors: Vec<String>,
@@ -78,6 +90,8 @@ impl Matcher {
             .then_some(Level::Vendor)
     }
 
+    /// True when the list has no MAC, OUI or vendor pattern, so it matches
+    /// nobody.
     pub fn is_empty(&self) -> bool {
         self.macs.is_empty() && self.ouis.is_empty() && self.vendors.is_empty()
     }
@@ -86,8 +100,11 @@ impl Matcher {
 /// All classification rules except statics (the engine checks those first).
 #[derive(Clone, Debug, Default)]
 pub struct Classifier {
+    /// `--compat-*`: clients for [`Mode::Compat`].
     pub compat: Matcher,
+    /// `--playground-*`: clients for [`Mode::Playground`].
     pub playground: Matcher,
+    /// `--masquerade-*`: clients whose profile gets `masq`.
     pub masquerade: Matcher,
 }
 

@@ -10,6 +10,7 @@ use crate::wire::cidr::Cidr;
 /// Option 82 as received (RFC 3046), echoed unchanged in replies.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RelayInfo {
+    /// The option 82 value: sub-options as code, length, value (RFC 3046).
     pub raw: Vec<u8>,
 }
 
@@ -43,18 +44,28 @@ impl RelayInfo {
 /// A lease held by the engine (dynamic or static).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    /// The client's MAC; the engine holds at most one lease per MAC.
     pub mac: Mac,
+    /// The leased address (for compat, `b+2` of its /30).
     pub ip: Ipv4Addr,
+    /// Mode and masquerade flag the lease was made with; a configuration that
+    /// now classifies the client otherwise ends the lease
+    /// (design.md §Classification).
     pub profile: Profile,
+    /// True for a static reservation (design.md §Statics): it never expires and
+    /// its address never returns to the pool.
     pub is_static: bool,
     /// Unix ms at which the lease ends ([`super::NEVER`] for statics).
     pub expires: Millis,
     /// Set for leases read back already expired (design.md §Persistence, grace): the address
     /// stays reserved for the client until then.
     pub grace_until: Option<Millis>,
+    /// Option 12 cleaned by `sanitise_hostname`, or a static entry's name;
+    /// kept across renewals that leave it out.
     pub hostname: Option<String>,
     /// Option 60 seen in the first DISCOVER or REQUEST of the lease.
     pub vendor: Option<String>,
+    /// Option 82 of the latest REQUEST that carried one (design.md §Protocol).
     pub relay: Option<RelayInfo>,
     /// Expiry as last written to disk (decides whether a renewal is batched).
     pub persisted_expires: Millis,
@@ -71,20 +82,30 @@ impl Lease {
 /// route (isolated), alias (compat), nft set elements, SNAT, hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
+    /// The client's MAC (hook argument, XDP known-clients map).
     pub mac: Mac,
+    /// The leased address: target of the /32 route (isolated) and element of
+    /// the mode's named sets.
     pub ip: Ipv4Addr,
+    /// Decides the kernel state: a /32 host route (isolated), a `b+1/30`
+    /// gateway alias (compat) or only the block's alias (playground), and
+    /// which named sets the address joins (design.md §Kernel state).
     pub mode: Mode,
+    /// Whether the client gets an SNAT rule (design.md §Masquerade).
     pub masq: bool,
     /// Server IP, /30 gateway or playground gateway.
     pub gateway: Ipv4Addr,
     /// The /30 (compat) or playground block.
     pub subnet: Option<Cidr>,
+    /// Host name for the hook (`ISODHCP_HOSTNAME`), if known.
     pub hostname: Option<String>,
     /// `None` for statics.
     pub expires: Option<Millis>,
 }
 
 impl Binding {
+    /// The client's netmask (`ISODHCP_NETMASK`): that of `subnet`, else
+    /// 255.255.255.255 (isolated).
     pub fn netmask(&self) -> Ipv4Addr {
         self.subnet
             .map(|s| s.mask_addr())
@@ -95,13 +116,19 @@ impl Binding {
 /// A lease as exchanged with the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {
+    /// The client's MAC, the key in the lease file.
     pub mac: Mac,
+    /// The leased address.
     pub ip: Ipv4Addr,
     /// `None` for statics (never expire).
     pub expires: Option<Millis>,
+    /// The lease's mode (lease file `mode`).
     pub mode: Mode,
+    /// The lease's masquerade flag (lease file `masq`).
     pub masq: bool,
+    /// Cleaned option 12, if the client sent one.
     pub hostname: Option<String>,
+    /// Option 60 kept with the lease (design.md §Classification).
     pub vendor: Option<String>,
 }
 
@@ -122,8 +149,11 @@ impl From<&Lease> for LeaseRecord {
 /// A quarantined address as exchanged with the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineRecord {
+    /// The address kept out of allocation.
     pub ip: Ipv4Addr,
+    /// Unix ms at which the address returns to the pool.
     pub until: Millis,
+    /// Why: `conflict`, `decline` or [`super::config::REASON_DECLINED_OFFER`].
     pub reason: String,
 }
 

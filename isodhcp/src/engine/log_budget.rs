@@ -14,7 +14,10 @@ pub struct LogBudget {
 }
 
 impl LogBudget {
+    /// Lines allowed per window.
     pub const LINES: u32 = 20;
+    /// Window length, ms (10 s); a window starts at the first line asked for
+    /// after the previous one ended.
     pub const WINDOW_MS: Millis = 10_000;
 
     /// Whether a line may be written at `now` (Unix ms).

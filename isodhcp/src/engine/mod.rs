@@ -62,7 +62,11 @@ pub enum Input<'a> {
     /// request in place (no allocation per option) and copies only what it
     /// keeps (vendor class, hostname, relay information) or echoes.
     Dhcp {
+        /// The received message, validated by [`MessageView::parse`].
         msg: &'a MessageView<'a>,
+        /// Addresses among [`Engine::candidates`] that the neighbour table
+        /// shows in use (REACHABLE, STALE, DELAY or PROBE), other than the
+        /// client's own.
         in_use: &'a [Ipv4Addr],
     },
     /// Periodic timer: expire offers, leases and quarantine.
@@ -72,9 +76,17 @@ pub enum Input<'a> {
 /// A reply frame to send: the BOOTP payload and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The encoded BOOTP payload, padded to at least 300 bytes and within the
+    /// client's maximum message size (design.md §Options).
     pub payload: Vec<u8>,
+    /// Ethernet destination: the client's MAC, or broadcast for a NAK and
+    /// for a client without `ciaddr` that set the broadcast flag
+    /// (design.md §Protocol).
     pub dst_mac: Mac,
+    /// IPv4 destination: `ciaddr` when the client set it, else `yiaddr`, or
+    /// 255.255.255.255 with a broadcast MAC (RFC 2131 §4.1).
     pub dst_ip: Ipv4Addr,
+    /// Message type of the reply: OFFER, ACK (also for an INFORM) or NAK.
     pub kind: MessageType,
 }
 
@@ -100,16 +112,35 @@ pub enum Effect {
 /// `messages_ignored` metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Ignored {
+    /// `giaddr` is set: the message came through a relay agent, which this
+    /// server does not serve (design.md §Deployment).
     Relayed,
+    /// No option 53, or one that is not a single known type byte.
     NoMessageType,
+    /// A SELECTING REQUEST whose option 54 names another server: the client
+    /// chose another offer, so ours is withdrawn silently.
     NotOurServer,
+    /// A REQUEST without an address to act on: SELECTING without option 50, or
+    /// no `ciaddr` and no option 50.
     NoAddressNamed,
+    /// A DISCOVER from an isolated or playground client when no address is free,
+    /// even after the oldest offers gave theirs back.
     PoolExhausted,
+    /// A DISCOVER from a compat client when no aligned /30 is wholly free
+    /// (design.md §Compat mode).
     NoFreeBlock,
+    /// A RELEASE from a client that holds no lease for its `ciaddr`.
     NotOwner,
+    /// A DECLINE (option 50) of an address the sender neither leases nor was
+    /// offered (design.md §Quarantine).
     DeclineNotOwner,
+    /// An INFORM whose `ciaddr` lies outside the pool.
     InformOutsidePool,
+    /// A message type a server does not act on (OFFER, ACK or NAK sent to the
+    /// server port).
     Unsupported,
+    /// The reply could not be encoded: it did not fit the client's maximum
+    /// message size even with every option it did not ask for left out.
     Encode,
 }
 
@@ -122,13 +153,23 @@ pub struct Stats {
     pub received: HashMap<&'static str, u64>,
     /// NAKs by reason.
     pub nak_reasons: HashMap<&'static str, u64>,
+    /// Requests answered with a NAK (each also counted in `nak_reasons`).
     pub naks: u64,
+    /// DISCOVERs answered with an OFFER.
     pub offers: u64,
+    /// ACKs for REQUESTs (new, renewed and adopted leases); INFORMs are in
+    /// `informs`.
     pub acks: u64,
+    /// Dynamic leases ended by a RELEASE from their owner.
     pub releases: u64,
+    /// DECLINEs received, honoured or not.
     pub declines: u64,
+    /// INFORMs answered.
     pub informs: u64,
+    /// Leases removed because their time (or grace) ran out.
     pub expired: u64,
+    /// Free addresses found in use in the neighbour table while allocating,
+    /// each quarantined when room allows (design.md §Quarantine).
     pub conflicts: u64,
     /// INIT-REBOOT clients without a record whose address was adopted.
     pub adoptions: u64,
@@ -150,7 +191,9 @@ struct Offer {
 /// Changes to persist (see [`Engine::take_dirty`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Dirty {
+    /// Each changed client's lease as it is now; `None` when the lease is gone.
     pub leases: Vec<(Mac, Option<LeaseRecord>)>,
+    /// The whole quarantine when it changed, else `None`.
     pub quarantine: Option<Vec<QuarantineRecord>>,
 }
 
@@ -158,12 +201,21 @@ pub struct Dirty {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("static {mac}={ip}: {why}")]
+    /// A static entry the engine cannot honour (its address and the playground
+    /// block do not agree; design.md §Statics).
     Static {
+        /// The static client's MAC.
         mac: Mac,
+        /// The static address.
         ip: Ipv4Addr,
+        /// What is wrong, for the error message.
         why: &'static str,
     },
     #[error("no aligned block of {0} addresses is free for the playground")]
+    /// `--playground-size` (the value carried) asked for a block, and no
+    /// aligned block of the next power of two inside the pool avoids the
+    /// statics and restored leases of other modes (design.md §Playground
+    /// mode).
     NoPlaygroundBlock(u32),
 }
 
@@ -191,6 +243,7 @@ pub struct Engine {
     log_budget: LogBudget,
     /// Time of the input being handled.
     now: Millis,
+    /// Counters, read by the metrics and control endpoints.
     pub stats: Stats,
 }
 
@@ -263,6 +316,7 @@ impl Engine {
         })
     }
 
+    /// The configuration the engine was built with.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
@@ -331,6 +385,7 @@ impl Engine {
         self.leases.values()
     }
 
+    /// The lease of client `mac` (dynamic, static or in grace), if any.
     pub fn lease(&self, mac: &Mac) -> Option<&Lease> {
         self.leases.get(mac)
     }
@@ -359,22 +414,28 @@ impl Engine {
             .map(|p| (p.gateway, p.block.prefix))
     }
 
+    /// The playground block, when `--playground-size` set one aside
+    /// (design.md §Playground mode).
     pub fn playground_block(&self) -> Option<Cidr> {
         self.pool.playground().map(|p| p.block)
     }
 
+    /// The address pools, read-only (control, metrics, reconcile).
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
+    /// Free addresses in the main pool and the playground block together.
     pub fn free_count(&self) -> usize {
         self.pool.free_count()
     }
 
+    /// Offers held now, at most [`EngineConfig::max_offers`].
     pub fn offers_outstanding(&self) -> usize {
         self.offers.len()
     }
 
+    /// Addresses in quarantine now (design.md §Quarantine).
     pub fn quarantined_count(&self) -> usize {
         self.quarantine.len()
     }
@@ -432,6 +493,10 @@ impl Engine {
         Vec::new()
     }
 
+    /// Handles one input at `now` (Unix ms) and returns the effects to carry
+    /// out, in order (design.md §Commit order). Before a message is acted on,
+    /// offers, leases and quarantine entries that ran out are expired as on
+    /// an [`Input::Tick`].
     pub fn handle(&mut self, now: Millis, input: Input<'_>) -> Vec<Effect> {
         self.now = now;
         match input {

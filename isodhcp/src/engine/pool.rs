@@ -17,12 +17,17 @@ use crate::wire::cidr::Cidr;
 /// The shared playground block.
 #[derive(Debug, Clone)]
 pub struct Playground {
+    /// The block: aligned, the next power of two at or above
+    /// `--playground-size`, the highest that covers no static or restored
+    /// lease of another mode (design.md §Playground mode).
     pub block: Cidr,
     /// The server IP when it is inside the block, else the block's first host.
     pub gateway: Ipv4Addr,
     free: BTreeSet<u32>,
 }
 
+/// Free addresses of the main pool and of the playground block, with the
+/// fully free /30 blocks indexed (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct Pool {
     cidr: Cidr,
@@ -142,10 +147,12 @@ impl Pool {
         self.free.remove(&a)
     }
 
+    /// The playground block, if `--playground-size` set one aside.
     pub fn playground(&self) -> Option<&Playground> {
         self.playground.as_ref()
     }
 
+    /// The pool prefix.
     pub fn cidr(&self) -> Cidr {
         self.cidr
     }
@@ -172,6 +179,8 @@ impl Pool {
         self.playground_host(ip) && !self.reserved.contains(&u32::from(ip))
     }
 
+    /// Whether `ip` is free now in the main pool or the playground block
+    /// (neither held, reserved, quarantined nor outside them).
     pub fn is_free(&self, ip: Ipv4Addr) -> bool {
         let a = u32::from(ip);
         self.free.contains(&a)
@@ -271,10 +280,13 @@ impl Pool {
             .filter(|ip| self.main_assignable(*ip) || self.playground_assignable(*ip))
     }
 
+    /// Free addresses, main pool and playground block together.
     pub fn free_count(&self) -> usize {
         self.free.len() + self.playground.as_ref().map_or(0, |p| p.free.len())
     }
 
+    /// Aligned /30 blocks whose four addresses are all free (what compat
+    /// clients can still get).
     pub fn free_blocks(&self) -> usize {
         self.free_blocks.len()
     }

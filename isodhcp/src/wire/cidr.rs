@@ -4,9 +4,16 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+/// An IPv4 prefix `addr/prefix`. [`Cidr::new`] and `FromStr` guarantee
+/// `prefix <= 32` and no host bits set in `addr`; a struct literal is not
+/// checked. Its host bits are masked by [`Cidr::network`],
+/// [`Cidr::broadcast`] and [`Cidr::contains`] but show in `Display` and
+/// equality; a prefix over 32 makes the mask meaningless.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Cidr {
+    /// Network address; host bits zero when built by [`Cidr::new`] or parsed.
     pub addr: Ipv4Addr,
+    /// Prefix length in bits, 0..=32.
     pub prefix: u8,
 }
 
@@ -17,6 +24,7 @@ impl Cidr {
         (prefix <= 32 && c.network() == addr).then_some(c)
     }
 
+    /// The netmask as a host-order integer: `prefix` leading one bits.
     pub fn mask(&self) -> u32 {
         if self.prefix == 0 {
             0
@@ -25,18 +33,23 @@ impl Cidr {
         }
     }
 
+    /// The netmask as an address, e.g. 255.255.255.0 for a /24 (the value of
+    /// option 1).
     pub fn mask_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.mask())
     }
 
+    /// `addr` with the host bits cleared: the first address of the prefix.
     pub fn network(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr) & self.mask())
     }
 
+    /// `addr` with every host bit set: the last address of the prefix.
     pub fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr) | !self.mask())
     }
 
+    /// True when `ip` lies inside the prefix (network and broadcast included).
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & self.mask() == u32::from(self.network())
     }
@@ -59,11 +72,16 @@ pub fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
     Ipv4Addr::from_str(s).ok()
 }
 
+/// Why a string is not a [`Cidr`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CidrError {
     #[error("expected ADDRESS/PREFIX")]
+    /// Not `ADDRESS/PREFIX` with a strict dotted quad and a decimal prefix
+    /// 0..=32 of one or two digits.
     Syntax,
     #[error("host bits set (did you mean {0}?)")]
+    /// Well formed, but the address has host bits set; carries the network the
+    /// user probably meant.
     HostBits(Cidr),
 }
 

@@ -13,10 +13,19 @@ use super::options::{self, OptionList};
 use super::view::MessageView;
 use super::{Mac, WireError};
 
+/// `op` of a message from client to server (RFC 2131 §2).
 pub const BOOTREQUEST: u8 = 1;
+/// `op` of a message from server to client (RFC 2131 §2).
 pub const BOOTREPLY: u8 = 2;
+/// `htype` of Ethernet (10 Mb/s Ethernet in the ARP hardware types), the
+/// only hardware type served (design.md §Protocol).
 pub const HTYPE_ETHERNET: u8 = 1;
+/// The BROADCAST bit, the leftmost bit of `flags` (RFC 2131 §2): set by a
+/// client that cannot receive unicast before it is configured; its reply is
+/// then broadcast unless `ciaddr` is set (design.md §Protocol).
 pub const FLAG_BROADCAST: u16 = 0x8000;
+/// The four bytes 99.130.83.99 that start the `options` field
+/// (RFC 2131 §3, RFC 2132 §2).
 pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 /// Length of the fixed part, up to the magic cookie (RFC 2131 §2).
 pub const FIXED_LEN: usize = 236;
@@ -31,20 +40,42 @@ const IP_UDP_HEADERS: usize = 28;
 /// overloaded options their contents are folded into `options`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
+    /// Message op code: [`BOOTREQUEST`] or [`BOOTREPLY`].
     pub op: u8,
+    /// Hardware address type; [`HTYPE_ETHERNET`] for the clients served.
     pub htype: u8,
+    /// Hardware address length in bytes, 6 for Ethernet.
     pub hlen: u8,
+    /// Set to zero by clients, incremented by relay agents.
     pub hops: u8,
+    /// Transaction ID chosen by the client; a reply carries the request's.
     pub xid: u32,
+    /// Seconds since the client began acquiring or renewing its address.
     pub secs: u16,
+    /// Flags; only [`FLAG_BROADCAST`] is defined, the other bits must be zero.
     pub flags: u16,
+    /// Client IP address, set only by a client that already has one (BOUND,
+    /// RENEWING, REBINDING, or for an INFORM); 0.0.0.0 otherwise.
     pub ciaddr: Ipv4Addr,
+    /// 'Your' IP address: the address the server offers or assigns.
     pub yiaddr: Ipv4Addr,
+    /// Address of the next server in bootstrap (TFTP); 0.0.0.0 when unused.
     pub siaddr: Ipv4Addr,
+    /// Relay agent IP address; 0.0.0.0 when no relay agent forwarded the
+    /// message (design.md §Deployment).
     pub giaddr: Ipv4Addr,
+    /// Client hardware address; for Ethernet the first 6 bytes are the MAC
+    /// and the rest should be zero.
     pub chaddr: [u8; 16],
+    /// Optional server host name, NUL terminated, raw; it carries options when
+    /// option 52 says so.
     pub sname: [u8; 64],
+    /// Boot file name, NUL terminated, raw; it carries options when option 52
+    /// says so.
     pub file: [u8; 128],
+    /// The options. After parsing: every option of the message, overloaded
+    /// and split ones joined, except PAD, END and 52. On output: written in
+    /// this order, then END.
     pub options: OptionList,
 }
 
@@ -78,6 +109,7 @@ impl Message {
         Mac(m)
     }
 
+    /// True when the client set the BROADCAST bit ([`FLAG_BROADCAST`]).
     pub fn broadcast_flag(&self) -> bool {
         self.flags & FLAG_BROADCAST != 0
     }

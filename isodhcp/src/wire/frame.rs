@@ -10,10 +10,15 @@ use std::net::Ipv4Addr;
 
 use super::{Mac, WireError};
 
+/// EtherType of IPv4.
 pub const ETH_P_IP: u16 = 0x0800;
+/// EtherType (TPID) of an IEEE 802.1Q VLAN tag (C-tag).
 pub const ETH_P_8021Q: u16 = 0x8100;
+/// EtherType (TPID) of an IEEE 802.1ad service tag (S-tag, QinQ outer tag).
 pub const ETH_P_8021AD: u16 = 0x88a8;
+/// UDP port servers listen on; clients send to it (RFC 2131 §4.1).
 pub const DHCP_SERVER_PORT: u16 = 67;
+/// UDP port clients listen on; servers send to it (RFC 2131 §4.1).
 pub const DHCP_CLIENT_PORT: u16 = 68;
 const ETH_LEN: usize = 14;
 const IP_LEN: usize = 20;
@@ -22,15 +27,24 @@ const UDP_LEN: usize = 8;
 /// A parsed IPv4/UDP frame; `payload` borrows the UDP data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpFrame<'a> {
+    /// Ethernet destination address.
     pub dst_mac: Mac,
+    /// Ethernet source address; admission and the engine require it to equal
+    /// `chaddr` (design.md §Classification).
     pub src_mac: Mac,
     /// VLAN id of the first tag whose id is not 0, if any: such a frame
     /// belongs to that VLAN's interface, not to this one.
     pub vlan: Option<u16>,
+    /// IPv4 source address (0.0.0.0 from a client without an address).
     pub src_ip: Ipv4Addr,
+    /// IPv4 destination address (often 255.255.255.255).
     pub dst_ip: Ipv4Addr,
+    /// UDP source port.
     pub src_port: u16,
+    /// UDP destination port.
     pub dst_port: u16,
+    /// The UDP data as long as the UDP length says (Ethernet padding left
+    /// out): the BOOTP payload for DHCP.
     pub payload: &'a [u8],
 }
 
@@ -128,11 +142,19 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 /// Addressing for an outgoing frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Addressing {
+    /// Ethernet source address; for a reply, the serving interface's MAC.
     pub src_mac: Mac,
+    /// Ethernet destination address; for a reply, the client's `chaddr` or
+    /// broadcast (design.md §Protocol).
     pub dst_mac: Mac,
+    /// IPv4 source address; for a reply, the server IP.
     pub src_ip: Ipv4Addr,
+    /// IPv4 destination address; for a reply, `ciaddr`, `yiaddr` or
+    /// 255.255.255.255 (RFC 2131 §4.1, design.md §Protocol).
     pub dst_ip: Ipv4Addr,
+    /// UDP source port, [`DHCP_SERVER_PORT`] for replies.
     pub src_port: u16,
+    /// UDP destination port, [`DHCP_CLIENT_PORT`] for replies.
     pub dst_port: u16,
 }
 

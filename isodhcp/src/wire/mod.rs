@@ -35,6 +35,8 @@ use std::fmt;
 pub struct Mac(pub [u8; 6]);
 
 impl Mac {
+    /// `ff:ff:ff:ff:ff:ff`, the Ethernet broadcast address; NAKs and replies to
+    /// clients that set the broadcast flag go to it (design.md §Protocol).
     pub const BROADCAST: Mac = Mac([0xff; 6]);
 
     /// Parses `aa:bb:cc:dd:ee:ff` (case-insensitive, colons only).
@@ -73,20 +75,38 @@ impl fmt::Debug for Mac {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     #[error("truncated {0}")]
+    /// The input ends inside the named part ("Ethernet header", "VLAN tag",
+    /// "IPv4 header", "BOOTP fixed part").
     Truncated(&'static str),
     #[error("not an IPv4/UDP frame")]
+    /// The EtherType after at most two VLAN tags is not IPv4, or the IPv4
+    /// protocol is not UDP (17).
     NotIpv4Udp,
     #[error("bad IPv4 header: {0}")]
+    /// The named IPv4 header field is invalid: a version other than 4, a header
+    /// length under 20 bytes or past the frame, or a total length too short for
+    /// the IPv4 and UDP headers or longer than the frame.
     BadIpv4(&'static str),
     #[error("IPv4 fragment")]
+    /// The IPv4 packet is a fragment (more-fragments bit or a non-zero offset);
+    /// fragments are never reassembled.
     Fragment,
     #[error("bad UDP length")]
+    /// The UDP length field is under 8 or runs past the IPv4 payload.
     BadUdpLength,
     #[error("missing DHCP magic cookie")]
+    /// The four bytes after the fixed part are not the magic cookie
+    /// 99.130.83.99 (RFC 2131 §3).
     NoMagicCookie,
     #[error("option {0} overruns its field")]
+    /// The option with this code has a length byte or value running past the end
+    /// of its area (`options`, or an overloaded `file`/`sname`).
     OptionOverrun(u8),
     #[error("message too large ({0} bytes)")]
+    /// The encoded size in bytes is too large: a message that does not fit the
+    /// client's maximum message size even with every droppable option left
+    /// out (the size it still has then), or a frame whose IPv4 total length
+    /// would exceed 65535.
     TooLarge(usize),
 }
 

@@ -2,44 +2,88 @@
 //!
 //! [`OptionList`] keeps options in insertion order and holds each code at most
 //! once; [`OptionList::order_for`] reorders them for a reply: message type
-//! first, then the codes of the client's parameter request list in the
-//! client's order (RFC 2131 §4.3.1 leaves order free; clients that truncate
-//! replies keep what they asked for first), then the rest.
+//! and server identifier first, then the codes of the client's parameter
+//! request list in the client's order (RFC 2131 §4.3.1 leaves order free;
+//! clients that truncate replies keep what they asked for first), then the
+//! rest.
 
 use std::net::Ipv4Addr;
 
+/// Option 0: pad, one byte without a length, skipped (RFC 2132 §3.1).
 pub const PAD: u8 = 0;
+/// Option 1: subnet mask, 4 bytes (RFC 2132 §3.3).
 pub const SUBNET_MASK: u8 = 1;
+/// Option 3: router (default gateway) list, 4 bytes each (RFC 2132 §3.5).
 pub const ROUTER: u8 = 3;
+/// Option 6: domain name server list, 4 bytes each (RFC 2132 §3.8).
 pub const DNS: u8 = 6;
+/// Option 12: client host name (RFC 2132 §3.14); never echoed in replies
+/// (design.md §Options).
 pub const HOSTNAME: u8 = 12;
+/// Option 50: requested IP address, 4 bytes (RFC 2132 §9.1).
 pub const REQUESTED_IP: u8 = 50;
+/// Option 51: IP address lease time, seconds (RFC 2132 §9.2).
 pub const LEASE_TIME: u8 = 51;
+/// Option 52: option overload, 1 byte: 1 `file`, 2 `sname`, 3 both carry
+/// options (RFC 2132 §9.3).
 pub const OVERLOAD: u8 = 52;
+/// Option 53: DHCP message type, 1 byte, see [`MessageType`] (RFC 2132 §9.6).
 pub const MESSAGE_TYPE: u8 = 53;
+/// Option 54: server identifier, the server's IPv4 address (RFC 2132 §9.7).
 pub const SERVER_ID: u8 = 54;
+/// Option 55: parameter request list, one option code per byte, in the
+/// client's order of preference (RFC 2132 §9.8).
 pub const PARAM_REQUEST_LIST: u8 = 55;
+/// Option 56: message, text explaining an error such as a NAK (RFC 2132 §9.9).
 pub const MESSAGE: u8 = 56;
+/// Option 57: maximum DHCP message size, 2 bytes, counted with the IP and
+/// UDP headers, at least 576 (RFC 2132 §9.10).
 pub const MAX_MESSAGE_SIZE: u8 = 57;
+/// Option 58: renewal (T1) time value, seconds (RFC 2132 §9.11).
 pub const RENEWAL_TIME: u8 = 58;
+/// Option 59: rebinding (T2) time value, seconds (RFC 2132 §9.12).
 pub const REBINDING_TIME: u8 = 59;
+/// Option 60: vendor class identifier, opaque bytes (RFC 2132 §9.13); matched
+/// by vendor patterns (design.md §Classification).
 pub const VENDOR_CLASS: u8 = 60;
+/// Option 61: client identifier, type byte then identifier (RFC 2132 §9.14).
 pub const CLIENT_ID: u8 = 61;
+/// Option 82: relay agent information (RFC 3046); echoed unchanged
+/// (design.md §Protocol).
 pub const RELAY_AGENT_INFO: u8 = 82;
+/// Option 121: classless static routes, see [`ClasslessRoute`] (RFC 3442).
 pub const CLASSLESS_ROUTES: u8 = 121;
+/// Option 249: Microsoft's private code for classless static routes (read by
+/// older Windows clients), same encoding as option 121; sent alongside 121
+/// (design.md §Options).
 pub const MS_CLASSLESS_ROUTES: u8 = 249;
+/// Option 255: end, a single byte closing an option area (RFC 2132 §3.2).
 pub const END: u8 = 255;
 
 /// DHCP message types (option 53, RFC 2132 §9.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MessageType {
+    /// Client to server: looking for a server and an address (RFC 2131 §4.3.1).
     Discover = 1,
+    /// Server to client: an address offered in answer to a DISCOVER.
     Offer = 2,
+    /// Client to server: asks for the offered address (SELECTING), confirms a
+    /// remembered one (INIT-REBOOT) or extends its lease (RENEWING/REBINDING)
+    /// (RFC 2131 §4.3.2).
     Request = 3,
+    /// Client to server: the address is already in use on the link
+    /// (RFC 2131 §4.3.3; design.md §Quarantine).
     Decline = 4,
+    /// Server to client: the lease is granted or extended, or, after an INFORM,
+    /// the configuration parameters.
     Ack = 5,
+    /// Server to client: the requested address is wrong for this client, which
+    /// must start over with a DISCOVER.
     Nak = 6,
+    /// Client to server: gives up its lease (RFC 2131 §4.3.4).
     Release = 7,
+    /// Client to server: has an address already and asks only for the other
+    /// configuration parameters (RFC 2131 §4.3.5).
     Inform = 8,
 }
 
@@ -59,6 +103,7 @@ impl MessageType {
         }
     }
 
+    /// The type for an option 53 value; `None` for values outside 1..=8.
     pub fn from_u8(v: u8) -> Option<Self> {
         use MessageType::*;
         Some(match v {
@@ -80,6 +125,7 @@ impl MessageType {
 pub struct OptionList(Vec<(u8, Vec<u8>)>);
 
 impl OptionList {
+    /// An empty list.
     pub fn new() -> Self {
         Self::default()
     }
@@ -105,6 +151,8 @@ impl OptionList {
         }
     }
 
+    /// The value of `code`, joined if it was appended in parts; `None` when
+    /// absent.
     pub fn get(&self, code: u8) -> Option<&[u8]> {
         self.0
             .iter()
@@ -112,46 +160,60 @@ impl OptionList {
             .map(|(_, v)| v.as_slice())
     }
 
+    /// Removes `code` if present; the order of the others is kept.
     pub fn remove(&mut self, code: u8) {
         self.0.retain(|(c, _)| *c != code);
     }
 
+    /// `(code, value)` pairs in list order (the order [`Self::order_for`] set,
+    /// else insertion order).
     pub fn iter(&self) -> impl Iterator<Item = (u8, &[u8])> {
         self.0.iter().map(|(c, v)| (*c, v.as_slice()))
     }
 
+    /// Number of options (distinct codes).
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// True when the list holds no option.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// Sets `code` to the 4 bytes of `ip`.
     pub fn set_ip(&mut self, code: u8, ip: Ipv4Addr) {
         self.set(code, ip.octets().to_vec());
     }
 
+    /// Sets `code` to `v` in network byte order (4 bytes), as times in
+    /// seconds are sent.
     pub fn set_u32(&mut self, code: u8, v: u32) {
         self.set(code, v.to_be_bytes().to_vec());
     }
 
+    /// The value of `code` as an address; `None` unless it is exactly 4 bytes.
     pub fn get_ip(&self, code: u8) -> Option<Ipv4Addr> {
         let v = self.get(code)?;
         let b: [u8; 4] = v.try_into().ok()?;
         Some(Ipv4Addr::from(b))
     }
 
+    /// The value of `code` as a big-endian `u16`; `None` unless it is exactly
+    /// 2 bytes (option 57 is such a value).
     pub fn get_u16(&self, code: u8) -> Option<u16> {
         let b: [u8; 2] = self.get(code)?.try_into().ok()?;
         Some(u16::from_be_bytes(b))
     }
 
+    /// The value of `code` as a big-endian `u32`; `None` unless it is exactly
+    /// 4 bytes.
     pub fn get_u32(&self, code: u8) -> Option<u32> {
         let b: [u8; 4] = self.get(code)?.try_into().ok()?;
         Some(u32::from_be_bytes(b))
     }
 
+    /// Option 53 (RFC 2132 §9.6), when it is one byte naming a known type.
     pub fn message_type(&self) -> Option<MessageType> {
         match self.get(MESSAGE_TYPE)? {
             [t] => MessageType::from_u8(*t),
@@ -159,10 +221,10 @@ impl OptionList {
         }
     }
 
-    /// Reorders for a reply: 53 first, then the client's parameter request
-    /// list order, then everything else in insertion order. Returns the
-    /// number of leading options that are "asked for" (53 plus PRL matches):
-    /// those are the last to be left out when the message must shrink.
+    /// Reorders for a reply: 53 first, then 54, then the client's parameter
+    /// request list order, then everything else in insertion order. Returns
+    /// the number of leading options that are "asked for" (53, 54 and PRL
+    /// matches): those are the last to be left out when the message must shrink.
     pub fn order_for(&mut self, prl: &[u8]) -> usize {
         let mut out = Vec::with_capacity(self.0.len());
         let mut take = |code: u8, out: &mut Vec<(u8, Vec<u8>)>| {
@@ -197,7 +259,10 @@ impl OptionList {
 /// One classless static route (RFC 3442 §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClasslessRoute {
+    /// Destination network; only its first `ceil(prefix / 8)` octets are
+    /// encoded, so the octets after them decode as zero.
     pub dest: Ipv4Addr,
+    /// Destination prefix length, 0..=32 (0 is the default route).
     pub prefix: u8,
     /// 0.0.0.0 means "on-link" (RFC 3442 §3, local subnet route).
     pub router: Ipv4Addr,

@@ -244,6 +244,8 @@ impl<'a> Options<'a> {
         Some(Cow::Owned(joined))
     }
 
+    /// True when `code` occurs in any option area (never for PAD, END or 52);
+    /// one bit test.
     pub fn contains(&self, code: u8) -> bool {
         self.seen.contains(code)
     }
@@ -254,14 +256,19 @@ impl<'a> Options<'a> {
         self.get(code)?.as_ref().try_into().ok()
     }
 
+    /// The value of `code` as an address; `None` unless it is exactly 4 bytes.
     pub fn get_ip(&self, code: u8) -> Option<Ipv4Addr> {
         self.get_array(code).map(Ipv4Addr::from)
     }
 
+    /// The value of `code` as a big-endian `u16`; `None` unless it is exactly
+    /// 2 bytes (option 57 is such a value).
     pub fn get_u16(&self, code: u8) -> Option<u16> {
         self.get_array(code).map(u16::from_be_bytes)
     }
 
+    /// The value of `code` as a big-endian `u32`; `None` unless it is exactly
+    /// 4 bytes.
     pub fn get_u32(&self, code: u8) -> Option<u32> {
         self.get_array(code).map(u32::from_be_bytes)
     }
@@ -296,6 +303,7 @@ impl<'a> Options<'a> {
         self.seen.len()
     }
 
+    /// True when the message carries no option besides PAD, END and 52.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -358,50 +366,64 @@ impl<'a> MessageView<'a> {
         self.b
     }
 
+    /// Message op code, `BOOTREQUEST` (1) or `BOOTREPLY` (2) (RFC 2131 §2).
     pub fn op(&self) -> u8 {
         self.b[0]
     }
 
+    /// Hardware address type, 1 for Ethernet.
     pub fn htype(&self) -> u8 {
         self.b[1]
     }
 
+    /// Hardware address length in bytes, 6 for Ethernet.
     pub fn hlen(&self) -> u8 {
         self.b[2]
     }
 
+    /// Relay hop count: zero from a client, incremented by relay agents.
     pub fn hops(&self) -> u8 {
         self.b[3]
     }
 
+    /// Transaction ID chosen by the client, copied into the reply.
     pub fn xid(&self) -> u32 {
         u32::from_be_bytes(*self.array(4))
     }
 
+    /// Seconds since the client began acquiring or renewing its address.
     pub fn secs(&self) -> u16 {
         u16::from_be_bytes(*self.array(8))
     }
 
+    /// Flags; only the BROADCAST bit is defined, see [`Self::broadcast_flag`].
     pub fn flags(&self) -> u16 {
         u16::from_be_bytes(*self.array(10))
     }
 
+    /// Client IP address, set only by a client that already has one (BOUND,
+    /// RENEWING, REBINDING, or for an INFORM); 0.0.0.0 otherwise.
     pub fn ciaddr(&self) -> Ipv4Addr {
         self.ip(12)
     }
 
+    /// 'Your' IP address: set by servers in replies, 0.0.0.0 in requests.
     pub fn yiaddr(&self) -> Ipv4Addr {
         self.ip(16)
     }
 
+    /// Address of the next server in bootstrap (TFTP); 0.0.0.0 when unused.
     pub fn siaddr(&self) -> Ipv4Addr {
         self.ip(20)
     }
 
+    /// Relay agent IP address; 0.0.0.0 when no relay agent forwarded the
+    /// message (design.md §Deployment).
     pub fn giaddr(&self) -> Ipv4Addr {
         self.ip(24)
     }
 
+    /// Client hardware address field; for Ethernet the MAC is its first 6 bytes.
     pub fn chaddr(&self) -> &'a [u8; 16] {
         self.array(28)
     }
@@ -421,10 +443,12 @@ impl<'a> MessageView<'a> {
         Mac(*self.array(28))
     }
 
+    /// True when the client set the BROADCAST bit of `flags` (RFC 2131 §2).
     pub fn broadcast_flag(&self) -> bool {
         self.flags() & FLAG_BROADCAST != 0
     }
 
+    /// The validated options, read in place.
     pub fn options(&self) -> &Options<'a> {
         &self.options
     }
