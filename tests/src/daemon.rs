@@ -18,33 +18,18 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// The line the daemon logs once it serves.
 pub const READY_MARKER: &str = "isodhcp ready";
 
-/// `--xdp` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XdpMode {
-    Auto,
-    Native,
-    Generic,
-    Off,
-}
+/// `--xdp` value: the daemon's own type.
+pub use isodhcp::config::XdpMode;
 
-impl XdpMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            XdpMode::Auto => "auto",
-            XdpMode::Native => "native",
-            XdpMode::Generic => "generic",
-            XdpMode::Off => "off",
-        }
-    }
-    /// From env `ISODHCP_XDP` (`auto|native|generic|off`); default `off`.
-    pub fn from_env() -> Result<XdpMode> {
-        match std::env::var("ISODHCP_XDP").ok().as_deref() {
-            None | Some("" | "off") => Ok(XdpMode::Off),
-            Some("auto") => Ok(XdpMode::Auto),
-            Some("native") => Ok(XdpMode::Native),
-            Some("generic") => Ok(XdpMode::Generic),
-            Some(o) => bail!("ISODHCP_XDP={o:?}: expected auto, native, generic or off"),
-        }
+/// The lab's `--xdp` mode from env `ISODHCP_XDP` (`auto|native|generic|off`);
+/// default `off`.
+pub fn xdp_from_env() -> Result<XdpMode> {
+    match std::env::var("ISODHCP_XDP").ok().as_deref() {
+        None | Some("" | "off") => Ok(XdpMode::Off),
+        Some("auto") => Ok(XdpMode::Auto),
+        Some("native") => Ok(XdpMode::Native),
+        Some("generic") => Ok(XdpMode::Generic),
+        Some(o) => bail!("ISODHCP_XDP={o:?}: expected auto, native, generic or off"),
     }
 }
 
@@ -95,7 +80,7 @@ impl DaemonConfig {
     /// --bpf-pin-dir /sys/fs/bpf/isodhcp-test-<labid> -v`.
     pub fn for_lab(lab: &Lab) -> Result<DaemonConfig> {
         let mut c = DaemonConfig::for_lab_with_bin(lab, &isodhcp_bin()?);
-        c.xdp = XdpMode::from_env()?;
+        c.xdp = xdp_from_env()?;
         Ok(c)
     }
 

@@ -38,7 +38,7 @@ pub fn demo(bin: &Path, secs: u64) -> Result<()> {
 
     let mut cfg = DaemonConfig::for_lab_with_bin(&lab, bin);
     cfg.xdp = match std::env::var("ISODHCP_XDP") {
-        Ok(_) => XdpMode::from_env()?,
+        Ok(_) => isodhcp_tests::xdp_from_env()?,
         Err(_) => XdpMode::Auto,
     };
     println!("starting: {} {}", cfg.bin.display(), cfg.args().join(" "));
