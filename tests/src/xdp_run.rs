@@ -17,7 +17,7 @@ use std::time::Duration;
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result, bail};
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::Xdp;
 use aya::{Ebpf, EbpfLoader, TestRun, TestRunOptions};
 use isodhcp::wire::Mac;
@@ -224,6 +224,11 @@ impl XdpRun {
     /// Loads the object at [`object_path`]; fails clearly without root or
     /// without a built object, and with the verifier log on rejection.
     pub fn load() -> Result<XdpRun> {
+        XdpRun::load_object(&object_path())
+    }
+
+    /// [`XdpRun::load`] for the object at `path`.
+    pub fn load_object(path: &Path) -> Result<XdpRun> {
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         if euid != 0 {
@@ -232,7 +237,7 @@ impl XdpRun {
                  Run them as root (e.g. `sudo -E cargo test -p isodhcp-tests --release --test xdp_verdicts`)."
             );
         }
-        let path = object_path();
+        let path = path.to_path_buf();
         if !path.is_file() {
             bail!(
                 "XDP object {} not found: build it with `cargo xtask build-ebpf` \
@@ -257,6 +262,26 @@ impl XdpRun {
     /// Path of the loaded object.
     pub fn object(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the object has a map called `name`.
+    pub fn has_map(&self, name: &str) -> bool {
+        self.ebpf.map(name).is_some()
+    }
+
+    /// Takes the ring buffer `name` and returns how many records wait in it.
+    pub fn ring_records(&mut self, name: &str) -> Result<usize> {
+        let map = self
+            .ebpf
+            .take_map(name)
+            .with_context(|| format!("no map {name}"))?;
+        let mut ring =
+            RingBuf::try_from(map).with_context(|| format!("{name} is no ring buffer"))?;
+        let mut n = 0;
+        while ring.next().is_some() {
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn prog(&self) -> Result<&Xdp> {

@@ -502,3 +502,32 @@ fn cost_per_frame() {
         assert!(d.as_micros() < 20, "implausible cost {d:?}");
     }
 }
+
+/// The opt-in debug events: the default object has no ring buffer for them
+/// at all; the `--xdp-debug` build (`ISODHCP_EBPF_DEBUG_OBJ`, which `cargo
+/// xtask test` builds and sets) passes the verifier, decides the same, and
+/// writes one record per DHCP frame and none for other traffic.
+#[test]
+fn debug_events_only_in_the_debug_build() {
+    isodhcp_tests::needs_root!("BPF");
+    assert!(
+        !load().has_map("AYA_LOGS"),
+        "the default object carries the debug ring buffer"
+    );
+    let Some(p) = std::env::var_os("ISODHCP_EBPF_DEBUG_OBJ").filter(|p| !p.is_empty()) else {
+        eprintln!(
+            "debug object not checked: ISODHCP_EBPF_DEBUG_OBJ unset (cargo xtask test sets it)"
+        );
+        return;
+    };
+    let mut x = XdpRun::load_object(&PathBuf::from(p)).expect("the debug object must load");
+    x.set_limits(roomy()).unwrap();
+    passes_to_stack(&x, &discover(CLIENT), "DISCOVER, debug build");
+    let o = x.run(&udp(CLIENT, 68, 53, &[0; 64])).expect("run");
+    assert_eq!(o.action, action::PASS, "DNS frame, debug build");
+    assert_eq!(
+        x.ring_records("AYA_LOGS").unwrap(),
+        1,
+        "records for one DHCP and one other frame"
+    );
+}

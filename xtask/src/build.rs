@@ -1,7 +1,7 @@
 //! build-ebpf, build, run, test.
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -45,12 +45,24 @@ pub fn daemon_bin() -> PathBuf {
 /// `xdp_debug` compiles in the opt-in debug events (the
 /// `debug-events` feature of isodhcp-ebpf).
 pub fn build_ebpf_with(xdp_debug: bool) -> Result<PathBuf> {
+    build_ebpf_in(xdp_debug, &target_dir())
+}
+
+/// Where `xtask test` builds the debug-events variant of the XDP object, so
+/// that it never replaces the one the daemon embeds.
+fn debug_target_dir() -> PathBuf {
+    target_dir().join("ebpf-debug")
+}
+
+/// [`build_ebpf_with`] into the cargo target directory `target`.
+fn build_ebpf_in(xdp_debug: bool, target: &Path) -> Result<PathBuf> {
     let mut cmd = Command::new("rustup");
     for k in TOOLCHAIN_ENV {
         cmd.env_remove(k);
     }
     cmd.current_dir(workspace_root())
         .env("RUSTFLAGS", EBPF_RUSTFLAGS)
+        .env("CARGO_TARGET_DIR", target)
         .args([
             "run",
             "nightly",
@@ -65,7 +77,7 @@ pub fn build_ebpf_with(xdp_debug: bool) -> Result<PathBuf> {
         cmd.args(["--features", "debug-events"]);
     }
     sh(&mut cmd).context("eBPF build failed (run `cargo xtask setup` for the toolchain)")?;
-    let obj = ebpf_object();
+    let obj = target.join("bpfel-unknown-none/release/isodhcp-ebpf");
     if !obj.is_file() {
         bail!("eBPF build succeeded but {} is missing", obj.display());
     }
@@ -109,6 +121,8 @@ pub fn test(args: &[String]) -> Result<()> {
     crate::setup::run()?;
     let bin = build()?;
     let obj = ebpf_object();
+    // The debug-events variant too, so the verifier sees it on every run.
+    let debug_obj = build_ebpf_in(true, &debug_target_dir())?;
     // ARGS before a literal `--` go to cargo test, the rest to the harness.
     let (cargo_args, harness_args) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
@@ -129,6 +143,7 @@ pub fn test(args: &[String]) -> Result<()> {
     let mut cmd = cargo();
     cmd.env("ISODHCP_BIN", &bin)
         .env("ISODHCP_EBPF_OBJ", &obj)
+        .env("ISODHCP_EBPF_DEBUG_OBJ", &debug_obj)
         .args(["test", "--release"]);
     // cargo ignores `-p` next to `--workspace`: test everything only when no package is named.
     let names_package = cargo_args
