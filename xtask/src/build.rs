@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{cargo, host_cargo, run as sh, target_dir, workspace_root};
+use crate::util::{cargo, run as sh, target_dir, workspace_root};
 
 /// Environment that a `cargo run` of xtask (stable) leaks into children and
 /// that would make the nightly eBPF build use the wrong compiler or flags.
@@ -111,8 +111,9 @@ pub fn run(args: &[String]) -> Result<()> {
     Err(err).with_context(|| format!("cannot exec {}", bin.display()))
 }
 
-/// Seconds the fuzz target runs in `xtask test` (a smoke run; long runs are manual).
-const FUZZ_SECONDS: &str = "30";
+/// Seconds each fuzz target runs in `xtask test` (a smoke run; campaigns
+/// are `cargo xtask fuzz`).
+const FUZZ_SECONDS: u64 = 15;
 
 /// setup, build, lints, a bounded fuzz run, then the whole workspace's tests
 /// in release mode. The last line is the summed `N passed, N failed` of
@@ -138,7 +139,7 @@ pub fn test(args: &[String]) -> Result<()> {
             "-D",
             "warnings",
         ]))?;
-        fuzz_smoke()?;
+        crate::fuzz::smoke(FUZZ_SECONDS)?;
     }
     let mut cmd = cargo();
     cmd.env("ISODHCP_BIN", &bin)
@@ -155,19 +156,4 @@ pub fn test(args: &[String]) -> Result<()> {
     cmd.args(cargo_args);
     cmd.arg("--").args(TEST_HARNESS_ARGS).args(harness_args);
     crate::util::run_counting_tests(&mut cmd)
-}
-
-/// Builds the fuzz target with cargo-fuzz (nightly) and runs it briefly.
-fn fuzz_smoke() -> Result<()> {
-    let mut cmd = host_cargo();
-    let max_time = format!("-max_total_time={FUZZ_SECONDS}");
-    sh(cmd.current_dir(workspace_root()).args([
-        "+nightly",
-        "fuzz",
-        "run",
-        "parse_frame",
-        "--",
-        &max_time,
-        "-max_len=1600",
-    ]))
 }

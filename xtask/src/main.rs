@@ -6,6 +6,7 @@
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod setup;
 mod util;
 
@@ -62,6 +63,11 @@ enum Cmd {
     /// `dora` (leases/s, renewals/s, 1k→10k scale, start-up with 10k
     /// leases), `all`. Builds first; prints tables. Needs root.
     Bench(bench::BenchOpts),
+    /// Fuzz campaign: every target of `fuzz/` (or `--target T`) for
+    /// `--seconds` each (default 60) or `--runs N` executions; prints
+    /// executions, execs/s and corpus size per target. Needs nightly and
+    /// cargo-fuzz (`cargo xtask setup`).
+    Fuzz(fuzz::FuzzOpts),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
             .and_then(|()| build::build())
             .and_then(|bin| demo::demo(&bin, secs)),
         Cmd::Bench(opts) => bench::run(&opts),
+        Cmd::Fuzz(opts) => fuzz::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,7 +16,7 @@
 
 pub mod client;
 pub mod proto;
-mod render;
+pub mod render;
 pub mod reply;
 pub mod server;
 

@@ -109,6 +109,23 @@ async fn write_response(stream: &mut UnixStream, r: &Response) -> io::Result<()>
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
 
+/// One request line as a client sent it: the [`Request`], or why it is
+/// refused (too large, not JSON, another protocol version, not a request),
+/// the message of the error response. Pure, so it is fuzzed on its own.
+pub fn decode_request(line: &[u8]) -> Result<Request, String> {
+    if line.len() > MAX_REQUEST {
+        return Err(format!("request larger than {MAX_REQUEST} bytes"));
+    }
+    let v = serde_json::from_slice::<serde_json::Value>(line)
+        .map_err(|e| format!("not a JSON request: {e}"))?;
+    if v.get("version").and_then(serde_json::Value::as_u64) != Some(u64::from(VERSION)) {
+        return Err(format!(
+            "unsupported protocol version (this daemon speaks {VERSION})"
+        ));
+    }
+    serde_json::from_value::<Request>(v).map_err(|e| format!("bad request: {e}"))
+}
+
 async fn handle(mut stream: UnixStream, tx: mpsc::Sender<Pending>) -> io::Result<()> {
     if !allowed(&stream) {
         warn!("control request from another user refused");
@@ -126,33 +143,48 @@ async fn handle(mut stream: UnixStream, tx: mpsc::Sender<Pending>) -> io::Result
     let answer = match read {
         Err(_) => Response::error("timed out reading the request"),
         Ok(Err(e)) => return Err(e),
-        Ok(Ok(_)) if line.len() > MAX_REQUEST => {
-            Response::error(format!("request larger than {MAX_REQUEST} bytes"))
-        }
-        Ok(Ok(_)) => match serde_json::from_slice::<serde_json::Value>(&line) {
-            Err(e) => Response::error(format!("not a JSON request: {e}")),
-            Ok(v)
-                if v.get("version").and_then(serde_json::Value::as_u64)
-                    != Some(u64::from(VERSION)) =>
-            {
-                Response::error(format!(
-                    "unsupported protocol version (this daemon speaks {VERSION})"
-                ))
-            }
-            Ok(v) => match serde_json::from_value::<Request>(v) {
-                Err(e) => Response::error(format!("bad request: {e}")),
-                Ok(req) => {
-                    let (back, answer) = oneshot::channel();
-                    if tx.send((req, back)).await.is_err() {
-                        Response::error("daemon is shutting down")
-                    } else {
-                        answer
-                            .await
-                            .unwrap_or_else(|_| Response::error("daemon is shutting down"))
-                    }
+        Ok(Ok(_)) => match decode_request(&line) {
+            Err(why) => Response::error(why),
+            Ok(req) => {
+                let (back, answer) = oneshot::channel();
+                if tx.send((req, back)).await.is_err() {
+                    Response::error("daemon is shutting down")
+                } else {
+                    answer
+                        .await
+                        .unwrap_or_else(|_| Response::error("daemon is shutting down"))
                 }
-            },
+            }
         },
     };
     write_response(&mut stream, &answer).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::Command;
+
+    fn refusal(line: &[u8]) -> String {
+        decode_request(line).expect_err("must be refused")
+    }
+
+    #[test]
+    fn request_lines_decode_or_are_refused_with_a_reason() {
+        let ok = decode_request(br#"{"version":1,"cmd":"show","key":"printer"}"#).unwrap();
+        assert_eq!(
+            ok.cmd,
+            Command::Show {
+                key: "printer".into()
+            }
+        );
+        assert!(refusal(b"{not json").starts_with("not a JSON request"));
+        assert!(
+            refusal(br#"{"version":2,"cmd":"status"}"#).starts_with("unsupported protocol version")
+        );
+        assert!(refusal(br#"{"cmd":"status"}"#).starts_with("unsupported protocol version"));
+        assert!(refusal(br#"{"version":1,"cmd":"reboot"}"#).starts_with("bad request"));
+        let big = vec![b' '; MAX_REQUEST + 1];
+        assert!(refusal(&big).starts_with("request larger than"));
+    }
 }
