@@ -53,9 +53,17 @@ pub fn parse_mac(s: &str) -> Mac {
 /// A one-client lab with the daemon started (see [`config`]) and a raw
 /// port in the client namespace: the fixture of the RFC 2131 suites.
 pub fn setup(tag: &str) -> (Lab, crate::Daemon, Dhcp) {
+    setup_with(tag, &[])
+}
+
+/// [`setup`] with `extra` daemon arguments after those of [`config`].
+pub fn setup_with(tag: &str, extra: &[&str]) -> (Lab, crate::Daemon, Dhcp) {
     crate::preflight().expect("preflight");
     let lab = Lab::new(tag, 1).expect("building the lab");
-    let d = lab.start_isodhcp(&config(&lab)).expect("isodhcp start");
+    let mut cfg = config(&lab);
+    cfg.extra
+        .extend(extra.iter().map(std::string::ToString::to_string));
+    let d = lab.start_isodhcp(&cfg).expect("isodhcp start");
     let dhcp = Dhcp::open(lab.client(0)).expect("raw socket in the client namespace");
     (lab, d, dhcp)
 }

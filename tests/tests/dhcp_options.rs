@@ -8,19 +8,8 @@
 use std::net::Ipv4Addr;
 
 use isodhcp::wire::options::{self, ClasslessRoute, MessageType, decode_classless_routes};
-use isodhcp_tests::crafted::{self, Captured, Dhcp, mac, relay_agent_info, request};
-use isodhcp_tests::{DNS_IP, Daemon, Lab, SERVER_IP, preflight};
-
-fn setup(tag: &str, extra: &[&str]) -> (Lab, Daemon, Dhcp) {
-    preflight().expect("preflight");
-    let lab = Lab::new(tag, 1).expect("building the lab");
-    let mut cfg = crafted::config(&lab);
-    cfg.extra
-        .extend(extra.iter().map(std::string::ToString::to_string));
-    let d = lab.start_isodhcp(&cfg).expect("isodhcp start");
-    let dhcp = Dhcp::open(lab.client(0)).expect("raw socket in the client namespace");
-    (lab, d, dhcp)
-}
+use isodhcp_tests::crafted::{self, Captured, mac, relay_agent_info, request};
+use isodhcp_tests::{DNS_IP, SERVER_IP};
 
 const PRL: [u8; 8] = [6, 3, 42, 1, 121, 12, 51, 59];
 
@@ -104,7 +93,7 @@ fn check_reply(r: &Captured, what: &str) {
 #[test]
 fn offer_and_ack_options() {
     isodhcp_tests::needs_root!();
-    let (lab, _d, dhcp) = setup("o5opts", &["--dhcp-option", "42,ip,198.18.0.9"]);
+    let (lab, _d, dhcp) = crafted::setup_with("o5opts", &["--dhcp-option", "42,ip,198.18.0.9"]);
     let a = mac(1, 1);
     let extra = vec![
         (options::PARAM_REQUEST_LIST, PRL.to_vec()),
@@ -137,7 +126,7 @@ fn offer_and_ack_options() {
 #[test]
 fn prl_order_follows_the_client() {
     isodhcp_tests::needs_root!();
-    let (lab, _d, dhcp) = setup("o5order", &[]);
+    let (lab, _d, dhcp) = crafted::setup_with("o5order", &[]);
     let a = mac(2, 1);
     let prl = vec![121u8, 59, 58, 6, 1, 3];
     let offer = dhcp
@@ -159,7 +148,8 @@ fn max_message_size_honoured() {
     let text = "x".repeat(200);
     let o224 = format!("224,hex,{big}");
     let o225 = format!("225,str,{text}");
-    let (lab, _d, dhcp) = setup("o5max", &["--dhcp-option", &o224, "--dhcp-option", &o225]);
+    let (lab, _d, dhcp) =
+        crafted::setup_with("o5max", &["--dhcp-option", &o224, "--dhcp-option", &o225]);
     let prl = vec![1u8, 3, 6, 51];
 
     // Control: no option 57 → the full reply is larger than 548.
@@ -221,7 +211,7 @@ fn max_message_size_honoured() {
 #[test]
 fn option_82_echoed_unchanged() {
     isodhcp_tests::needs_root!();
-    let (lab, _d, dhcp) = setup("o5relay", &[]);
+    let (lab, _d, dhcp) = crafted::setup_with("o5relay", &[]);
     let a = mac(4, 1);
     let ri = relay_agent_info();
     let (offer, ack) = dhcp

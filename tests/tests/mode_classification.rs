@@ -10,21 +10,7 @@ use std::net::Ipv4Addr;
 
 use isodhcp::wire::Mac;
 use isodhcp::wire::options::{self, MessageType};
-use isodhcp_tests::crafted::{
-    self, Captured, Dhcp, To, lease_entry, lease_files_text, mac, request,
-};
-use isodhcp_tests::{Daemon, Lab, preflight};
-
-fn setup(tag: &str, extra: &[&str]) -> (Lab, Daemon, Dhcp) {
-    preflight().expect("preflight");
-    let lab = Lab::new(tag, 1).expect("building the lab");
-    let mut cfg = crafted::config(&lab);
-    cfg.extra
-        .extend(extra.iter().map(std::string::ToString::to_string));
-    let d = lab.start_isodhcp(&cfg).expect("isodhcp start");
-    let dhcp = Dhcp::open(lab.client(0)).expect("raw socket in the client namespace");
-    (lab, d, dhcp)
-}
+use isodhcp_tests::crafted::{self, Captured, To, lease_entry, lease_files_text, mac, request};
 
 fn ip(h: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, h)
@@ -44,7 +30,7 @@ fn mask(r: &Captured) -> Option<Ipv4Addr> {
 #[test]
 fn vendor_class_selects_compat() {
     isodhcp_tests::needs_root!();
-    let (lab, _d, dhcp) = setup("k5vendor", &["--compat-vendor", "Android"]);
+    let (lab, _d, dhcp) = crafted::setup_with("k5vendor", &["--compat-vendor", "Android"]);
     let a = mac(1, 1);
     let o = dhcp
         .discover(a, &vendor("android-dhcp-14"))
@@ -85,7 +71,7 @@ fn vendor_class_selects_compat() {
 #[test]
 fn classification_precedence() {
     isodhcp_tests::needs_root!();
-    let (lab, _d, dhcp) = setup(
+    let (lab, _d, dhcp) = crafted::setup_with(
         "k5prec",
         &[
             "--playground-size",
@@ -160,7 +146,7 @@ fn classification_precedence() {
 #[test]
 fn vendor_remembered_without_option_60() {
     isodhcp_tests::needs_root!();
-    let (lab, _d, dhcp) = setup("k5remember", &["--compat-vendor", "android"]);
+    let (lab, _d, dhcp) = crafted::setup_with("k5remember", &["--compat-vendor", "android"]);
     let lf = lab.dir().join("leases.json");
     let a = mac(2, 1);
     let o = dhcp
@@ -202,7 +188,7 @@ fn vendor_remembered_without_option_60() {
 #[test]
 fn masquerade_flag_is_orthogonal() {
     isodhcp_tests::needs_root!();
-    let (lab, _d, dhcp) = setup("k5masq", &["--masquerade-vendor", "android"]);
+    let (lab, _d, dhcp) = crafted::setup_with("k5masq", &["--masquerade-vendor", "android"]);
     let lf = lab.dir().join("leases.json");
     let a = mac(3, 1);
     let (_, ack) = dhcp
