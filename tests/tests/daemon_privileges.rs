@@ -321,6 +321,10 @@ fn unit_file_is_hardened_as_specified() {
     assert!(start.contains("--interface %i"), "{start}");
     // The lease file it names lives in the state directory (writable under ProtectSystem=strict).
     assert!(start.contains("/var/lib/isodhcp/"), "{start}");
+    // The package's binary, options from /etc/isodhcp/IFACE.conf (design.md §Packaging).
+    assert!(start.starts_with("/usr/sbin/isodhcp "), "{start}");
+    assert!(start.ends_with(" $ISODHCP_OPTS"), "{start}");
+    assert_eq!(one("EnvironmentFile"), "-/etc/isodhcp/%i.conf");
     assert!(
         get("User").is_empty() || one("User") != "root",
         "must not run as root"

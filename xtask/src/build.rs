@@ -124,6 +124,8 @@ pub fn test(args: &[String]) -> Result<()> {
     let obj = ebpf_object();
     // The debug-events variant too, so the verifier sees it on every run.
     let debug_obj = build_ebpf_in(true, &debug_target_dir())?;
+    // The package the package_deb suite installs, upgrades and purges.
+    let deb = crate::deb::package(&bin)?;
     // ARGS before a literal `--` go to cargo test, the rest to the harness.
     let (cargo_args, harness_args) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
@@ -145,6 +147,7 @@ pub fn test(args: &[String]) -> Result<()> {
     cmd.env("ISODHCP_BIN", &bin)
         .env("ISODHCP_EBPF_OBJ", &obj)
         .env("ISODHCP_EBPF_DEBUG_OBJ", &debug_obj)
+        .env("ISODHCP_DEB", &deb)
         .args(["test", "--release"]);
     // cargo ignores `-p` next to `--workspace`: test everything only when no package is named.
     let names_package = cargo_args

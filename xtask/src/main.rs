@@ -5,6 +5,7 @@
 
 mod bench;
 mod build;
+mod deb;
 mod demo;
 mod fuzz;
 mod setup;
@@ -68,6 +69,10 @@ enum Cmd {
     /// executions, execs/s and corpus size per target. Needs nightly and
     /// cargo-fuzz (`cargo xtask setup`).
     Fuzz(fuzz::FuzzOpts),
+    /// Build the Debian package target/debian/isodhcp_VERSION_ARCH.deb
+    /// (binary with the XDP object embedded, systemd unit, man page,
+    /// maintainer scripts from dist/debian/); runs lintian when installed.
+    Deb,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +92,9 @@ fn main() -> ExitCode {
             .and_then(|bin| demo::demo(&bin, secs)),
         Cmd::Bench(opts) => bench::run(&opts),
         Cmd::Fuzz(opts) => fuzz::run(&opts),
+        Cmd::Deb => deb::deb().map(|deb| {
+            eprintln!("xtask: package: {}", deb.display());
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,9 @@ const APT_PACKAGES: &[&str] = &[
     "busybox",
     "kea-dhcp4-server",
     "dnsmasq-base",
+    // cargo xtask deb and its test: dpkg-shlibdeps, the package linter.
+    "dpkg-dev",
+    "lintian",
 ];
 
 /// bpf-linker must match nightly rustc's LLVM (22).
