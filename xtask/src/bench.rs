@@ -6,7 +6,9 @@
 //! - [`dora`]: leases/s with full DORA and renewals/s against isodhcp (XDP
 //!   off/auto, every kernel effect on), kea-dhcp4 and dnsmasq; scale to
 //!   10,000 clients and start-up time / memory with 10,000 leases.
-//! - `all`: flood, then dora.
+//! - [`soak`]: N minutes of churn, flood, SIGUSR1 and `--verify` against
+//!   one isodhcp; fails on growth after warm-up or a lost lease.
+//! - `all`: flood, then dora (not soak: it has its own length).
 //!
 //! This module holds what both share: options, building the binaries, the
 //! loadgen process guard, polling, CPU/RSS readings, Kea's start-up and the
@@ -14,6 +16,7 @@
 
 mod dora;
 mod flood;
+mod soak;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,11 +36,16 @@ use crate::util::{cargo, target_dir};
 pub(crate) const POOL: &str = "198.18.0.0/16";
 pub(crate) const KEA_POOL: &str = "198.18.1.0 - 198.18.255.254";
 pub(crate) const KEA_BIN: &str = "/usr/sbin/kea-dhcp4";
+/// The nft set isodhcp fills in dora and soak (`--nft-set-isolated`).
+pub(crate) const NFT_SET: &str = "inet filter iso";
+pub(crate) const NFT_SCRIPT: &str =
+    "table inet filter {\n  set iso {\n    type ipv4_addr;\n  }\n}\n";
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchOpts {
-    /// Which benchmark: `flood` (the default), `dora`, or `all` (both).
+    /// Which benchmark: `flood` (the default), `dora`, `all` (both), or
+    /// `soak`.
     #[arg(default_value = "flood")]
     pub which: String,
     /// flood: seconds during which the probes start attempts, per flood
@@ -82,6 +90,13 @@ pub struct BenchOpts {
     /// start-up is measured after the last.
     #[arg(long, default_value_t = 3)]
     pub scale_runs: usize,
+    /// soak: minutes to run (samples every 10 s; warm-up a fifth of the
+    /// run, between 1 and 30 minutes).
+    #[arg(long, default_value_t = 10)]
+    pub minutes: u64,
+    /// soak: background random-MAC DISCOVER flood, frames/s.
+    #[arg(long, default_value_t = 500)]
+    pub soak_flood_rate: u64,
     /// Use the binaries already in target/release (skip setup and builds).
     #[arg(long)]
     pub no_build: bool,
@@ -94,11 +109,12 @@ pub(crate) struct Bins {
 }
 
 pub fn run(opts: &BenchOpts) -> Result<()> {
-    let (do_flood, do_dora) = match opts.which.as_str() {
-        "flood" => (true, false),
-        "dora" => (false, true),
-        "all" => (true, true),
-        o => bail!("unknown benchmark {o:?} (available: flood, dora, all)"),
+    let (do_flood, do_dora, do_soak) = match opts.which.as_str() {
+        "flood" => (true, false, false),
+        "dora" => (false, true, false),
+        "all" => (true, true, false),
+        "soak" => (false, false, true),
+        o => bail!("unknown benchmark {o:?} (available: flood, dora, all, soak)"),
     };
     let bins = if opts.no_build {
         Bins {
@@ -135,6 +151,9 @@ pub fn run(opts: &BenchOpts) -> Result<()> {
     }
     if do_dora {
         dora::run(opts, &bins)?;
+    }
+    if do_soak {
+        soak::run(opts, &bins)?;
     }
     Ok(())
 }

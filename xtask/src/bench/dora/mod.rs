@@ -50,8 +50,8 @@ mod restart;
 mod server;
 
 use super::{
-    Bins, KEA_BIN, Loadgen, POOL, cpu_seconds_with_children, poll, render_cells, rss_kib,
-    save_results, start_kea,
+    Bins, KEA_BIN, Loadgen, NFT_SCRIPT, NFT_SET, POOL, cpu_seconds_with_children, poll,
+    render_cells, rss_kib, save_results, start_kea,
 };
 use checks::*;
 use measure::*;
@@ -67,8 +67,6 @@ const TRIES: u32 = 4;
 /// ends as soon as all its clients are done).
 const PHASE_SECONDS: u64 = 60;
 /// The nft named set isodhcp fills (`--nft-set-isolated`).
-const NFT_SET: &str = "inet filter iso";
-const NFT_SCRIPT: &str = "table inet filter {\n  set iso {\n    type ipv4_addr;\n  }\n}\n";
 /// Rate limits far above what the bench sends.
 const LIMIT_FLAGS: [&str; 8] = [
     "--rate-limit",

@@ -159,7 +159,7 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
 }
 
 /// TSO off on every veth end; bridge port flags (see the module comment).
-fn prepare_lab(lab: &Lab) -> Result<()> {
+pub(super) fn prepare_lab(lab: &Lab) -> Result<()> {
     for c in &lab.clients {
         c.ns.run_ok("ethtool", &["-K", &c.ifname, "tso", "off"])?;
     }
