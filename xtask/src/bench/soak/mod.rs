@@ -51,6 +51,8 @@ struct Findings {
     list: Vec<String>,
     churn_ok: u64,
     churn_tried: u64,
+    flood_frames: u64,
+    resident_renewals: u64,
     sigusr1: u64,
     verifies: u64,
 }
@@ -67,24 +69,13 @@ pub fn run(opts: &BenchOpts, bins: &Bins) -> Result<()> {
         "soak: {} min, sample every {SAMPLE_SECS} s, warm-up {warmup_s:.0} s, flood {}/s",
         opts.minutes, opts.soak_flood_rate
     );
-    let mut residents = spawn_residents(&lab, bins, total)?;
+    let mut w = Workers::start(&lab, bins, opts.soak_flood_rate, total.as_secs())?;
     let start_leases = resident_leases(bins, &sock)?;
     if start_leases.len() != RESIDENTS.len() {
         bail!("residents without a lease at the start: {start_leases:?}");
     }
-    let mut flood = spawn_flood(&lab, bins, opts.soak_flood_rate, total)?;
-    let (samples, mut f) = sample_loop(&lab, bins, &mut d, &sock, &start_leases, total)?;
-    flood.finish(Duration::from_secs(30))?;
-    for (mac, r) in RESIDENTS.iter().zip(&mut residents) {
-        let v = r.finish(Duration::from_secs(30))?;
-        let fails = v["stats"]["failures"].as_u64().unwrap_or(u64::MAX);
-        if fails != 0 {
-            f.list.push(format!(
-                "resident {mac}: {fails} failed renewals: {}",
-                v["stats"]
-            ));
-        }
-    }
+    let (samples, mut f) = sample_loop(&mut w, &mut d, &sock, &start_leases, total)?;
+    w.finish(&mut f)?;
     restart_keeps_residents(&lab, &cfg, &mut d, bins, &sock, &start_leases, &mut f)?;
     f.list.extend(growth(&samples, warmup_s));
     report(opts, &samples, &f, warmup_s)
@@ -117,115 +108,179 @@ fn daemon_config(lab: &Lab, bins: &Bins) -> Result<DaemonConfig> {
     Ok(cfg)
 }
 
-/// Loadgen arguments shared by the probes: `-i IFACE probe --kind known`.
-fn spawn_residents(lab: &Lab, bins: &Bins, total: Duration) -> Result<Vec<Loadgen>> {
-    let c = lab.client(2);
-    let mut out = Vec::new();
-    for (i, mac) in RESIDENTS.iter().enumerate() {
-        let args: Vec<String> = [
-            "-i", &c.ifname, "probe", "--kind", "known", "--mac", mac, "--repeat", "renew",
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .chain([
-            "--interval".into(),
-            RESIDENT_INTERVAL_MS.to_string(),
+/// The load, in bounded chunks (loadgen runs at most 600 s, and a 24 h
+/// soak is many chunks): a churn round and a flood slice per period, the
+/// residents' probes restarted every [`RESIDENT_CHUNK_S`].
+struct Workers<'a> {
+    lab: &'a Lab,
+    bins: &'a Bins,
+    flood_rate: u64,
+    total_s: u64,
+    churn: Option<Loadgen>,
+    flood: Option<Loadgen>,
+    residents: Vec<Loadgen>,
+}
+
+/// Seconds each resident probe runs before it is restarted.
+const RESIDENT_CHUNK_S: u64 = 300;
+
+impl<'a> Workers<'a> {
+    fn start(lab: &'a Lab, bins: &'a Bins, flood_rate: u64, total_s: u64) -> Result<Workers<'a>> {
+        let mut w = Workers {
+            lab,
+            bins,
+            flood_rate,
+            total_s,
+            churn: None,
+            flood: None,
+            residents: Vec::new(),
+        };
+        w.spawn_residents(0)?;
+        Ok(w)
+    }
+
+    /// Collects the last period's churn and flood, starts the next ones;
+    /// every [`RESIDENT_CHUNK_S`] also the residents'.
+    fn next_period(&mut self, round: u64, f: &mut Findings) -> Result<()> {
+        let limit = Duration::from_secs(SAMPLE_SECS);
+        if let Some(mut c) = self.churn.take() {
+            let v = c.finish(limit)?;
+            f.churn_ok += v["stats"]["successes"].as_u64().unwrap_or(0);
+            f.churn_tried += CHURN_CLIENTS;
+        }
+        if let Some(mut fl) = self.flood.take() {
+            f.flood_frames += fl.finish(limit)?["frames_sent"].as_u64().unwrap_or(0);
+        }
+        if round > 0 && (round * SAMPLE_SECS).is_multiple_of(RESIDENT_CHUNK_S) {
+            self.finish_residents(f)?;
+            self.spawn_residents(round * SAMPLE_SECS)?;
+        }
+        self.churn = Some(self.spawn_churn(round)?);
+        self.flood = Some(self.spawn_flood(round)?);
+        Ok(())
+    }
+
+    fn finish(mut self, f: &mut Findings) -> Result<()> {
+        let limit = Duration::from_secs(SAMPLE_SECS);
+        if let Some(mut c) = self.churn.take() {
+            c.finish(limit)?;
+        }
+        if let Some(mut fl) = self.flood.take() {
+            fl.finish(limit)?;
+        }
+        self.finish_residents(f)
+    }
+
+    fn finish_residents(&mut self, f: &mut Findings) -> Result<()> {
+        for (mac, mut r) in RESIDENTS.iter().zip(self.residents.drain(..)) {
+            let v = r.finish(Duration::from_secs(RESIDENT_CHUNK_S + 30))?;
+            f.resident_renewals += v["stats"]["successes"].as_u64().unwrap_or(0);
+            let fails = v["stats"]["failures"].as_u64().unwrap_or(u64::MAX);
+            if fails != 0 {
+                f.list.push(format!(
+                    "resident {mac}: {fails} failed renewals: {}",
+                    v["stats"]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// One `probe --kind known --mac M` per resident, renewing every 5 s,
+    /// for a chunk starting `at` seconds into the run.
+    fn spawn_residents(&mut self, at: u64) -> Result<()> {
+        let c = self.lab.client(2);
+        let secs = RESIDENT_CHUNK_S.min(self.total_s.saturating_sub(at)).max(1);
+        for (i, mac) in RESIDENTS.iter().enumerate() {
+            let args: Vec<String> = [
+                "-i", &c.ifname, "probe", "--kind", "known", "--mac", mac, "--repeat", "renew",
+            ]
+            .iter()
+            .map(ToString::to_string)
+            .chain([
+                "--interval".into(),
+                RESIDENT_INTERVAL_MS.to_string(),
+                "--seconds".into(),
+                secs.to_string(),
+                "--timeout".into(),
+                "1000".into(),
+                "--max-tries".into(),
+                "4".into(),
+            ])
+            .collect();
+            let name = format!("resident-{i}");
+            let mut p = Loadgen::spawn(&c.ns, &self.bins.loadgen, self.lab.dir(), &name, &args)?;
+            p.wait_ready(Duration::from_secs(15))?;
+            self.residents.push(p);
+        }
+        Ok(())
+    }
+
+    /// A flood slice from `c0` for most of one period.
+    fn spawn_flood(&self, round: u64) -> Result<Loadgen> {
+        let c = self.lab.client(0);
+        let secs = SAMPLE_SECS - 1;
+        let args: Vec<String> = vec![
+            "-i".into(),
+            c.ifname.clone(),
+            "flood".into(),
+            "--rate".into(),
+            self.flood_rate.to_string(),
+            "--frames".into(),
+            self.flood_rate.saturating_mul(secs).to_string(),
             "--seconds".into(),
-            total.as_secs().to_string(),
-            "--timeout".into(),
-            "1000".into(),
-            "--max-tries".into(),
-            "4".into(),
-        ])
-        .collect();
-        let mut p = Loadgen::spawn(
-            &c.ns,
-            &bins.loadgen,
-            lab.dir(),
-            &format!("resident-{i}"),
-            &args,
-        )?;
-        p.wait_ready(Duration::from_secs(15))?;
-        out.push(p);
+            secs.to_string(),
+            "--mac-prefix".into(),
+            "0a".into(),
+        ];
+        let name = format!("flood-{round}");
+        Loadgen::spawn(&c.ns, &self.bins.loadgen, self.lab.dir(), &name, &args)
     }
-    Ok(out)
-}
 
-fn spawn_flood(lab: &Lab, bins: &Bins, rate: u64, total: Duration) -> Result<Loadgen> {
-    let c = lab.client(0);
-    let secs = total.as_secs();
-    let args: Vec<String> = vec![
-        "-i".into(),
-        c.ifname.clone(),
-        "flood".into(),
-        "--rate".into(),
-        rate.to_string(),
-        "--frames".into(),
-        rate.saturating_mul(secs + 5).to_string(),
-        "--seconds".into(),
-        (secs + 5).to_string(),
-        "--mac-prefix".into(),
-        "0a".into(),
-    ];
-    let mut f = Loadgen::spawn(&c.ns, &bins.loadgen, lab.dir(), "flood", &args)?;
-    f.wait_ready(Duration::from_secs(10))?;
-    Ok(f)
-}
-
-/// One churn round on `c1`: fresh clients, DORA, a renewal, maybe RELEASE.
-fn spawn_churn(lab: &Lab, bins: &Bins, round: u64) -> Result<Loadgen> {
-    let c = lab.client(1);
-    let mut args: Vec<String> = vec![
-        "-i".into(),
-        c.ifname.clone(),
-        "dora".into(),
-        "--clients".into(),
-        CHURN_CLIENTS.to_string(),
-        "--inflight".into(),
-        "16".into(),
-        "--seconds".into(),
-        (SAMPLE_SECS - 3).to_string(),
-        "--renew".into(),
-        "1".into(),
-        "--mac-prefix".into(),
-        "0e".into(),
-    ];
-    if round.is_multiple_of(2) {
-        args.push("--release".into());
+    /// One churn round on `c1`: fresh clients, DORA, a renewal, and every
+    /// other round a RELEASE (the rest expire).
+    fn spawn_churn(&self, round: u64) -> Result<Loadgen> {
+        let c = self.lab.client(1);
+        let mut args: Vec<String> = vec![
+            "-i".into(),
+            c.ifname.clone(),
+            "dora".into(),
+            "--clients".into(),
+            CHURN_CLIENTS.to_string(),
+            "--inflight".into(),
+            "16".into(),
+            "--seconds".into(),
+            (SAMPLE_SECS - 3).to_string(),
+            "--renew".into(),
+            "1".into(),
+            "--mac-prefix".into(),
+            "0e".into(),
+        ];
+        if round.is_multiple_of(2) {
+            args.push("--release".into());
+        }
+        let name = format!("churn-{round}");
+        Loadgen::spawn(&c.ns, &self.bins.loadgen, self.lab.dir(), &name, &args)
     }
-    Loadgen::spawn(
-        &c.ns,
-        &bins.loadgen,
-        lab.dir(),
-        &format!("churn-{round}"),
-        &args,
-    )
 }
 
-/// Every period: collect the last churn round, start the next, SIGUSR1,
-/// `--verify`, residents' addresses, one sample.
+/// Every period: next load chunk, SIGUSR1, `--verify`, the residents'
+/// addresses, one sample.
 fn sample_loop(
-    lab: &Lab,
-    bins: &Bins,
+    w: &mut Workers,
     d: &mut Daemon,
     sock: &Path,
     residents: &[(String, String)],
     total: Duration,
 ) -> Result<(Vec<Sample>, Findings)> {
     let pid = d.pid().context("daemon not running")?;
+    let (lab, bins) = (w.lab, w.bins);
     let t0 = Instant::now();
     let mut f = Findings::default();
     let mut samples = Vec::new();
-    let mut churn: Option<Loadgen> = None;
-    let periods = total.as_secs() / SAMPLE_SECS;
-    for round in 0..periods {
+    for round in 0..total.as_secs() / SAMPLE_SECS {
         let due = t0 + Duration::from_secs((round + 1) * SAMPLE_SECS);
-        if let Some(mut c) = churn.take() {
-            let v = c.finish(Duration::from_secs(SAMPLE_SECS))?;
-            f.churn_ok += v["stats"]["successes"].as_u64().unwrap_or(0);
-            f.churn_tried += CHURN_CLIENTS;
-        }
-        churn = Some(spawn_churn(lab, bins, round)?);
+        w.next_period(round, &mut f)?;
         d.signal(libc::SIGUSR1)?;
         f.sigusr1 += 1;
         verify_round(bins, sock, &mut f, t0.elapsed().as_secs())?;
@@ -246,9 +301,6 @@ fn sample_loop(
         samples.push(s);
         // The period's remainder: this IS the sampling cadence.
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
-    }
-    if let Some(mut c) = churn.take() {
-        c.finish(Duration::from_secs(SAMPLE_SECS))?;
     }
     Ok((samples, f))
 }
@@ -378,12 +430,15 @@ fn report(opts: &BenchOpts, samples: &[Sample], f: &Findings, warmup_s: f64) -> 
     }
     let mut table = render_cells(&cells);
     table += &format!(
-        "\nchurn: {}/{} clients leased; SIGUSR1 {}x, --verify {}x; warm-up {warmup_s:.0} s\n",
-        f.churn_ok, f.churn_tried, f.sigusr1, f.verifies
+        "\nchurn: {}/{} clients leased; residents: {} renewals; flood: {} frames; \
+         SIGUSR1 {}x, --verify {}x; warm-up {warmup_s:.0} s\n",
+        f.churn_ok, f.churn_tried, f.resident_renewals, f.flood_frames, f.sigusr1, f.verifies
     );
     let doc = json!({
         "minutes": opts.minutes, "sample_secs": SAMPLE_SECS, "warmup_s": warmup_s,
-        "flood_rate": opts.soak_flood_rate, "churn_ok": f.churn_ok, "churn_tried": f.churn_tried,
+        "flood_rate": opts.soak_flood_rate, "flood_frames": f.flood_frames,
+        "churn_ok": f.churn_ok, "churn_tried": f.churn_tried,
+        "resident_renewals": f.resident_renewals,
         "findings": f.list, "samples": samples.iter().map(Sample::to_json).collect::<Vec<_>>(),
     });
     let json_path = super::save_results("soak", &doc, &table)?;
