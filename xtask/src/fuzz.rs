@@ -117,9 +117,16 @@ fn run_target(
     if !out.status.success() {
         let tail: Vec<&str> = log.lines().rev().take(60).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
+        // The panic message sits above the stack trace, out of the tail.
+        let panic: Vec<&str> = log
+            .lines()
+            .skip_while(|l| !l.contains("panicked at"))
+            .take(4)
+            .collect();
         bail!(
-            "fuzz target {target} failed ({}):\n{}",
+            "fuzz target {target} failed ({}):\n{}\n...\n{}",
             out.status,
+            panic.join("\n"),
             tail.join("\n")
         );
     }

@@ -129,6 +129,30 @@ fn to_millis(secs: f64) -> Option<Millis> {
         .then(|| (secs * 1000.0).round() as Millis)
 }
 
+/// Which record serves each MAC when keys that differ only in spelling
+/// (case, as a hand-edited or hostile file may have) name the same one:
+/// the key written the way we write it, else the first. The others are
+/// carried verbatim under their own keys, which therefore never collide
+/// with the one written back (nothing is lost in a rewrite).
+fn one_key_per_mac(
+    decoded: &[(String, Value, Result<LeaseRecord, String>)],
+) -> BTreeMap<Mac, usize> {
+    let mut keep: BTreeMap<Mac, usize> = BTreeMap::new();
+    for (i, (key, _, r)) in decoded.iter().enumerate() {
+        if let Ok(r) = r {
+            let canonical = *key == r.mac.to_string();
+            keep.entry(r.mac)
+                .and_modify(|k| {
+                    if canonical {
+                        *k = i;
+                    }
+                })
+                .or_insert(i);
+        }
+    }
+    keep
+}
+
 fn decode_record(mac: &str, v: &Value) -> Result<LeaseRecord, String> {
     let m = Mac::parse(&mac.to_ascii_lowercase()).ok_or("key is not a MAC address")?;
     let j: LeaseJson = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
@@ -267,19 +291,30 @@ impl LeaseStore {
             journal,
         };
         decode_quarantine(quarantine, &mut loaded);
-        for (mac, v) in leases {
-            match decode_record(&mac, &v) {
-                Ok(r) => loaded.records.push(r),
-                Err(why) => {
-                    loaded.warnings.push(format!(
-                        "lease record {mac}: {why}; kept in the file unchanged"
-                    ));
-                    if let Some(sub) = subnets.get(&mac) {
-                        store.subnets.insert(mac.clone(), sub.clone());
-                    }
-                    store.carried.insert(mac, v);
+        let decoded: Vec<(String, Value, Result<LeaseRecord, String>)> = leases
+            .into_iter()
+            .map(|(key, v)| {
+                let r = decode_record(&key, &v);
+                (key, v, r)
+            })
+            .collect();
+        let keep = one_key_per_mac(&decoded);
+        for (i, (key, v, r)) in decoded.into_iter().enumerate() {
+            let why = match r {
+                Ok(r) if keep.get(&r.mac) == Some(&i) => {
+                    loaded.records.push(r);
+                    continue;
                 }
+                Ok(r) => format!("another record in the file is for the same MAC {}", r.mac),
+                Err(why) => why,
+            };
+            loaded.warnings.push(format!(
+                "lease record {key}: {why}; kept in the file unchanged"
+            ));
+            if let Some(sub) = subnets.get(&key) {
+                store.subnets.insert(key.clone(), sub.clone());
             }
+            store.carried.insert(key, v);
         }
         Ok((store, loaded))
     }

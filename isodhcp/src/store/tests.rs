@@ -406,3 +406,38 @@ fn fold_cost_at_10k_leases() {
     );
     let _ = fs::remove_dir_all(&d);
 }
+
+/// Found by the lease_file fuzz target: two keys that differ only in case
+/// name one MAC. One record serves it (the key spelled as we write it);
+/// the other is carried verbatim, and a rewrite keeps both.
+#[test]
+fn keys_differing_in_case_keep_one_record_and_lose_nothing() {
+    let d = tmpdir("dupcase");
+    let p = d.join("leases.json");
+    fs::write(
+        &p,
+        r#"{"version":1,"leases":{
+            "aa:bb:Cc:dd:ee:02":{"ip":"198.18.0.200","expires":1795471476.5,"masq":false},
+            "aa:bb:cc:dd:ee:02":{"ip":"198.18.0.6","expires":1795471476.3,"masq":false}}}"#,
+    )
+    .unwrap();
+    let (mut s, l) = LeaseStore::open(&p).unwrap();
+    assert_eq!(l.records.len(), 1, "{:?}", l.records);
+    assert_eq!(
+        l.records[0].ip,
+        Ipv4Addr::new(198, 18, 0, 6),
+        "the canonical key wins"
+    );
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    assert!(
+        l.warnings[0].contains("aa:bb:Cc:dd:ee:02") && l.warnings[0].contains("same MAC"),
+        "{:?}",
+        l.warnings
+    );
+    s.snapshot(0, l.records.iter(), &[]).unwrap();
+    let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    assert_eq!(v["leases"]["aa:bb:cc:dd:ee:02"]["ip"], "198.18.0.6");
+    assert_eq!(v["leases"]["aa:bb:Cc:dd:ee:02"]["ip"], "198.18.0.200");
+    let (_, again) = LeaseStore::open(&p).unwrap();
+    assert_eq!(again.records, l.records);
+}
