@@ -82,10 +82,10 @@ impl Journal {
     }
 
     /// Appends the lines and fsyncs once.
-    pub(super) fn append(&mut self, lines: &[Value]) -> Result<(), StoreError> {
+    pub(super) fn append<T: serde::Serialize>(&mut self, lines: &[T]) -> Result<(), StoreError> {
         let mut buf = Vec::with_capacity(lines.len() * 160);
         for l in lines {
-            serde_json::to_writer(&mut buf, l).expect("JSON values always serialise");
+            serde_json::to_writer(&mut buf, l).expect("lease lines always serialise");
             buf.push(b'\n');
         }
         let path = self.path.clone();

@@ -441,3 +441,31 @@ fn keys_differing_in_case_keep_one_record_and_lose_nothing() {
     let (_, again) = LeaseStore::open(&p).unwrap();
     assert_eq!(again.records, l.records);
 }
+
+/// The borrowed writer (`LeaseOut`) writes exactly what the reader's
+/// `LeaseJson` would: same fields, order and omissions.
+#[test]
+fn lease_out_writes_the_bytes_lease_json_would() {
+    let mut plain = rec(3, None);
+    plain.hostname = None;
+    let mut full = rec(4, Some(1_795_471_476_250));
+    full.mode = Mode::Compat;
+    full.masq = true;
+    full.vendor = Some("android-dhcp-14".into());
+    for r in [&plain, &full] {
+        let j = LeaseJson {
+            ip: r.ip,
+            expires: r.expires.map(|e| e as f64 / 1000.0),
+            mode: Some(r.mode.as_str().into()),
+            masq: r.masq,
+            hostname: r.hostname.clone(),
+            vendor: r.vendor.clone(),
+        };
+        assert_eq!(
+            serde_json::to_string(&LeaseOut::of(r)).unwrap(),
+            serde_json::to_string(&j).unwrap()
+        );
+        let back: LeaseJson = serde_json::from_value(encode_record(r)).unwrap();
+        assert_eq!(back, j);
+    }
+}
