@@ -223,6 +223,8 @@ struct Restart {
     routes: u64,
     set_elements: u64,
     ctl_leases: Option<u64>,
+    /// `--dump=leases --json` of the whole table, ms.
+    dump_ms: f64,
 }
 
 impl Restart {
@@ -238,6 +240,7 @@ impl Restart {
             "routes": self.routes,
             "set_elements": self.set_elements,
             "ctl_leases": self.ctl_leases,
+            "dump_ms": round1(self.dump_ms),
         })
     }
 }

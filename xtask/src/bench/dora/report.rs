@@ -95,7 +95,7 @@ pub(super) fn commit_cell(r: &Run) -> String {
 
 pub(super) fn restart_line(r: &Restart) -> String {
     format!(
-        "{} {} restart with {} leases: ready after {:.0} ms (RSS {:.1} MiB), routes+set complete after {} ms (RSS {:.1} MiB); routes {}, set {}, leases {}",
+        "{} {} restart with {} leases: ready after {:.0} ms (RSS {:.1} MiB), routes+set complete after {} ms (RSS {:.1} MiB); routes {}, set {}, leases {} (--dump {:.0} ms)",
         r.server.label(),
         r.kind,
         r.leases_in_file,
@@ -105,7 +105,8 @@ pub(super) fn restart_line(r: &Restart) -> String {
         r.rss_after_kib as f64 / 1024.0,
         r.routes,
         r.set_elements,
-        opt(r.ctl_leases)
+        opt(r.ctl_leases),
+        r.dump_ms
     )
 }
 
@@ -344,6 +345,7 @@ fn restart_table(restarts: &[Restart]) -> String {
             "routes",
             "set elems",
             "leases ctl",
+            "--dump ms",
         ]
         .map(String::from)
         .to_vec(),
@@ -360,6 +362,7 @@ fn restart_table(restarts: &[Restart]) -> String {
             r.routes.to_string(),
             r.set_elements.to_string(),
             opt(r.ctl_leases),
+            format!("{:.0}", r.dump_ms),
         ]);
     }
     out += &render_cells(&cells);

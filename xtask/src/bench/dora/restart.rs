@@ -30,6 +30,11 @@ pub(super) fn restart(live: &mut Live, bins: &Bins, want: u64, cold: bool) -> Re
     let complete = wait_complete(&live.lab, want, t0)?;
     let rss_after = rss_kib(pid)?;
     let sock = live.lab.dir().join(format!("isodhcp_{SERVER_IF}.sock"));
+    // What an operator waits for `--dump=leases --json` of the whole table
+    // (request, answer, parse).
+    let t_dump = Instant::now();
+    let ctl_leases = ctl_lease_count(&bins.daemon, &sock).ok();
+    let dump_ms = t_dump.elapsed().as_secs_f64() * 1000.0;
     let r = Restart {
         server: live.server,
         kind,
@@ -40,7 +45,8 @@ pub(super) fn restart(live: &mut Live, bins: &Bins, want: u64, cold: bool) -> Re
         rss_after_kib: rss_after,
         routes: route_count(&live.lab)?,
         set_elements: set_count(&live.lab)?,
-        ctl_leases: ctl_lease_count(&bins.daemon, &sock).ok(),
+        ctl_leases,
+        dump_ms,
     };
     live.daemon = Some(d);
     stop(live)?;
