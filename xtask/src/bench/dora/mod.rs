@@ -194,6 +194,15 @@ impl Run {
     fn renew_per_s(&self) -> Option<f64> {
         self.out["renew"]["successes_per_s"].as_f64()
     }
+    /// Server CPU (with its children) per successful exchange, DORA or
+    /// renewal, over the measured window, µs.
+    fn cpu_us_per_exchange(&self) -> Option<f64> {
+        let n = self.out["stats"]["successes"].as_u64().unwrap_or(0)
+            + self.out["renew"]["stats"]["successes"]
+                .as_u64()
+                .unwrap_or(0);
+        (n > 0).then(|| self.cpu_pct / 100.0 * self.window_s * 1e6 / n as f64)
+    }
     fn to_json(&self) -> Value {
         json!({
             "server": self.server.label(),

@@ -169,8 +169,9 @@ pub(super) fn render(
 }
 
 /// The cost and lease-state columns the DORA and the scale table end with.
-const STATE_HEADERS: [&str; 6] = [
+const STATE_HEADERS: [&str; 7] = [
     "CPU %",
+    "CPU µs/exchange",
     "durable writes (mean ms)",
     "leases ctl/file",
     "routes",
@@ -181,10 +182,12 @@ const STATE_HEADERS: [&str; 6] = [
 /// A run's cells under [`STATE_HEADERS`]; the neighbour cell is `ns/host,
 /// fulls`: entries in the server namespace and host-wide, and ARP table
 /// overflows during the run.
-fn state_cells(r: &Run) -> [String; 6] {
+fn state_cells(r: &Run) -> [String; 7] {
     let c = &r.checks;
     [
         format!("{:.0}", r.cpu_pct),
+        r.cpu_us_per_exchange()
+            .map_or_else(|| "-".into(), |u| format!("{u:.0}")),
         commit_cell(r),
         format!("{}/{}", opt(c.ctl_leases), opt(c.file_leases)),
         opt(c.routes),
