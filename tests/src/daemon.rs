@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::lab::{DNS_IP, Lab, POOL, SERVER_IF, SERVER_IP, ServerAddr};
+use crate::netinfo::Route;
 use crate::netns::Netns;
 use crate::util::{self, require_tool, tail, wait_child, wait_until};
 
@@ -144,6 +145,24 @@ impl Lab {
         let mut d = Daemon::start(&self.server, &cfg.bin, &cfg.args(), self.dir(), &log)?;
         d.wait_ready()?;
         Ok(d)
+    }
+}
+
+impl Lab {
+    /// Client `i` runs dhclient against `d`: it must get a /32 lease, and
+    /// the server a host route to it with the server address as source
+    /// (design.md §Isolated mode). Panics with the daemon's log otherwise.
+    pub fn dhclient_isolated(&self, i: usize, d: &Daemon) -> (crate::clients::Lease, Route) {
+        let lease = self
+            .client(i)
+            .dhclient()
+            .unwrap_or_else(|e| panic!("dhclient: {e:#}\n{}", d.log_text()));
+        assert_eq!(lease.addr.prefixlen, 32, "{}", lease.addr);
+        let r = self
+            .wait_server_route(lease.ip(), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", d.log_text()));
+        assert_eq!(r.prefsrc, Some(SERVER_IP), "route {r}");
+        (lease, r)
     }
 }
 

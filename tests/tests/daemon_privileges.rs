@@ -135,14 +135,7 @@ fn unprivileged_serves(tag: &str, xdp: XdpMode) {
 
     // A stock client gets a lease; the host route is there.
     let c = lab.client(0);
-    let lease = c
-        .dhclient()
-        .unwrap_or_else(|e| panic!("dhclient: {e:#}\n{}", d.log_text()));
-    assert_eq!(lease.addr.prefixlen, 32, "{}", lease.addr);
-    let r = lab
-        .wait_server_route(lease.ip(), WAIT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", d.log_text()));
-    assert_eq!(r.prefsrc, Some(SERVER_IP), "route {r}");
+    let (lease, r) = lab.dhclient_isolated(0, &d);
     assert_eq!(r.dev.as_deref(), Some("srv0"), "route {r}");
     assert!(
         c.default_route()
