@@ -2,12 +2,17 @@
 //! isodhcp manages (our routes, our aliases) for the reconcile diff.
 //!
 //! Guarantees:
-//! - Fixes to distinct addresses are independent and go to netlink at
-//!   once; when one address has several fixes (down then up in one batch)
-//!   they run one by one, in order.
-//! - Once netlink timed out, the remaining ordered fixes are failed at once
-//!   rather than each waiting as long again; the caller retries them at the
-//!   next reconcile.
+//! - Route fixes go to the kernel as one batch, in the order given
+//!   ([`super::route_batch`]), so a down then up of one address lands in
+//!   that order.
+//! - Alias fixes to distinct addresses are independent and go to netlink
+//!   at once; when one address has several (down then up in one batch)
+//!   they run one by one, in order. Routes and aliases are independent
+//!   kernel objects (our routes' source is the server's own address), so
+//!   the two groups need no order between them.
+//! - Once netlink timed out, the remaining ordered alias fixes are failed
+//!   at once rather than each waiting as long again; the caller retries
+//!   them at the next reconcile.
 //! - Every fix gets its own result, in the order given.
 
 use std::collections::BTreeSet;
@@ -15,6 +20,7 @@ use std::net::Ipv4Addr;
 
 use super::netlink::{NETLINK_TIMEOUT, Netlink, NetlinkError};
 use super::reconcile::{Fix, KernelState};
+use super::route_batch::RouteOp;
 use crate::wire::cidr::Cidr;
 
 /// Where fixes apply: the interface and the server's own address (the
@@ -27,12 +33,64 @@ pub struct Target {
 
 /// Applies `fixes`; one result per fix, in order.
 pub async fn apply_fixes(nl: &Netlink, at: Target, fixes: &[Fix]) -> Vec<Result<(), NetlinkError>> {
-    let distinct = fixes.iter().map(Fix::target).collect::<BTreeSet<_>>().len() == fixes.len();
+    let mut out: Vec<Option<Result<(), NetlinkError>>> = fixes.iter().map(|_| None).collect();
+    let (at_route, ops): (Vec<usize>, Vec<RouteOp>) = fixes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| match f {
+            Fix::AddRoute(ip) => Some((i, RouteOp { add: true, ip: *ip })),
+            Fix::RemoveRoute(ip) => Some((
+                i,
+                RouteOp {
+                    add: false,
+                    ip: *ip,
+                },
+            )),
+            Fix::AddAlias(..) | Fix::RemoveAlias(..) => None,
+        })
+        .unzip();
+    if !ops.is_empty() {
+        let done = nl.routes(&ops, at.ifindex, at.server_ip).await;
+        for (i, r) in at_route.into_iter().zip(done) {
+            out[i] = Some(r);
+        }
+    }
+    let aliases: Vec<(usize, Alias)> = fixes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| match *f {
+            Fix::AddAlias(ip, p) => Some((i, (true, ip, p))),
+            Fix::RemoveAlias(ip, p) => Some((i, (false, ip, p))),
+            Fix::AddRoute(_) | Fix::RemoveRoute(_) => None,
+        })
+        .collect();
+    for ((i, _), r) in aliases.iter().zip(apply_aliases(nl, at, &aliases).await) {
+        out[*i] = Some(r);
+    }
+    // Every fix is a route or an alias, so every slot was filled above.
+    out.into_iter().flatten().collect()
+}
+
+/// An alias change: add?, address, prefix length.
+type Alias = (bool, Ipv4Addr, u8);
+
+/// Alias fixes: at once when their addresses are distinct, else in order.
+async fn apply_aliases(
+    nl: &Netlink,
+    at: Target,
+    fixes: &[(usize, Alias)],
+) -> Vec<Result<(), NetlinkError>> {
+    let distinct = fixes
+        .iter()
+        .map(|(_, a)| a.1)
+        .collect::<BTreeSet<_>>()
+        .len()
+        == fixes.len();
     if distinct {
-        return futures::future::join_all(fixes.iter().map(|f| run_fix(nl, at, f))).await;
+        return futures::future::join_all(fixes.iter().map(|(_, a)| run_alias(nl, at, *a))).await;
     }
     let mut r: Vec<Result<(), NetlinkError>> = Vec::with_capacity(fixes.len());
-    for f in fixes {
+    for (_, a) in fixes {
         let stalled = r
             .iter()
             .any(|x| matches!(x, Err(NetlinkError::Timeout { .. })));
@@ -42,19 +100,17 @@ pub async fn apply_fixes(nl: &Netlink, at: Target, fixes: &[Fix]) -> Vec<Result<
                 limit: NETLINK_TIMEOUT,
             })
         } else {
-            run_fix(nl, at, f).await
+            run_alias(nl, at, *a).await
         });
     }
     r
 }
 
-async fn run_fix(nl: &Netlink, at: Target, fix: &Fix) -> Result<(), NetlinkError> {
-    let (ifindex, src) = (at.ifindex, at.server_ip);
-    match fix {
-        Fix::AddRoute(ip) => nl.route_add(*ip, ifindex, src).await,
-        Fix::RemoveRoute(ip) => nl.route_del(*ip, ifindex, src).await,
-        Fix::AddAlias(ip, p) => nl.alias_add(*ip, *p, ifindex).await,
-        Fix::RemoveAlias(ip, p) => nl.alias_del(*ip, *p, ifindex).await,
+async fn run_alias(nl: &Netlink, at: Target, (add, ip, p): Alias) -> Result<(), NetlinkError> {
+    if add {
+        nl.alias_add(ip, p, at.ifindex).await
+    } else {
+        nl.alias_del(ip, p, at.ifindex).await
     }
 }
 

@@ -3,8 +3,8 @@
 //! the caller, which logs, counts and retries them at the next reconcile.
 //!
 //! Layout: [`reconcile`] decides (pure: what bindings need, and the diff
-//! against what was found), [`kernel`] and [`netlink`] carry out routes and
-//! aliases, [`nft`] the firewall (model, render, exec), [`hooks`] the
+//! against what was found), [`kernel`], [`netlink`] and [`route_batch`] carry out
+//! routes and aliases, [`nft`] the firewall (model, render, exec), [`hooks`] the
 //! operator's hook script (its arguments and environment included),
 //! [`xdp`] the admission program, [`detect`] the host facts.
 //!
@@ -20,4 +20,5 @@ pub mod kernel;
 pub mod netlink;
 pub mod nft;
 pub mod reconcile;
+pub mod route_batch;
 pub mod xdp;

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -24,6 +25,8 @@ use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
 };
 use rtnetlink::{AddressMessageBuilder, Handle, RouteMessageBuilder};
+
+use super::route_batch::{RouteOp, RouteSocket};
 
 use crate::wire::Mac;
 
@@ -46,6 +49,16 @@ pub enum NetlinkError {
         op: &'static str,
         source: rtnetlink::Error,
     },
+    #[error("netlink {op} refused: {source}")]
+    Refused {
+        op: &'static str,
+        source: std::io::Error,
+    },
+    #[error("netlink {op} failed: {source}")]
+    Batch {
+        op: &'static str,
+        source: std::io::Error,
+    },
     #[error("netlink {op} got no answer within {limit:?}")]
     Timeout { op: &'static str, limit: Duration },
 }
@@ -62,6 +75,8 @@ pub struct InterfaceInfo {
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// Host route changes go in batches over a socket of their own.
+    routes: Arc<tokio::sync::Mutex<RouteSocket>>,
 }
 
 fn req(op: &'static str) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
@@ -92,8 +107,12 @@ impl Netlink {
     /// Opens a netlink connection; the connection task runs on the current runtime.
     pub fn connect() -> Result<Netlink, NetlinkError> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        let routes = RouteSocket::open().map_err(NetlinkError::Socket)?;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            routes: Arc::new(tokio::sync::Mutex::new(routes)),
+        })
     }
 
     pub async fn interface(&self, name: &str) -> Result<InterfaceInfo, NetlinkError> {
@@ -148,7 +167,7 @@ impl Netlink {
         .await
     }
 
-    fn host_route(ip: Ipv4Addr, ifindex: u32, src: Ipv4Addr) -> RouteMessage {
+    pub(crate) fn host_route(ip: Ipv4Addr, ifindex: u32, src: Ipv4Addr) -> RouteMessage {
         RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(ip, 32)
             .output_interface(ifindex)
@@ -158,45 +177,16 @@ impl Netlink {
             .build()
     }
 
-    /// Adds or replaces the host route for a client.
-    pub async fn route_add(
+    /// Adds (replaces) and deletes host routes, in order, in as few
+    /// kernel round trips as [`super::route_batch`] allows; one result per
+    /// op. Deleting a missing route is success.
+    pub async fn routes(
         &self,
-        ip: Ipv4Addr,
+        ops: &[RouteOp],
         ifindex: u32,
         src: Ipv4Addr,
-    ) -> Result<(), NetlinkError> {
-        bounded("route replace", async {
-            self.handle
-                .route()
-                .add(Self::host_route(ip, ifindex, src))
-                .replace()
-                .execute()
-                .await
-                .map_err(req("route replace"))
-        })
-        .await
-    }
-
-    /// Deletes the host route for a client; a missing route is success.
-    pub async fn route_del(
-        &self,
-        ip: Ipv4Addr,
-        ifindex: u32,
-        src: Ipv4Addr,
-    ) -> Result<(), NetlinkError> {
-        bounded("route delete", async {
-            match self
-                .handle
-                .route()
-                .del(Self::host_route(ip, ifindex, src))
-                .execute()
-                .await
-            {
-                Err(e) if is_absent(&e) => Ok(()),
-                r => r.map_err(req("route delete")),
-            }
-        })
-        .await
+    ) -> Vec<Result<(), NetlinkError>> {
+        self.routes.lock().await.apply(ops, ifindex, src).await
     }
 
     /// Adds (or keeps) an alias address on the interface.
@@ -332,8 +322,10 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let (conn, handle, _) = rtnetlink::new_connection().unwrap();
-            let nl = Netlink { handle };
-            let src = Ipv4Addr::new(198, 18, 0, 1);
+            let nl = Netlink {
+                handle,
+                routes: Arc::new(tokio::sync::Mutex::new(RouteSocket::open().unwrap())),
+            };
             let dst = Ipv4Addr::new(198, 18, 0, 9);
             let started = Instant::now();
             let all = async {
@@ -341,24 +333,19 @@ mod tests {
                     nl.interface("lo"),
                     nl.our_routes(1),
                     nl.neighbours_alive(1),
-                    nl.route_add(dst, 1, src),
-                    nl.route_del(dst, 1, src),
                     nl.alias_add(dst, 30, 1),
                     nl.alias_del(dst, 30, 1),
                 )
             };
             // The outer bound only keeps a broken build from hanging the suite.
             let r = tokio::time::timeout(Duration::from_secs(10), all).await;
-            let (a, b, c, d, e, f, g) = r.expect("netlink requests must give up by themselves");
+            let (a, b, c, f, g) = r.expect("netlink requests must give up by themselves");
             let timed_out =
                 |r: Result<(), NetlinkError>| matches!(r, Err(NetlinkError::Timeout { .. }));
             assert!(timed_out(a.map(|_| ())), "interface");
             assert!(timed_out(b.map(|_| ())), "our_routes");
             assert!(timed_out(c.map(|_| ())), "neighbours_alive");
-            assert!(
-                [d, e, f, g].into_iter().all(timed_out),
-                "route/alias changes"
-            );
+            assert!([f, g].into_iter().all(timed_out), "alias changes");
             assert!(started.elapsed() < Duration::from_secs(4));
             drop(conn);
         });
