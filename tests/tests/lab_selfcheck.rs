@@ -154,6 +154,33 @@ fn selfcheck_isolated_options_via_dnsmasq() {
     lab.check_host_untouched().expect("host state");
 }
 
+/// The lab's switch only switches: with br_netfilter loaded on the host
+/// (it is on this VM), bridged frames must not go through iptables hooks.
+#[test]
+fn selfcheck_switch_skips_bridge_netfilter() {
+    isodhcp_tests::needs_root!();
+    preflight().expect("preflight");
+    let lab = Lab::new("selfbrnf", 1).expect("lab");
+    let knobs = lab
+        .switch
+        .run_ok(
+            "sh",
+            &[
+                "-c",
+                "cat /proc/sys/net/bridge/bridge-nf-call-* 2>/dev/null; true",
+            ],
+        )
+        .expect("read the switch's sysctls");
+    if knobs.trim().is_empty() {
+        eprintln!("br_netfilter is not loaded here: nothing to check");
+        return;
+    }
+    assert!(
+        knobs.split_whitespace().all(|v| v == "0"),
+        "bridge-nf-call-* in the switch: {knobs:?}"
+    );
+}
+
 /// Namespaces and /etc/netns folders disappear when a lab is dropped, also
 /// when the test panics while the lab is alive.
 #[test]
