@@ -2,7 +2,15 @@
 //! deny and trust lists, the known-clients map and the AF_XDP socket map.
 //! Every write is idempotent (insert replaces, remove of a missing key is
 //! success).
+//!
+//! The known-clients map is written once per client, not once per packet:
+//! [`XdpMaps::set_known`] keeps a userspace mirror of the keys this process
+//! put in (or found in) the map, and only a key missing from it costs a
+//! `bpf()` call, an insert that leaves an existing entry (and its bucket)
+//! alone. Every OFFER and every ACK says "known", so this is one syscall
+//! per new client instead of three per DORA (design.md §Performance).
 
+use std::collections::HashSet;
 use std::os::fd::AsRawFd;
 
 use aya::Ebpf;
@@ -20,8 +28,13 @@ pub struct XdpMaps {
     trust: HashMap<MapData, u64, u32>,
     known: HashMap<MapData, u64, Bucket>,
     xsks: XskMap<MapData>,
+    /// Keys known to be in `known`: inserted by us, or found there.
+    known_mirror: HashSet<u64>,
     known_full_warned: bool,
 }
+
+/// `BPF_NOEXIST` (include/uapi/linux/bpf.h): insert only if absent.
+const BPF_NOEXIST: u64 = 1;
 
 fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
     ebpf: &mut Ebpf,
@@ -49,6 +62,7 @@ impl XdpMaps {
             trust: take(ebpf, TRUST_MAP)?,
             known: take(ebpf, KNOWN_MAP)?,
             xsks: take(ebpf, XSKS_MAP)?,
+            known_mirror: HashSet::new(),
             known_full_warned: false,
         })
     }
@@ -76,11 +90,22 @@ impl XdpMaps {
     pub fn set_known(&mut self, mac: Mac, known: bool) {
         let key = mac_key(mac.0);
         let r = if known {
-            if self.known.get(&key, 0).is_ok() {
+            if self.known_mirror.contains(&key) {
                 return;
             }
-            self.known.insert(key, Bucket::default(), 0)
+            match self.known.insert(key, Bucket::default(), BPF_NOEXIST) {
+                Err(MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+                {
+                    Ok(())
+                }
+                r => r,
+            }
+            .map(|()| {
+                self.known_mirror.insert(key);
+            })
         } else {
+            self.known_mirror.remove(&key);
             absent_ok(self.known.remove(&key))
         };
         if let Err(e) = r {
