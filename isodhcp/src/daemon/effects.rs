@@ -91,6 +91,7 @@ impl Daemon {
                 self.send(&r, origin);
             }
         }
+        self.io.flush_tx();
     }
 
     /// Writes what changed durably (journal, group commit); folds the

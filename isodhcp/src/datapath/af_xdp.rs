@@ -26,6 +26,9 @@ const FRAME_SIZE: u32 = 2048;
 const FRAMES: u32 = 512;
 const RX_FRAMES: u32 = FRAMES / 2;
 const RING: u32 = 256;
+/// Frames the kernel transmits per TX wake-up in copy mode
+/// (`TX_BATCH_SIZE` in net/xdp/xsk.c).
+const TX_BATCH: u32 = 32;
 const XDP_COPY: u16 = 1 << 1;
 const XDP_ZEROCOPY: u16 = 1 << 2;
 const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
@@ -243,10 +246,32 @@ impl Queue {
             self.free_tx.push(addr);
             return Err(io::Error::from(io::ErrorKind::WouldBlock));
         }
-        if self.tx.needs_wakeup() || !self.zero_copy {
+        // Zero-copy drivers send on their own unless they ask for a wake-up.
+        // In copy mode every wake-up (a `sendto`) transmits at most
+        // TX_BATCH frames, so frames queue here and [`Queue::flush_tx`]
+        // sends the batch's replies with one call per TX_BATCH.
+        if self.zero_copy {
+            if self.tx.needs_wakeup() {
+                self.tx.wake();
+            }
+        } else if self.tx.pending() >= TX_BATCH {
             self.tx.wake();
         }
         Ok(())
+    }
+
+    /// Hands every queued frame to the kernel (copy mode); bounded by the
+    /// ring size, so a driver that stalls cannot hold the caller.
+    fn flush_tx(&mut self) {
+        if self.zero_copy {
+            return;
+        }
+        for _ in 0..RING / TX_BATCH + 1 {
+            if self.tx.pending() == 0 {
+                return;
+            }
+            self.tx.wake();
+        }
     }
 }
 
@@ -295,6 +320,11 @@ impl AfXdp {
             Some(q) => q.send(frame),
             None => Err(io::Error::from(io::ErrorKind::NotConnected)),
         }
+    }
+
+    /// Transmits every frame [`AfXdp::send`] queued.
+    pub fn flush_tx(&mut self) {
+        self.queues.iter_mut().for_each(Queue::flush_tx);
     }
 }
 

@@ -35,8 +35,12 @@ pub trait FrameIo {
     fn recv(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<(usize, Origin)>>;
     /// Takes a frame that is already queued, without waiting (for batching).
     fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, Origin)>>;
-    /// Sends one complete Ethernet frame the way `origin` came in.
+    /// Sends one complete Ethernet frame the way `origin` came in; it may
+    /// wait in a ring until [`FrameIo::flush_tx`].
     fn send(&mut self, frame: &[u8], origin: Origin) -> io::Result<()>;
+    /// Transmits whatever `send` left queued; the daemon calls it once
+    /// after a batch's replies.
+    fn flush_tx(&mut self) {}
 }
 
 /// A UDP socket bound to 0.0.0.0:67 on the interface; what arrives on it is
@@ -109,6 +113,10 @@ impl FrameIo for Hybrid {
             Origin::Packet => self.packet.send(frame, origin),
         }
     }
+
+    fn flush_tx(&mut self) {
+        self.xdp.flush_tx();
+    }
 }
 
 /// The datapath the daemon runs.
@@ -136,6 +144,12 @@ impl FrameIo for Datapath {
         match self {
             Datapath::Packet(p) => p.send(frame, origin),
             Datapath::Hybrid(h) => h.send(frame, origin),
+        }
+    }
+
+    fn flush_tx(&mut self) {
+        if let Datapath::Hybrid(h) = self {
+            h.flush_tx();
         }
     }
 }
