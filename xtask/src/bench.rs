@@ -354,6 +354,29 @@ pub(crate) fn cpu_seconds_with_children(pid: u32) -> Result<f64> {
     Ok(ticks as f64 / hz)
 }
 
+/// Softirq time of all CPUs since boot, seconds (`/proc/stat`, the
+/// seventh number of the `cpu` line): where NAPI, XDP and the veth and
+/// bridge paths of the lab run, whichever process they interrupt.
+pub(crate) fn softirq_seconds() -> Result<f64> {
+    let s = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    softirq_of(&s)
+}
+
+fn softirq_of(stat: &str) -> Result<f64> {
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let ticks: u64 = line
+        .split_whitespace()
+        .nth(7)
+        .context("short cpu line in /proc/stat")?
+        .parse()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(ticks as f64 / hz)
+}
+
 /// utime + stime of `pid`, seconds.
 pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -406,6 +429,16 @@ pub(crate) fn kea_config(dir: &Path, n: usize) -> Result<(PathBuf, PathBuf)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn softirq_is_the_seventh_number_of_the_cpu_line() {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let stat = "cpu  10 0 20 300 4 5 250 0 0 0\ncpu0 5 0 10 150 2 2 120 0 0 0\n";
+        let s = softirq_of(stat).unwrap();
+        assert!((s - 250.0 / hz).abs() < 1e-9, "{s}");
+        assert!(softirq_of("intr 1 2\n").is_err());
+    }
 
     #[test]
     fn cpu_and_rss_of_self_are_readable() {

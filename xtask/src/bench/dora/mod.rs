@@ -43,6 +43,7 @@ use isodhcp_tests::util::{find_tool, tail};
 use isodhcp_tests::{DaemonConfig, Lab, SERVER_IF, XdpMode};
 use serde_json::{Value, json};
 
+mod chart;
 mod checks;
 mod measure;
 mod report;
@@ -288,6 +289,21 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
         out.display(),
         t_all.elapsed().as_secs_f64()
     );
+    let bars: Vec<chart::Bar> = medians(&servers, &runs)
+        .into_iter()
+        .map(|(run, min, max, _)| chart::Bar {
+            label: run.server.label(),
+            leases: run.leases_per_s(),
+            min,
+            max,
+            renewals: median_of(&runs, run.server, Run::renew_per_s),
+        })
+        .collect();
+    if !bars.is_empty() {
+        let svg = out.with_extension("svg");
+        chart::write(&svg, &bars, opts.clients)?;
+        println!("chart: {}", svg.display());
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 //! reach them; broadcast replies such as NAK do not). TSO is off on every
 //! veth so veth takes the NAPI path (and native XDP on `srv0` sees frames).
 
+mod chart;
 mod report;
 
 use std::collections::BTreeMap;
@@ -32,12 +33,23 @@ use serde_json::{Value, json};
 
 use report::{Row, one_line, render_table};
 
-use super::{BenchOpts, Bins, KEA_BIN, Loadgen, POOL, cpu_seconds, save_results, start_kea};
+use super::{
+    BenchOpts, Bins, KEA_BIN, Loadgen, POOL, cpu_seconds, save_results, softirq_seconds, start_kea,
+};
 
 /// Known probe: one REQUEST (renewal) every 200 ms = 5/s.
 const KNOWN_INTERVAL_MS: u64 = 200;
-/// New-client probe: a fresh MAC every 250 ms.
+/// New-client probe: a fresh MAC every 250 ms, or often enough for
+/// [`NEW_MIN_ATTEMPTS`] in a short window.
 const NEW_INTERVAL_MS: u64 = 250;
+/// Attempts of the new-client probe per row, at least: a success rate of a
+/// few per cent needs this many tries to mean anything.
+const NEW_MIN_ATTEMPTS: u64 = 120;
+
+/// The new-client probe's interval for a window of `seconds`.
+fn new_interval_ms(seconds: u64) -> u64 {
+    (seconds * 1000 / NEW_MIN_ATTEMPTS).clamp(20, NEW_INTERVAL_MS)
+}
 const PROBE_TIMEOUT_MS: u64 = 1000;
 const PROBE_TRIES: u32 = 4;
 /// First MAC octets: flood, new-client probe.
@@ -150,11 +162,14 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
         "tags": opts.tags,
         "pool": POOL,
         "known_interval_ms": KNOWN_INTERVAL_MS,
-        "new_interval_ms": NEW_INTERVAL_MS,
+        "new_interval_ms": new_interval_ms(opts.seconds),
         "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
     });
     let out = save_results("flood", &doc, &table)?;
     println!("raw results: {}", out.display());
+    let svg = out.with_extension("svg");
+    chart::write(&svg, &rows, opts.seconds)?;
+    println!("chart: {}", svg.display());
     Ok(())
 }
 
@@ -351,10 +366,12 @@ fn run_row(
 
     let flood_secs = seconds + 4;
     let cpu0 = cpu_seconds(pid)?;
+    let soft0 = softirq_seconds()?;
     let t0 = Instant::now();
     let flood = flood_window(lab, rate, n, &opts.tags, loadgen, flood_secs)?;
     let window = t0.elapsed().as_secs_f64();
     let cpu1 = cpu_seconds(pid)?;
+    let soft1 = softirq_seconds()?;
     let drain = Duration::from_millis(PROBE_TIMEOUT_MS * u64::from(PROBE_TRIES) * 2 + 500);
     let limit = Duration::from_secs(seconds) + drain + Duration::from_secs(10);
     let known_v = known.finish(limit)?;
@@ -380,6 +397,7 @@ fn run_row(
         flood_leases,
         total_leases,
         cpu_pct: 100.0 * (cpu1 - cpu0) / window.max(1e-3),
+        softirq_pct: 100.0 * (soft1 - soft0) / window.max(1e-3),
         window_s: (window * 100.0).round() / 100.0,
         xdp: match server {
             Server::IsodhcpXdp => delta(&xdp_before, &xdp_after),
@@ -417,7 +435,7 @@ fn spawn_probes(lab: &Lab, n: usize, seconds: u64, loadgen: &Path) -> Result<(Lo
     let mut known_args = probe_common("known", KNOWN_INTERVAL_MS);
     known_args[1].clone_from(&lab.client(1).ifname);
     known_args.extend(["--repeat", "renew"].map(String::from));
-    let mut new_args = probe_common("new", NEW_INTERVAL_MS);
+    let mut new_args = probe_common("new", new_interval_ms(seconds));
     new_args[1].clone_from(&lab.client(2).ifname);
     new_args.extend(["--mac-prefix", NEW_PREFIX, "--release"].map(String::from));
 

@@ -18,6 +18,8 @@ pub(super) struct Row {
     pub(super) flood_leases: u64,
     pub(super) total_leases: u64,
     pub(super) cpu_pct: f64,
+    /// Softirq time of the whole machine over the window, % of one core.
+    pub(super) softirq_pct: f64,
     pub(super) window_s: f64,
     /// XDP counter deltas over the row (isodhcp with XDP), by field name.
     pub(super) xdp: Option<BTreeMap<String, u64>>,
@@ -35,6 +37,7 @@ impl Row {
             "flood_leases": self.flood_leases,
             "total_leases": self.total_leases,
             "cpu_pct": (self.cpu_pct * 10.0).round() / 10.0,
+            "softirq_pct": (self.softirq_pct * 10.0).round() / 10.0,
             "cpu_window_s": self.window_s,
             "xdp_counters": self.xdp,
             "xdp_attached": self.xdp_attached,
@@ -99,11 +102,12 @@ pub(super) fn one_line(r: &Row) -> String {
         .and_then(|f| f["achieved_rate"].as_f64())
         .map_or("-".into(), |x| format!("{x:.0}/s"));
     format!(
-        "{} flood {} (achieved {ach}): known {kp}% p50 {k50} p99 {k99} ms; new {np}% p50 {n50} p99 {n99} ms; flood leases {}; CPU {:.1} %; XDP {}",
+        "{} flood {} (achieved {ach}): known {kp}% p50 {k50} p99 {k99} ms; new {np}% p50 {n50} p99 {n99} ms; flood leases {}; CPU {:.1} %, softirq {:.1} %; XDP {}",
         r.server.label(),
         rate_label(r.rate),
         r.flood_leases,
         r.cpu_pct,
+        r.softirq_pct,
         xdp_cell(r)
     )
 }
@@ -121,6 +125,7 @@ pub(super) fn render_table(rows: &[Row]) -> String {
         "p99 ms",
         "flood leases",
         "CPU %",
+        "softirq %",
         "XDP drops by reason",
     ];
     let mut cells: Vec<Vec<String>> = vec![
@@ -149,6 +154,7 @@ pub(super) fn render_table(rows: &[Row]) -> String {
             n99,
             r.flood_leases.to_string(),
             format!("{:.1}", r.cpu_pct),
+            format!("{:.1}", r.softirq_pct),
             xdp_cell(r),
         ]);
     }
