@@ -62,108 +62,120 @@ fn color(s: Server) -> RGBColor {
     }
 }
 
+/// The distinct values of `key` over `rows`, in row order.
+fn distinct<T: PartialEq>(rows: &[Row], key: impl Fn(&Row) -> T) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for r in rows {
+        let k = key(r);
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
 /// Writes the chart of `rows` (one flood window of `seconds` each) to `path`.
 pub(super) fn write(path: &Path, rows: &[Row], seconds: u64) -> Result<()> {
-    let mut rates: Vec<Option<u64>> = Vec::new();
-    for r in rows {
-        if !rates.contains(&r.rate) {
-            rates.push(r.rate);
-        }
-    }
-    let mut servers: Vec<Server> = Vec::new();
-    for r in rows {
-        if !servers.contains(&r.server) {
-            servers.push(r.server);
-        }
-    }
     let e = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     let root = SVGBackend::new(path, (1000, 760)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let title = format!("DISCOVER flood ({seconds} s per rate): probes against the flood rate");
     let root = root.titled(&title, ("sans-serif", 20)).map_err(|x| e(&x))?;
-    let n = rates.len().max(1) as f64;
-    let x_of = |rate: Option<u64>| rates.iter().position(|r| *r == rate).unwrap_or(0) as f64;
     for (area, p) in root.split_evenly((2, 2)).iter().zip(&PANELS) {
-        // On a log panel y is log10(ms); the labels show ms again.
-        let y = |v: f64| {
-            if p.log {
-                v.max(LOG_FLOOR_MS).log10()
-            } else {
-                v
-            }
-        };
-        let data_top = rows
-            .iter()
-            .filter_map(|r| (p.value)(r))
-            .fold(1.0_f64, f64::max);
-        let (bottom, top) = match (p.top, p.log) {
-            (Some(t), _) => (0.0, t),
-            (None, true) => (LOG_FLOOR_MS.log10(), y(data_top) + 0.3),
-            (None, false) => (0.0, data_top * 1.15),
-        };
-        let mut chart = ChartBuilder::on(area)
-            .caption(p.title, ("sans-serif", 15))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(-0.3..(n - 0.7), bottom..top)
-            .map_err(|x| e(&x))?;
-        chart
-            .configure_mesh()
-            .x_labels(rates.len())
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() > 0.01 || i < 0.0 {
-                    return String::new();
-                }
-                rates
-                    .get(i as usize)
-                    .map_or(String::new(), |r| rate_label(*r))
-            })
-            .y_label_formatter(&|v| {
-                if p.log {
-                    let ms = 10f64.powf(*v);
-                    if ms < 10.0 {
-                        format!("{ms:.1}")
-                    } else {
-                        format!("{ms:.0}")
-                    }
-                } else {
-                    format!("{v:.0}")
-                }
-            })
-            .y_labels(if p.log { 6 } else { 11 })
-            .x_desc("flood frames/s")
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(|x| e(&x))?;
-        for &s in &servers {
-            let pts: Vec<(f64, f64)> = rows
-                .iter()
-                .filter(|r| r.server == s)
-                .filter_map(|r| Some((x_of(r.rate), y((p.value)(r)?))))
-                .collect();
-            let c = color(s);
-            chart
-                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(|x| e(&x))?
-                .label(s.label())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
-                .map_err(|x| e(&x))?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()
-            .map_err(|x| e(&x))?;
+        panel(area, p, rows).map_err(|x| e(&x))?;
     }
     root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// Log-axis value of `v` ms (y is log10(ms) there; the labels show ms).
+fn log_y(v: f64) -> f64 {
+    v.max(LOG_FLOOR_MS).log10()
+}
+
+fn ms_label(v: f64) -> String {
+    let ms = 10f64.powf(v);
+    if ms < 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.0}")
+    }
+}
+
+/// One panel: a line per server over the rates.
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    p: &Panel,
+    rows: &[Row],
+) -> Result<(), String> {
+    let rates = distinct(rows, |r| r.rate);
+    let n = rates.len().max(1) as f64;
+    let x_of = |rate: Option<u64>| rates.iter().position(|r| *r == rate).unwrap_or(0) as f64;
+    let y = |v: f64| if p.log { log_y(v) } else { v };
+    let data_top = rows
+        .iter()
+        .filter_map(|r| (p.value)(r))
+        .fold(1.0_f64, f64::max);
+    let (bottom, top) = match (p.top, p.log) {
+        (Some(t), _) => (0.0, t),
+        (None, true) => (log_y(LOG_FLOOR_MS), log_y(data_top) + 0.3),
+        (None, false) => (0.0, data_top * 1.15),
+    };
+    let s = |x: &dyn std::fmt::Display| x.to_string();
+    let mut chart = ChartBuilder::on(area)
+        .caption(p.title, ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.3..(n - 0.7), bottom..top)
+        .map_err(|x| s(&x))?;
+    chart
+        .configure_mesh()
+        .x_labels(rates.len())
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() > 0.01 || i < 0.0 {
+                return String::new();
+            }
+            rates
+                .get(i as usize)
+                .map_or(String::new(), |r| rate_label(*r))
+        })
+        .y_label_formatter(&|v| {
+            if p.log {
+                ms_label(*v)
+            } else {
+                format!("{v:.0}")
+            }
+        })
+        .y_labels(if p.log { 6 } else { 11 })
+        .x_desc("flood frames/s")
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(|x| s(&x))?;
+    for server in distinct(rows, |r| r.server) {
+        let pts: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.server == server)
+            .filter_map(|r| Some((x_of(r.rate), y((p.value)(r)?))))
+            .collect();
+        let c = color(server);
+        chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(|x| s(&x))?
+            .label(server.label())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+            .map_err(|x| s(&x))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
+        .map_err(|x| s(&x))?;
     Ok(())
 }
 
