@@ -63,6 +63,7 @@ pub(super) fn write(path: &Path, bars: &[Bar], clients: u64) -> Result<()> {
                 bars.get(i as usize)
                     .map_or(String::new(), |b| b.label.to_string())
             })
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .light_line_style(WHITE)
             .draw()
             .map_err(|x| e(&x))?;
@@ -87,7 +88,7 @@ pub(super) fn write(path: &Path, bars: &[Bar], clients: u64) -> Result<()> {
             chart
                 .draw_series(std::iter::once(Text::new(
                     format!("{v:.0}"),
-                    (x - 0.25, v + top * 0.02),
+                    (x - 0.25, if k == 0 { b.max.max(v) } else { v } + top * 0.06),
                     ("sans-serif", 13),
                 )))
                 .map_err(|x| e(&x))?;
