@@ -354,6 +354,16 @@ pub(crate) fn cpu_seconds_with_children(pid: u32) -> Result<f64> {
     Ok(ticks as f64 / hz)
 }
 
+/// The x-axis label of a chart whose categories sit at 0, 1, 2…:
+/// `labels[x]` at a whole number, nothing between.
+pub(crate) fn category_label(x: f64, labels: &[String]) -> String {
+    let i = x.round();
+    if (x - i).abs() > 0.01 || i < 0.0 {
+        return String::new();
+    }
+    labels.get(i as usize).cloned().unwrap_or_default()
+}
+
 /// Softirq time of all CPUs since boot, seconds (`/proc/stat`, the
 /// seventh number of the `cpu` line): where NAPI, XDP and the veth and
 /// bridge paths of the lab run, whichever process they interrupt.

@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
+use crate::bench::category_label;
+
 /// One server's figures.
 #[derive(Debug, Clone)]
 pub(super) struct Bar {
@@ -39,6 +41,7 @@ pub(super) fn write(path: &Path, bars: &[Bar], clients: u64) -> Result<()> {
         ("renewals/s (median)", |b| b.renewals),
     ];
     let n = bars.len().max(1) as f64;
+    let labels: Vec<String> = bars.iter().map(|b| b.label.to_string()).collect();
     for (k, (area, (title, value))) in root.split_evenly((1, 2)).iter().zip(panels).enumerate() {
         let top = bars
             .iter()
@@ -55,14 +58,7 @@ pub(super) fn write(path: &Path, bars: &[Bar], clients: u64) -> Result<()> {
         chart
             .configure_mesh()
             .x_labels(bars.len())
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() > 0.01 || i < 0.0 {
-                    return String::new();
-                }
-                bars.get(i as usize)
-                    .map_or(String::new(), |b| b.label.to_string())
-            })
+            .x_label_formatter(&|x| category_label(*x, &labels))
             .y_label_formatter(&|v| format!("{v:.0}"))
             .light_line_style(WHITE)
             .draw()

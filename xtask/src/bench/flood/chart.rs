@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::report::Row;
 use super::{Server, rate_label};
+use crate::bench::category_label;
 
 struct Panel {
     title: &'static str,
@@ -110,6 +111,7 @@ fn panel(
 ) -> Result<(), String> {
     let rates = distinct(rows, |r| r.rate);
     let n = rates.len().max(1) as f64;
+    let labels: Vec<String> = rates.iter().map(|r| rate_label(*r)).collect();
     let x_of = |rate: Option<u64>| rates.iter().position(|r| *r == rate).unwrap_or(0) as f64;
     let y = |v: f64| if p.log { log_y(v) } else { v };
     let data_top = rows
@@ -132,15 +134,7 @@ fn panel(
     chart
         .configure_mesh()
         .x_labels(rates.len())
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() > 0.01 || i < 0.0 {
-                return String::new();
-            }
-            rates
-                .get(i as usize)
-                .map_or(String::new(), |r| rate_label(*r))
-        })
+        .x_label_formatter(&|x| category_label(*x, &labels))
         .y_label_formatter(&|v| {
             if p.log {
                 ms_label(*v)
