@@ -19,7 +19,8 @@
 
 use crate::bucket::{Bucket, Limits};
 use crate::counters::Slot;
-use crate::parse::{Parsed, parse};
+use crate::offer::Outcome;
+use crate::parse::{Parsed, Request, parse};
 use crate::{ABI_VERSION, GLOBAL_BUCKET, NEW_CLIENT_BUCKET};
 
 /// The tables admission reads and writes: BPF maps in the kernel,
@@ -35,8 +36,14 @@ pub trait Tables {
     fn fresh(&mut self, key: u64) -> Option<&mut Bucket>;
     /// Best effort: a bounded table may fail or evict; admission does not care.
     fn fresh_insert(&mut self, key: u64, b: &Bucket);
-    /// The shared bucket [`GLOBAL_BUCKET`] or [`NEW_CLIENT_BUCKET`].
+    /// A shared bucket: [`GLOBAL_BUCKET`], [`NEW_CLIENT_BUCKET`],
+    /// [`OFFER_BUCKET`](crate::OFFER_BUCKET) or [`COOKIE_BUCKET`](crate::COOKIE_BUCKET).
     fn shared(&mut self, idx: u32) -> Option<&mut Bucket>;
+    /// Whether a compat or playground rule names this MAC or its OUI: only
+    /// the daemon may answer it (design.md §Offer responder).
+    fn classified(&mut self, _key: u64) -> bool {
+        false
+    }
 }
 
 /// Outcome of admission.
@@ -50,6 +57,16 @@ pub enum Admission {
     },
     /// Drop, counted in this slot.
     Drop(Slot),
+    /// The OFFER responder rewrote the frame into its reply: transmit it.
+    Transmit,
+}
+
+/// What steps 3 and 4 of [`admit`] decided for an untrusted MAC.
+enum PerMac {
+    /// On to the global budget.
+    Pass,
+    Drop(Slot),
+    Transmit,
 }
 
 /// The limits to enforce: `None` until the daemon has written `limits` with
@@ -67,6 +84,19 @@ pub fn active(l: Option<&Limits>) -> Option<Limits> {
 /// reaches the daemon, at `now` (CLOCK_MONOTONIC ns).
 #[inline(always)]
 pub fn admit<T: Tables>(t: &mut T, key: u64, limits: Option<Limits>, now: u64) -> Admission {
+    admit_with(t, key, limits, now, |_, _| Outcome::Daemon(None))
+}
+
+/// [`admit`] with an OFFER responder consulted for never-seen MACs (step
+/// 4b; design.md §Offer responder).
+#[inline(always)]
+pub fn admit_with<T: Tables>(
+    t: &mut T,
+    key: u64,
+    limits: Option<Limits>,
+    now: u64,
+    respond: impl FnOnce(&mut T, &Limits) -> Outcome,
+) -> Admission {
     // 1. Deny: an entry denies until its expiry (0 = for ever). Applies even
     //    before the daemon wrote `limits`: it is an operator decision.
     if let Some(until) = t.deny_until(key) {
@@ -80,8 +110,10 @@ pub fn admit<T: Tables>(t: &mut T, key: u64, limits: Option<Limits>, now: u64) -
         return Admission::Admit { trusted };
     };
     if !trusted {
-        if let Some(s) = per_mac(t, key, &l, now) {
-            return Admission::Drop(s);
+        match per_mac(t, key, &l, now, respond) {
+            PerMac::Pass => {}
+            PerMac::Drop(s) => return Admission::Drop(s),
+            PerMac::Transmit => return Admission::Transmit,
         }
     }
     // 5. Global budget over everything that is about to reach the daemon.
@@ -94,26 +126,33 @@ pub fn admit<T: Tables>(t: &mut T, key: u64, limits: Option<Limits>, now: u64) -
 }
 
 /// Steps 3 and 4 of [`admit`]: the per-MAC limits of an untrusted MAC.
-/// `Some` is the slot of a drop.
 #[inline(always)]
-fn per_mac<T: Tables>(t: &mut T, key: u64, l: &Limits, now: u64) -> Option<Slot> {
+fn per_mac<T: Tables>(
+    t: &mut T,
+    key: u64,
+    l: &Limits,
+    now: u64,
+    respond: impl FnOnce(&mut T, &Limits) -> Outcome,
+) -> PerMac {
+    let verdict = |ok: bool, s: Slot| if ok { PerMac::Pass } else { PerMac::Drop(s) };
     // 3. Known client (lease or outstanding offer): per-MAC bucket only.
     if let Some(b) = t.known(key) {
-        return (!b.take(now, l.mac_rate, l.mac_burst)).then_some(Slot::DropKnownRate);
+        return verdict(b.take(now, l.mac_rate, l.mac_burst), Slot::DropKnownRate);
     }
     // 4a. Unknown MAC admitted recently: its per-MAC bucket.
     if let Some(b) = t.fresh(key) {
-        return (!b.take(now, l.mac_rate, l.mac_burst)).then_some(Slot::DropFreshRate);
+        return verdict(b.take(now, l.mac_rate, l.mac_burst), Slot::DropFreshRate);
     }
-    // 4b. Never-seen MAC.
-    //
-    // OFFER RESPONDER HOOK: this is where an in-kernel OFFER responder
-    // would answer a DISCOVER statelessly (build the OFFER in place,
-    // XDP_TX) instead of spending the new-client budget; the REQUEST
-    // that follows proves the client real. It needs `Request::l3/l4`
-    // to read options and rewrite the frame, so admission would return
-    // a third outcome (`Respond`) to the entry point.
-    //
+    // 4b. Never-seen MAC. The OFFER responder answers a DISCOVER without
+    // state, and lets through a REQUEST that names the address its OFFER
+    // carried on a budget of its own (the REQUEST proves the client real);
+    // everything else goes on as before.
+    match respond(t, l) {
+        Outcome::Offered => return PerMac::Transmit,
+        Outcome::Cookie => return PerMac::Pass,
+        Outcome::Broken => return PerMac::Drop(Slot::DropOfferBroken),
+        Outcome::Daemon(_) => {}
+    }
     // It must first win a token from the new-client budget, and only then
     // gets a fresh entry: random MACs can neither pass in bulk nor churn
     // the table.
@@ -122,13 +161,13 @@ fn per_mac<T: Tables>(t: &mut T, key: u64, l: &Limits, now: u64) -> Option<Slot>
         None => false,
     };
     if !won {
-        return Some(Slot::DropNewBudget);
+        return PerMac::Drop(Slot::DropNewBudget);
     }
     let mut b = Bucket::default();
     let ok = b.take(now, l.mac_rate, l.mac_burst);
     t.fresh_insert(key, &b);
     // Only with a per-MAC burst of 0.
-    (!ok).then_some(Slot::DropFreshRate)
+    verdict(ok, Slot::DropFreshRate)
 }
 
 /// What becomes of a frame: the one verdict both the XDP program and the
@@ -147,6 +186,9 @@ pub enum Decision {
         /// The client's MAC key.
         mac: u64,
     },
+    /// The frame holds the OFFER responder's reply (counted `tx_offer`):
+    /// transmit it on the interface it came in on.
+    Transmit,
 }
 
 /// Parses, validates and admits the frame in `[data, end)`, counting every
@@ -163,7 +205,30 @@ pub unsafe fn decide<T: Tables>(
     t: &mut T,
     limits: Option<Limits>,
     now: impl FnOnce() -> u64,
+    count: impl FnMut(Slot),
+) -> Decision {
+    // SAFETY: passed on from the caller.
+    unsafe {
+        decide_with(data, end, t, limits, now, count, |_, _, _| {
+            Outcome::Daemon(None)
+        })
+    }
+}
+
+/// [`decide`] with an OFFER responder for requests from never-seen MACs
+/// (the XDP program's; design.md §Offer responder).
+///
+/// # Safety
+/// As for [`decide`].
+#[inline(always)]
+pub unsafe fn decide_with<T: Tables>(
+    data: usize,
+    end: usize,
+    t: &mut T,
+    limits: Option<Limits>,
+    now: impl FnOnce() -> u64,
     mut count: impl FnMut(Slot),
+    respond: impl FnOnce(&mut T, &Request, &Limits) -> Outcome,
 ) -> Decision {
     // SAFETY: passed on from the caller.
     let req = match unsafe { parse(data, end) } {
@@ -189,10 +254,14 @@ pub unsafe fn decide<T: Tables>(
             r
         }
     };
-    match admit(t, req.mac, limits, now()) {
+    match admit_with(t, req.mac, limits, now(), |t, l| respond(t, &req, l)) {
         Admission::Drop(s) => {
             count(s);
             Decision::Drop
+        }
+        Admission::Transmit => {
+            count(Slot::TxOffer);
+            Decision::Transmit
         }
         Admission::Admit { trusted } => {
             if trusted {
@@ -265,7 +334,7 @@ mod tests {
             global_burst: global.1,
             new_rate: new.0,
             new_burst: new.1,
-            _pad: 0,
+            ..Default::default()
         })
     }
 

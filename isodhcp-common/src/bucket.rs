@@ -19,6 +19,14 @@ pub struct Limits {
     pub new_rate: u32,
     /// New-client burst (tokens).
     pub new_burst: u32,
+    /// Broadcast OFFERs sent from XDP per second (`--xdp-offer-rate`).
+    pub offer_rate: u32,
+    /// Their burst (tokens).
+    pub offer_burst: u32,
+    /// Cookie REQUESTs admitted per second (`--cookie-rate`).
+    pub cookie_rate: u32,
+    /// Their burst (tokens).
+    pub cookie_burst: u32,
     /// Keeps the layout free of implicit padding; always 0.
     pub _pad: u32,
 }

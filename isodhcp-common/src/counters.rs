@@ -20,8 +20,10 @@ macro_rules! counters {
         ///
         /// In the kernel, every frame lands in exactly one of `non_dhcp`,
         /// `pass_vlan`, `drop_vlan_depth` or `dhcp`; every `dhcp` frame lands
-        /// in exactly one `drop_*`, `redirect` or `pass_stack` field.
-        /// `pass_trusted` additionally counts admitted trusted frames.
+        /// in exactly one `drop_*`, `redirect`, `pass_stack` or `tx_offer`
+        /// field. `pass_trusted` and `pass_cookie` additionally count
+        /// admitted frames, and `offer_*`/`cookie_rate` say why the OFFER
+        /// responder left a frame to the daemon's path.
         /// `packet_path` is the daemon's own (see there).
         #[repr(C)]
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -111,6 +113,27 @@ counters! {
     /// instead of its AF_XDP socket (userspace count; the frame then went
     /// through the same checks and limits as `--xdp off`).
     packet_path => PacketPath,
+    /// A DISCOVER from a never-seen MAC answered in XDP with the OFFER the
+    /// engine would send (XDP_TX; design.md §Offer responder).
+    tx_offer => TxOffer,
+    /// A REQUEST for the address an XDP OFFER carried, admitted past the
+    /// new-client budget (also counted where it went: `redirect`/`pass_stack`).
+    pass_cookie => PassCookie,
+    /// A request from a never-seen MAC the responder may not answer (VLAN
+    /// tag, IP options, relayed, option 52/82, a classification rule,
+    /// malformed options, daemon not alive): the frame went on as before.
+    offer_ineligible => OfferIneligible,
+    /// A DISCOVER whose stripe slot holds no address (pool nearly full).
+    offer_no_address => OfferNoAddress,
+    /// A broadcast OFFER over `--xdp-offer-rate`: the frame went on as before.
+    offer_rate => OfferRate,
+    /// An OFFER that would not fit the request frame or option 57.
+    offer_no_room => OfferNoRoom,
+    /// A cookie REQUEST over `--cookie-rate`: the frame went on as before.
+    cookie_rate => CookieRate,
+    /// An OFFER whose rewrite failed after every check passed: dropped
+    /// (never expected).
+    drop_offer_broken => DropOfferBroken,
 }
 
 impl Counters {
@@ -191,6 +214,6 @@ mod tests {
         assert_eq!(named[12], ("drop_global", 4));
         assert_eq!(named[15], ("pass_stack", 2));
         assert_eq!(Counters::from_values(a.values()), a);
-        assert_eq!(COUNTER_COUNT, 19);
+        assert_eq!(COUNTER_COUNT, 27);
     }
 }

@@ -19,15 +19,18 @@
 // On the host only the unit tests use most of the code.
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code))]
 
+mod frame;
 mod maps;
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use isodhcp_common::counters::bump;
-use isodhcp_common::{Decision, Slot, active, decide};
+use isodhcp_common::offer::{self, Ctx, Outcome};
+use isodhcp_common::{Decision, Slot, active, decide_with};
 
-use crate::maps::{COUNTERS, LIMITS, Maps, XSKS};
+use crate::frame::{BpfLoop, XdpFrame};
+use crate::maps::{COUNTERS, LIMITS, Maps, OFFER_CFG, STRIPE, WORK, XSKS};
 
 #[xdp]
 pub fn isodhcp_xdp(ctx: XdpContext) -> u32 {
@@ -50,8 +53,46 @@ pub fn isodhcp_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: bpf_ktime_get_ns has no preconditions (CLOCK_MONOTONIC ns).
     let now = || unsafe { bpf_ktime_get_ns() };
     let limits = active(LIMITS.get(0));
+    let raw = ctx.ctx;
+    let len = ctx.data_end() - ctx.data();
+    // The OFFER responder (design.md §Offer responder), consulted for
+    // requests from never-seen MACs only.
+    let respond = |t: &mut Maps, req: &_, l: &_| match (OFFER_CFG.get(0), WORK.get_ptr_mut(0)) {
+        (Some(cfg), Some(work)) => {
+            let mut c = Ctx {
+                // SAFETY: this CPU's entry of the per-CPU scratch map; XDP
+                // runs with migration disabled, so nothing else uses it now.
+                work: unsafe { &mut *work },
+                cfg,
+                limits: l,
+                now: now(),
+            };
+            let stripe = |i| STRIPE.get(i).copied();
+            offer::respond(
+                &mut BpfLoop,
+                XdpFrame(raw),
+                len,
+                t,
+                &mut c,
+                req,
+                stripe,
+                count,
+            )
+        }
+        _ => Outcome::Daemon(None),
+    };
     // SAFETY: `[data, data_end)` is the packet, readable for this run.
-    let decision = unsafe { decide(ctx.data(), ctx.data_end(), &mut Maps, limits, now, count) };
+    let decision = unsafe {
+        decide_with(
+            ctx.data(),
+            ctx.data_end(),
+            &mut Maps,
+            limits,
+            now,
+            count,
+            respond,
+        )
+    };
     let action = act(&ctx, decision, count);
     #[cfg(feature = "debug-events")]
     if last.get() != 0 {
@@ -75,6 +116,7 @@ fn act(ctx: &XdpContext, decision: Decision, count: impl Fn(Slot)) -> u32 {
     match decision {
         Decision::Pass => xdp_action::XDP_PASS,
         Decision::Drop => xdp_action::XDP_DROP,
+        Decision::Transmit => xdp_action::XDP_TX,
         Decision::Deliver { .. } => {
             // XDP_PASS in the flags is the action on lookup miss (no socket
             // bound for this queue); with 0 the kernel returns XDP_ABORTED.
@@ -90,6 +132,14 @@ fn act(ctx: &XdpContext, decision: Decision, count: impl Fn(Slot)) -> u32 {
             }
         }
     }
+}
+
+/// Passes every frame. Attach it to the peer of a veth that carries
+/// `isodhcp_xdp` in native mode: a veth delivers XDP_TX frames only to a
+/// peer with an XDP program (the lab's switch ports, design.md §Tests).
+#[xdp]
+pub fn isodhcp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
 }
 
 /// The kernel refuses GPL-only helpers to non-GPL programs; the project is GPL.

@@ -7,7 +7,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use isodhcp_common::{
-    Bucket, Counters, DENY_MAX, FRESH_MAX, KNOWN_MAX, Limits, TRUST_MAX, XSKS_MAX,
+    BUCKETS as BUCKET_COUNT, Bucket, CLASSIFIED_MAX, Counters, DENY_MAX, FRESH_MAX, KNOWN_MAX,
+    Limits, OfferCfg, STRIPE_MAX, StripeSlot, TRUST_MAX, XSKS_MAX, offer::Work, oui_key,
 };
 
 use isodhcp_common::Tables;
@@ -20,9 +21,10 @@ pub static COUNTERS: PerCpuArray<Counters, 1> = PerCpuArray::new();
 #[btf_map(name = "limits")]
 pub static LIMITS: Array<Limits, 1> = Array::new();
 
-/// Shared token buckets: `GLOBAL_BUCKET` and `NEW_CLIENT_BUCKET`.
+/// Shared token buckets: `GLOBAL_BUCKET`, `NEW_CLIENT_BUCKET`,
+/// `OFFER_BUCKET`, `COOKIE_BUCKET`.
 #[btf_map(name = "buckets")]
-static BUCKETS: Array<Bucket, 2> = Array::new();
+static BUCKETS: Array<Bucket, { BUCKET_COUNT as usize }> = Array::new();
 
 /// MAC key -> expiry (CLOCK_MONOTONIC ns, 0 = for ever).
 #[btf_map(name = "deny")]
@@ -43,6 +45,23 @@ static FRESH: LruHashMap<u64, Bucket, { FRESH_MAX as usize }> = LruHashMap::new(
 /// RX queue -> AF_XDP socket of the daemon.
 #[btf_map(name = "xsks")]
 pub static XSKS: XskMap<{ XSKS_MAX as usize }> = XskMap::new();
+
+/// The OFFER responder's configuration; `abi == 0` (responder off) until
+/// the daemon writes it.
+#[btf_map(name = "offer_cfg")]
+pub static OFFER_CFG: Array<OfferCfg, 1> = Array::new();
+
+/// The addresses the responder offers, by `stripe_index`.
+#[btf_map(name = "stripe")]
+pub static STRIPE: Array<StripeSlot, { STRIPE_MAX as usize }> = Array::new();
+
+/// The responder's per-frame working state (too large for the BPF stack).
+#[btf_map(name = "offer_work")]
+pub static WORK: PerCpuArray<Work, 1> = PerCpuArray::new();
+
+/// MAC keys and OUI keys of compat/playground classification rules -> 1.
+#[btf_map(name = "classified")]
+static CLASSIFIED: HashMap<u64, u32, { CLASSIFIED_MAX as usize }> = HashMap::new();
 
 /// [`Tables`] over the BPF maps.
 pub struct Maps;
@@ -85,5 +104,10 @@ impl Tables for Maps {
     fn shared(&mut self, idx: u32) -> Option<&mut Bucket> {
         // SAFETY: as for `known`.
         BUCKETS.get_ptr_mut(idx).map(|p| unsafe { &mut *p })
+    }
+
+    #[inline(always)]
+    fn classified(&mut self, key: u64) -> bool {
+        CLASSIFIED.get_ptr(key).is_some() || CLASSIFIED.get_ptr(oui_key(key)).is_some()
     }
 }

@@ -62,6 +62,10 @@ pub struct RateLimits {
     pub global_rate: u32,
     /// `--new-client-rate`: frames from MACs without a lease.
     pub new_rate: u32,
+    /// `--xdp-offer-rate`: broadcast OFFERs the XDP responder sends.
+    pub offer_rate: u32,
+    /// `--cookie-rate`: REQUESTs for an XDP OFFER's address admitted.
+    pub cookie_rate: u32,
 }
 
 /// A value the operator gave is refused: printed as one line naming the

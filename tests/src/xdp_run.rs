@@ -25,8 +25,9 @@ use isodhcp::wire::dhcp::{BOOTREQUEST, HTYPE_ETHERNET, Message};
 use isodhcp::wire::frame::{Addressing, build};
 use isodhcp::wire::options::MESSAGE_TYPE;
 use isodhcp_common::{
-    ABI_VERSION, BUCKETS_MAP, Bucket, COUNTER_COUNT, COUNTER_NAMES, COUNTERS_MAP, Counters,
-    DENY_MAP, FRESH_MAP, KNOWN_MAP, LIMITS_MAP, Limits, TRUST_MAP, XDP_PROGRAM, mac_key,
+    ABI_VERSION, BUCKETS_MAP, Bucket, CLASSIFIED_MAP, COUNTER_COUNT, COUNTER_NAMES, COUNTERS_MAP,
+    Counters, DENY_MAP, FRESH_MAP, KNOWN_MAP, LIMITS_MAP, Limits, OFFER_CFG_MAP, OfferCfg,
+    STRIPE_MAP, StripeSlot, TRUST_MAP, XDP_PROGRAM, mac_key,
 };
 
 /// XDP return codes (`enum xdp_action`).
@@ -149,8 +150,10 @@ pub fn expect(o: &Outcome, act: u32, counters: &[(&str, u64)], what: &str) {
         + c.drop_new_budget
         + c.drop_fresh_rate
         + c.drop_global
+        + c.drop_offer_broken
         + c.redirect
-        + c.pass_stack;
+        + c.pass_stack
+        + c.tx_offer;
     assert_eq!(c.dhcp, outcomes, "{what}: dhcp != sum of outcomes");
     assert_eq!(
         c.dhcp + c.non_dhcp + c.pass_vlan + c.drop_vlan_depth,
@@ -326,6 +329,30 @@ impl XdpRun {
         m.insert(mac_key(mac), Bucket::default(), 0)
             .context("writing known")?;
         Ok(())
+    }
+
+    /// Writes the OFFER responder's configuration (turns it on).
+    pub fn set_offer(&mut self, cfg: &OfferCfg) -> Result<()> {
+        let mut m: Array<&mut MapData, OfferCfg> =
+            Array::try_from(self.ebpf.map_mut(OFFER_CFG_MAP).context("offer_cfg map")?)?;
+        m.set(0, *cfg, 0).context("writing offer_cfg")
+    }
+
+    /// Writes slot `idx` of the stripe.
+    pub fn set_stripe(&mut self, idx: u32, slot: StripeSlot) -> Result<()> {
+        let mut m: Array<&mut MapData, StripeSlot> =
+            Array::try_from(self.ebpf.map_mut(STRIPE_MAP).context("stripe map")?)?;
+        m.set(idx, slot, 0).context("writing stripe")
+    }
+
+    /// Marks a MAC or OUI key as classified (compat/playground rule).
+    pub fn classify(&mut self, key: u64) -> Result<()> {
+        let mut m: HashMap<&mut MapData, u64, u32> = HashMap::try_from(
+            self.ebpf
+                .map_mut(CLASSIFIED_MAP)
+                .context("classified map")?,
+        )?;
+        m.insert(key, 1, 0).context("writing classified")
     }
 
     /// The LRU bucket of an unknown MAC, if it has one.

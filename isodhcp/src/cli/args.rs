@@ -109,6 +109,27 @@ pub struct Args {
         value_parser = values::rate("--new-client-rate")
     )]
     pub new_client_rate: u32,
+    /// Addresses set aside for the XDP OFFER responder (0: responder off).
+    #[arg(
+        long = "xdp-offer-stripe",
+        default_value = "256",
+        value_parser = values::rate("--xdp-offer-stripe")
+    )]
+    pub xdp_offer_stripe: u32,
+    /// Broadcast OFFERs per second the XDP responder sends.
+    #[arg(
+        long = "xdp-offer-rate",
+        default_value = "1000",
+        value_parser = values::rate("--xdp-offer-rate")
+    )]
+    pub xdp_offer_rate: u32,
+    /// REQUESTs for an XDP OFFER's address admitted per second.
+    #[arg(
+        long = "cookie-rate",
+        default_value = "100",
+        value_parser = values::rate("--cookie-rate")
+    )]
+    pub cookie_rate: u32,
     #[arg(long = "deny-mac", value_parser = values::mac("--deny-mac"))]
     pub deny_mac: Vec<Mac>,
     #[arg(long = "trust-mac", value_parser = values::mac("--trust-mac"))]

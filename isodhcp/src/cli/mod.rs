@@ -71,7 +71,10 @@ pub fn config(a: &Args) -> Result<Config, UsageError> {
             mac_burst: a.rate_burst,
             global_rate: a.global_rate_limit,
             new_rate: a.new_client_rate,
+            offer_rate: a.xdp_offer_rate,
+            cookie_rate: a.cookie_rate,
         },
+        offer_stripe: a.xdp_offer_stripe,
         deny_macs: a.deny_mac.clone(),
         trust_macs: a.trust_mac.clone(),
         bpf_pin_dir: a.bpf_pin_dir.clone().unwrap_or_else(|| {

@@ -16,6 +16,7 @@ use crate::datapath::af_xdp::{self, AfXdp, Queue};
 use crate::datapath::limiter::Limiter;
 use crate::datapath::{Datapath, Hybrid, Origin};
 use crate::engine::Engine;
+use crate::engine::stripe::StripeUpdate;
 use crate::system::xdp::{self, XdpAttachment, XdpError, XdpMaps};
 use crate::wire::Mac;
 use crate::wire::frame;
@@ -75,6 +76,36 @@ impl Admission {
         }
         self.limiter().undeny(mac);
         Ok(())
+    }
+
+    /// Writes a stripe slot the engine changed into the kernel map.
+    pub fn set_stripe(&mut self, u: &StripeUpdate) {
+        if let Admission::Kernel(x, _) = self {
+            let slot = xdp::offer::stripe_slot(u, super::now_ms(), monotonic_ns());
+            if let Err(e) = x.maps.set_stripe(u.index, slot) {
+                warn!(index = u.index, error = %e, "cannot write an XDP stripe slot");
+            }
+        }
+    }
+
+    /// Whether the XDP OFFER responder runs.
+    pub fn offering(&self) -> bool {
+        matches!(self, Admission::Kernel(x, _) if x.maps.offering())
+    }
+
+    /// Keeps the XDP OFFER responder alive for another heartbeat period;
+    /// `stop` ends it at once (shutdown).
+    pub fn heartbeat(&mut self, stop: bool) {
+        if let Admission::Kernel(x, _) = self {
+            let until = if stop {
+                0
+            } else {
+                xdp::offer::alive_until(monotonic_ns())
+            };
+            if let Err(e) = x.maps.heartbeat(until) {
+                warn!(error = %e, "cannot write the XDP OFFER responder's heartbeat");
+            }
+        }
     }
 
     /// Whether the admission layer counts `mac` as a known client.
@@ -152,6 +183,42 @@ fn parse_admitted(bytes: &[u8]) -> Option<(Mac, MessageView<'_>)> {
     MessageView::parse(f.payload).ok().map(|m| (f.src_mac, m))
 }
 
+/// Turns the XDP OFFER responder on (design.md §Offer responder): the
+/// classification keys and stripe first, the configuration last, so the
+/// program never offers before it has all it needs. A responder that
+/// cannot run says why and leaves every frame to today's path.
+fn prepare_offers(
+    cfg: &Config,
+    maps: &mut XdpMaps,
+    engine: &Engine,
+) -> Result<(), aya::maps::MapError> {
+    let mono = monotonic_ns();
+    let oc = match xdp::offer::offer_cfg(engine, xdp::offer::alive_until(mono)) {
+        Ok(oc) => oc,
+        Err(why) => {
+            if cfg.offer_stripe > 0 {
+                info!("XDP OFFER responder off: {why}");
+            }
+            return Ok(());
+        }
+    };
+    let playground = engine.playground_block().is_some();
+    for key in xdp::offer::classified_keys(&engine.config().classifier, playground) {
+        maps.classify(key)?;
+    }
+    let now = super::now_ms();
+    for u in engine.stripe_slots() {
+        maps.set_stripe(u.index, xdp::offer::stripe_slot(&u, now, mono))?;
+    }
+    maps.set_offer(oc)?;
+    info!(
+        stripe = oc.stripe_len,
+        filled = engine.stripe_used(),
+        "XDP OFFER responder on"
+    );
+    Ok(())
+}
+
 /// Attaches XDP per `--xdp` (auto falls back to userspace with a warning),
 /// writes limits, deny/trust lists and the known clients, and opens the
 /// datapath: AF_XDP sockets on every RX queue plus the packet socket.
@@ -182,6 +249,7 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
             maps.trust(*m).map_err(|e| w("the trust map", e))?;
         }
         engine.known_macs().for_each(|m| maps.set_known(m, true));
+        prepare_offers(cfg, maps, engine).map_err(|e| w("the OFFER responder's maps", e))?;
         queues.retain(|queue| match maps.bind_socket(queue.queue_id, &queue.fd()) {
             Ok(()) => true,
             Err(e) => {

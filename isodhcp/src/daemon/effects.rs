@@ -57,6 +57,7 @@ impl Daemon {
                         self.dirty_since.get_or_insert(now_ms());
                     }
                     Effect::Send(r) => sends.push((origin, r, frame_persists)),
+                    Effect::Stripe(u) => self.admission.set_stripe(&u),
                 }
             }
         }

@@ -169,6 +169,7 @@ impl Daemon {
 
     async fn on_tick(&mut self) {
         let now = now_ms();
+        self.admission.heartbeat(false);
         let fx = self.engine.handle(now, Input::Tick);
         self.apply(vec![(Origin::Packet, fx)]).await;
         if self
@@ -290,6 +291,8 @@ async fn serve(mut d: Daemon, mut control: ControlQueue, cfg: &Config) -> Result
             _ = hup.recv() => break,
         }
     }
+    // A pinned program outlives the daemon: it must stop offering now.
+    d.admission.heartbeat(true);
     d.log_drops(now_ms(), true);
     d.snapshot().context("final lease write failed")?;
     if let Some(h) = &d.hooks {

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::config::{Config, Facts, ResolveError, Resolved};
 use super::{Daemon, admission, now_ms};
-use crate::config::{Isolation, UsageError, sanitise_iface};
+use crate::config::{Isolation, UsageError, XdpMode, sanitise_iface};
 use crate::control::{self, server::ControlSocket, server::Pending};
 use crate::datapath::{Origin, PortGuard};
 use crate::engine::{Effect, Engine, EngineConfig, Mode};
@@ -131,6 +131,12 @@ fn restore(cfg: &Config, r: &Resolved, info: &InterfaceInfo) -> Result<Restored,
         statics: cfg.static_entries(),
         classifier: cfg.classifier.clone(),
         playground_size: cfg.playground_size(),
+        offer_stripe: if cfg.xdp == XdpMode::Off {
+            0
+        } else {
+            cfg.offer_stripe
+        },
+        stripe_key: random_key(),
         ..EngineConfig::new(r.server_ip, info.mac, r.pool)
     };
     let mut engine = Engine::new(engine_cfg, &existing).map_err(|e| cfg.refusal(e))?;
@@ -148,6 +154,13 @@ fn restore(cfg: &Config, r: &Resolved, info: &InterfaceInfo) -> Result<Restored,
 }
 
 type Restored = (Engine, LeaseStore, Vec<Effect>);
+
+/// A key for the stripe's MAC hash, different on every start (std's
+/// randomly seeded SipHash keys; no other randomness is needed).
+fn random_key() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+}
 
 /// The hook runner for `--hook-file`, with the instance's environment.
 fn hook_runner(cfg: &Config, r: &Resolved) -> Option<Hooks> {
@@ -179,9 +192,13 @@ async fn assemble(
     cfg: &Config,
     o: Opened,
     r: &Resolved,
-    (engine, store, start_fx): Restored,
+    (mut engine, store, start_fx): Restored,
 ) -> Result<(Daemon, ControlQueue)> {
     let (admission, io) = admission::setup(cfg, o.info.index, &engine)?;
+    if !admission.offering() {
+        // No XDP responder: the stripe's addresses go back to the pool.
+        engine.stripe_off();
+    }
     let guard =
         PortGuard::bind(&cfg.interface).context("cannot bind UDP port 67 on the interface")?;
     tokio::spawn(guard.drain());

@@ -133,7 +133,8 @@ impl Limiter {
                 let src: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
                 Some(Mac(src))
             }
-            Decision::Pass | Decision::Drop => None,
+            // The userspace path has no OFFER responder.
+            Decision::Pass | Decision::Drop | Decision::Transmit => None,
         }
     }
 }
@@ -153,7 +154,7 @@ mod tests {
             global_burst: 1000,
             new_rate: 2,
             new_burst: 2,
-            _pad: 0,
+            ..Default::default()
         }
     }
 

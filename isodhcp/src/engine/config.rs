@@ -68,6 +68,11 @@ pub struct EngineConfig {
     /// `--playground-size`: the playground block holds the next power of two
     /// at or above this many addresses; `None` for no playground.
     pub playground_size: Option<u32>,
+    /// Slots of the XDP OFFER responder's stripe (`--xdp-offer-stripe`,
+    /// capped at a quarter of the pool); 0: no stripe.
+    pub offer_stripe: u32,
+    /// Key of the stripe's MAC hash, random per start.
+    pub stripe_key: u64,
 }
 
 impl EngineConfig {
@@ -85,6 +90,8 @@ impl EngineConfig {
             statics: Vec::new(),
             classifier: Classifier::default(),
             playground_size: None,
+            offer_stripe: 0,
+            stripe_key: 0,
         }
     }
 }

@@ -109,6 +109,14 @@ impl Engine {
         // outstanding offers give their addresses back, so a flood of
         // DISCOVERs can never hold a small pool hostage (design.md §Protocol).
         let mut ip = self.allocate(now, profile.mode, in_use);
+        // The stripe gives its addresses back before any offer is revoked.
+        while ip.is_none() && profile.mode != Mode::Compat {
+            let Some(e) = self.stripe_release_one() else {
+                break;
+            };
+            fx.push(e);
+            ip = self.allocate(now, profile.mode, in_use);
+        }
         let mut evicted = 0;
         while ip.is_none() && evicted < MAX_EVICTIONS {
             let Some(&(_, oldest)) = self.offer_expiry.first() else {
@@ -257,7 +265,10 @@ impl Engine {
             return match (ours, requested) {
                 (Some(ip), Some(req)) if ip == req => self.commit(now, msg, ip),
                 (_, None) => self.ignore(Ignored::NoAddressNamed),
-                _ => self.nak(msg, "requested address was not offered to this client"),
+                (_, Some(req)) => match self.claim_striped(now, msg, req, vendor) {
+                    Some(fx) => fx,
+                    None => self.nak(msg, "requested address was not offered to this client"),
+                },
             };
         }
         // A lease whose profile changed is released; the client must DISCOVER.
@@ -325,6 +336,33 @@ impl Engine {
         self.stats.adoptions += 1;
         self.hold_offer(now, mac, req, profile, vendor, true);
         self.commit(now, msg, req)
+    }
+
+    /// A SELECTING REQUEST for the address the XDP responder offered this
+    /// MAC (its stripe slot's): commit it like an answer to our own offer
+    /// (design.md §Offer responder). `None`: not such a REQUEST.
+    fn claim_striped(
+        &mut self,
+        now: Millis,
+        msg: &MessageView<'_>,
+        req: Ipv4Addr,
+        vendor: Option<String>,
+    ) -> Option<Vec<Effect>> {
+        let mac = msg.client_mac();
+        if self.leases.contains_key(&mac) {
+            return None;
+        }
+        let profile = self.profile_for(mac, vendor.as_deref());
+        if profile.mode != Mode::Isolated {
+            return None;
+        }
+        let claimed = self.stripe_claim(now, mac, req)?;
+        let mut fx = self.cancel_offer(mac);
+        fx.extend(claimed);
+        self.hold_offer(now, mac, req, profile, vendor, false);
+        self.stats.stripe_claims += 1;
+        fx.extend(self.commit(now, msg, req));
+        Some(fx)
     }
 
     /// Records or extends the lease and returns bind, persistence and ACK effects.

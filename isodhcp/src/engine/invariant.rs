@@ -72,6 +72,9 @@ impl Engine {
         for ip in self.quarantine.addresses() {
             put(u32::from(ip), "quarantined");
         }
+        for ip in self.stripe.held() {
+            put(u32::from(ip), "striped");
+        }
         let mut out = Vec::new();
         for ip in self.pool.universe() {
             let a = u32::from(ip);

@@ -26,6 +26,7 @@ pub mod pool;
 mod quarantine;
 mod reply;
 mod restore;
+pub mod stripe;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -43,6 +44,7 @@ use crate::wire::options::MessageType;
 use crate::wire::view::MessageView;
 use pool::Pool;
 use quarantine::Quarantine;
+use stripe::{Stripe, StripeUpdate};
 
 /// Unix time in milliseconds.
 pub type Millis = u64;
@@ -105,6 +107,9 @@ pub enum Effect {
     PersistLater,
     /// Send a reply frame.
     Send(Reply),
+    /// A slot of the XDP OFFER responder's stripe changed (design.md
+    /// §Offer responder).
+    Stripe(StripeUpdate),
 }
 
 /// Why a message was ignored (answered with silence); counted, never
@@ -173,6 +178,8 @@ pub struct Stats {
     pub conflicts: u64,
     /// INIT-REBOOT clients without a record whose address was adopted.
     pub adoptions: u64,
+    /// REQUESTs that claimed an address the XDP responder offered.
+    pub stripe_claims: u64,
     /// Lines of per-message logging (NAKs) left out by the rate limit.
     pub logs_suppressed: u64,
 }
@@ -241,6 +248,8 @@ pub struct Engine {
     adopt_budget: Bucket,
     /// Per-message log lines (NAKs).
     log_budget: LogBudget,
+    /// Addresses set aside for the XDP OFFER responder.
+    stripe: Stripe,
     /// Time of the input being handled.
     now: Millis,
     /// Counters, read by the metrics and control endpoints.
@@ -296,6 +305,10 @@ impl Engine {
             statics.insert(s.mac, s.clone());
         }
         let quarantine = Quarantine::new((cfg.pool.size() as usize / 2).max(16));
+        let stripe = Stripe::new(
+            cfg.stripe_key,
+            cfg.offer_stripe.min((cfg.pool.size() / 4) as u32),
+        );
         Ok(Engine {
             cfg,
             pool,
@@ -311,6 +324,7 @@ impl Engine {
             block_warned: HashMap::new(),
             adopt_budget: Bucket::default(),
             log_budget: LogBudget::default(),
+            stripe,
             now: 0,
             stats: Stats::default(),
         })
@@ -547,6 +561,7 @@ impl Engine {
             self.quarantine_dirty = true;
             self.pool.give_back(ip);
         }
+        fx.extend(self.stripe_fill());
         while let Some(&(at, mac)) = self.expiry.first() {
             if at > now {
                 break;

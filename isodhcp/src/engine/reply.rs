@@ -133,19 +133,48 @@ impl Engine {
         let mut m = self.base_reply(req, kind);
         m.yiaddr = yiaddr;
         m.ciaddr = req.ciaddr();
-        if !yiaddr.is_unspecified() {
-            m.options.set_u32(options::LEASE_TIME, lt);
-            m.options.set_u32(options::RENEWAL_TIME, lt / 2);
-            m.options
-                .set_u32(options::REBINDING_TIME, (u64::from(lt) * 7 / 8) as u32);
-        }
         let at = if yiaddr.is_unspecified() {
             req.ciaddr()
         } else {
             yiaddr
         };
-        self.mode_options(&mut m.options, mode, at);
+        let lease = (!yiaddr.is_unspecified()).then_some(lt);
+        self.reply_options(&mut m.options, mode, at, lease);
         self.finish(req, m, kind, yiaddr)
+    }
+
+    /// The options after 53 and 54 of an OFFER, ACK or INFORM-ACK (`lease`
+    /// `None`: no lease times), before the client's order is applied.
+    fn reply_options(&self, o: &mut OptionList, mode: Mode, at: Ipv4Addr, lease: Option<u32>) {
+        if let Some(lt) = lease {
+            o.set_u32(options::LEASE_TIME, lt);
+            o.set_u32(options::RENEWAL_TIME, lt / 2);
+            o.set_u32(options::REBINDING_TIME, (u64::from(lt) * 7 / 8) as u32);
+        }
+        self.mode_options(o, mode, at);
+    }
+
+    /// The options of an isolated client's OFFER in the engine's own order,
+    /// each encoded as code, length, value: the template the XDP OFFER
+    /// responder orders and copies (design.md §Offer responder). The same
+    /// code as [`Self::reply`] renders them, so the two cannot drift.
+    pub fn offer_template(&self) -> Vec<(u8, Vec<u8>)> {
+        let mut o = OptionList::default();
+        o.set(options::MESSAGE_TYPE, vec![MessageType::Offer as u8]);
+        o.set_ip(options::SERVER_ID, self.cfg.server_ip);
+        // Isolated options do not depend on the address; any will do.
+        let lease = Some(self.cfg.lease_time);
+        self.reply_options(&mut o, Mode::Isolated, self.cfg.server_ip, lease);
+        o.iter()
+            .map(|(code, v)| {
+                let mut rec = vec![code];
+                // An option over 255 bytes would be split (RFC 3396); the
+                // template refuses it, so its length byte is never read.
+                rec.push(v.len().min(255) as u8);
+                rec.extend_from_slice(v);
+                (code, rec)
+            })
+            .collect()
     }
 
     /// NAK: only 53, 54 and a message (RFC 2131 Table 3), always broadcast.

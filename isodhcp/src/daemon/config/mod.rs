@@ -44,6 +44,9 @@ pub struct Config {
     pub xdp: XdpMode,
     /// Admission rates for the XDP program and the userspace limiter.
     pub rates: RateLimits,
+    /// `--xdp-offer-stripe`: addresses set aside for the XDP OFFER
+    /// responder (design.md §Offer responder); 0 turns it off.
+    pub offer_stripe: u32,
     pub deny_macs: Vec<Mac>,
     pub trust_macs: Vec<Mac>,
     pub bpf_pin_dir: PathBuf,

@@ -6,6 +6,7 @@ mod hostile;
 mod modes;
 mod properties;
 mod protocol;
+mod responder;
 
 use super::*;
 use crate::wire::dhcp::{BOOTREQUEST, Message};

@@ -16,7 +16,8 @@ use std::os::fd::AsRawFd;
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, MapError, XskMap};
 use isodhcp_common::{
-    Bucket, DENY_MAP, KNOWN_MAP, LIMITS_MAP, Limits, TRUST_MAP, XSKS_MAP, mac_key,
+    Bucket, CLASSIFIED_MAP, DENY_MAP, KNOWN_MAP, LIMITS_MAP, Limits, OFFER_CFG_MAP, OfferCfg,
+    STRIPE_MAP, StripeSlot, TRUST_MAP, XSKS_MAP, mac_key,
 };
 
 use super::{XdpError, chain};
@@ -28,6 +29,11 @@ pub struct XdpMaps {
     trust: HashMap<MapData, u64, u32>,
     known: HashMap<MapData, u64, Bucket>,
     xsks: XskMap<MapData>,
+    offer_cfg: Array<MapData, OfferCfg>,
+    stripe: Array<MapData, StripeSlot>,
+    classified: HashMap<MapData, u64, u32>,
+    /// What `offer_cfg` holds (the heartbeat rewrites it).
+    offer: Option<OfferCfg>,
     /// Keys known to be in `known`: inserted by us, or found there.
     known_mirror: HashSet<u64>,
     known_full_warned: bool,
@@ -62,6 +68,10 @@ impl XdpMaps {
             trust: take(ebpf, TRUST_MAP)?,
             known: take(ebpf, KNOWN_MAP)?,
             xsks: take(ebpf, XSKS_MAP)?,
+            offer_cfg: take(ebpf, OFFER_CFG_MAP)?,
+            stripe: take(ebpf, STRIPE_MAP)?,
+            classified: take(ebpf, CLASSIFIED_MAP)?,
+            offer: None,
             known_mirror: HashSet::new(),
             known_full_warned: false,
         })
@@ -119,6 +129,41 @@ impl XdpMaps {
     /// Whether `mac` is in the known-clients map.
     pub fn is_known(&self, mac: Mac) -> bool {
         self.known.get(&mac_key(mac.0), 0).is_ok()
+    }
+
+    /// Turns the OFFER responder on with `cfg` (design.md §Offer responder).
+    pub fn set_offer(&mut self, cfg: OfferCfg) -> Result<(), MapError> {
+        self.offer_cfg.set(0, cfg, 0)?;
+        self.offer = Some(cfg);
+        Ok(())
+    }
+
+    /// Whether the responder was turned on.
+    pub fn offering(&self) -> bool {
+        self.offer.is_some()
+    }
+
+    /// Keeps the responder alive until `until_mono_ns`; 0 stops it at once
+    /// (a pinned program must never offer for a daemon that is gone).
+    pub fn heartbeat(&mut self, until_mono_ns: u64) -> Result<(), MapError> {
+        let Some(mut cfg) = self.offer else {
+            return Ok(());
+        };
+        cfg.alive_until_ns = until_mono_ns;
+        self.offer_cfg.set(0, cfg, 0)?;
+        self.offer = Some(cfg);
+        Ok(())
+    }
+
+    /// Writes slot `index` of the stripe.
+    pub fn set_stripe(&mut self, index: u32, slot: StripeSlot) -> Result<(), MapError> {
+        self.stripe.set(index, slot, 0)
+    }
+
+    /// Marks a MAC or OUI key (`isodhcp_common::oui_key`) as classified
+    /// by a compat or playground rule: only the daemon answers it.
+    pub fn classify(&mut self, key: u64) -> Result<(), MapError> {
+        self.classified.insert(key, 1, 0)
     }
 
     /// Steers RX queue `queue` to an AF_XDP socket.

@@ -20,6 +20,7 @@
 
 mod events;
 mod maps;
+pub mod offer;
 mod pins;
 
 use std::ffi::CString;
@@ -116,6 +117,10 @@ pub fn limits(r: &RateLimits) -> Limits {
         global_burst: r.global_rate,
         new_rate: r.new_rate,
         new_burst: r.new_rate,
+        offer_rate: r.offer_rate,
+        offer_burst: r.offer_rate,
+        cookie_rate: r.cookie_rate,
+        cookie_burst: r.cookie_rate,
         _pad: 0,
     }
 }

@@ -1,0 +1,372 @@
+//! The XDP OFFER responder and the engine agree (design.md §Offer
+//! responder): the kernel's OFFER is byte for byte the engine's for the same
+//! DISCOVER, and the engine commits a REQUEST for the address the responder
+//! offered, refilling the stripe.
+
+use isodhcp_common::offer::{self, Ctx, Outcome, Plain, Work, host::VecFrame};
+use isodhcp_common::parse::{Parsed, parse_frame};
+use isodhcp_common::{ABI_VERSION, Bucket, Limits, Slot, StripeSlot, Tables, mac_key};
+
+use super::*;
+use crate::system::xdp::offer::{offer_cfg, stripe_slot};
+use crate::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
+
+fn striped(n: u32) -> Engine {
+    engine(EngineConfig {
+        offer_stripe: n,
+        stripe_key: 0x5eed,
+        custom_options: vec![crate::engine::CustomOption {
+            code: 42,
+            value: vec![198, 18, 0, 123],
+        }],
+        ..cfg()
+    })
+}
+
+/// Shared buckets only; no MAC is known, classified or fresh.
+#[derive(Default)]
+struct Buckets([Bucket; 4]);
+
+impl Tables for Buckets {
+    fn deny_until(&mut self, _: u64) -> Option<u64> {
+        None
+    }
+    fn trusted(&mut self, _: u64) -> bool {
+        false
+    }
+    fn known(&mut self, _: u64) -> Option<&mut Bucket> {
+        None
+    }
+    fn fresh(&mut self, _: u64) -> Option<&mut Bucket> {
+        None
+    }
+    fn fresh_insert(&mut self, _: u64, _: &Bucket) {}
+    fn shared(&mut self, idx: u32) -> Option<&mut Bucket> {
+        self.0.get_mut(idx as usize)
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        abi: ABI_VERSION,
+        offer_rate: 10,
+        offer_burst: 10,
+        cookie_rate: 10,
+        cookie_burst: 10,
+        ..Limits::default()
+    }
+}
+
+/// The frame a client sends: broadcast from 0.0.0.0, padded like real
+/// clients pad (dhclient and udhcpc send at least 300 bytes of BOOTP; some
+/// send more).
+fn client_frame(m: &Message, pad_to: usize) -> Vec<u8> {
+    let mut payload = wire(m);
+    if payload.len() < pad_to {
+        payload.resize(pad_to, 0);
+    }
+    let a = Addressing {
+        src_mac: Mac(m.chaddr[..6].try_into().unwrap()),
+        dst_mac: Mac::BROADCAST,
+        src_ip: Ipv4Addr::UNSPECIFIED,
+        dst_ip: Ipv4Addr::BROADCAST,
+        src_port: DHCP_CLIENT_PORT,
+        dst_port: DHCP_SERVER_PORT,
+    };
+    frame::build(&a, &payload).unwrap()
+}
+
+/// Runs the kernel's responder code over `f` against `e`'s stripe.
+fn respond(e: &Engine, f: &mut Vec<u8>, now_ns: u64) -> (Outcome, Vec<Slot>) {
+    respond_alive(e, f, now_ns, now_ns + 1_000_000_000)
+}
+
+/// [`respond`] with the daemon's heartbeat valid until `alive_until`.
+fn respond_alive(
+    e: &Engine,
+    f: &mut Vec<u8>,
+    now_ns: u64,
+    alive_until: u64,
+) -> (Outcome, Vec<Slot>) {
+    let cfg = offer_cfg(e, alive_until).unwrap();
+    let slots: Vec<StripeSlot> = e
+        .stripe_slots()
+        .iter()
+        .map(|u| stripe_slot(u, T0, now_ns))
+        .collect();
+    let Parsed::Request(req) = parse_frame(f) else {
+        panic!("not a valid request frame");
+    };
+    let len = f.len();
+    let mut work = Work::default();
+    let l = limits();
+    let mut c = Ctx {
+        work: &mut work,
+        cfg: &cfg,
+        limits: &l,
+        now: now_ns,
+    };
+    let counted = std::cell::RefCell::new(Vec::new());
+    let o = offer::respond(
+        &mut Plain,
+        VecFrame(f),
+        len,
+        &mut Buckets::default(),
+        &mut c,
+        &req,
+        |i| slots.get(i as usize).copied(),
+        |s| counted.borrow_mut().push(s),
+    );
+    (o, counted.into_inner())
+}
+
+fn slot_of(e: &Engine, m: Mac) -> Ipv4Addr {
+    let (len, key) = e.stripe();
+    let i = isodhcp_common::stripe_index(key, mac_key(m.0), len) as usize;
+    e.stripe_slots()[i].cur.expect("slot filled")
+}
+
+/// The engine's OFFER frame for `d`, as the daemon would send it, with the
+/// address the stripe would give.
+fn engine_offer(d: &Message, ip: Ipv4Addr) -> Vec<u8> {
+    let mut reference = engine(EngineConfig {
+        custom_options: vec![crate::engine::CustomOption {
+            code: 42,
+            value: vec![198, 18, 0, 123],
+        }],
+        ..cfg()
+    });
+    let fx = run(&mut reference, T0, d);
+    let r = replies(&fx);
+    assert_eq!(r.len(), 1, "{fx:?}");
+    let mut payload = r[0].2.payload.clone();
+    payload[16..20].copy_from_slice(&ip.octets());
+    let dst_ip = if r[0].2.dst_ip.is_broadcast() {
+        r[0].2.dst_ip
+    } else {
+        ip
+    };
+    let a = Addressing {
+        src_mac: cfg().server_mac,
+        dst_mac: r[0].2.dst_mac,
+        src_ip: SERVER,
+        dst_ip,
+        src_port: DHCP_SERVER_PORT,
+        dst_port: DHCP_CLIENT_PORT,
+    };
+    let mut f = frame::build(&a, &payload).unwrap();
+    f[40..42].copy_from_slice(&[0, 0]); // the kernel sends UDP checksum 0
+    f
+}
+
+#[test]
+fn xdp_offer_is_the_engines_offer_byte_for_byte() {
+    let e = striped(64);
+    let prls: [&[u8]; 6] = [
+        &[1, 3, 6, 121],
+        &[],
+        &[121, 249, 6, 3, 1, 51, 54, 58, 59, 42, 15, 119, 252],
+        &[3, 3, 1, 200, 201, 53, 54, 255, 0],
+        &[6, 42, 1],
+        &[1, 28, 2, 3, 15, 6, 119, 12, 44, 47, 26, 121, 42],
+    ];
+    for (n, prl) in prls.iter().enumerate() {
+        for (bcast, pad) in [(false, 300), (true, 300), (false, 548), (true, 400)] {
+            let m = mac(n as u8 + 10);
+            let mut d = msg(m, MessageType::Discover);
+            if !prl.is_empty() {
+                d.options.set(PARAM_REQUEST_LIST, prl.to_vec());
+            }
+            d.options.set(VENDOR_CLASS, b"dhcpcd-10".to_vec());
+            d.options.set(CLIENT_ID, [&[1u8][..], &m.0].concat());
+            if bcast {
+                d.flags = 0x8000;
+            }
+            let mut f = client_frame(&d, pad);
+            let (o, counted) = respond(&e, &mut f, 5_000_000_000);
+            assert_eq!(o, Outcome::Offered, "prl {prl:?}: {counted:?}");
+            let want = engine_offer(&d, slot_of(&e, m));
+            assert_eq!(f, want, "prl {prl:?} broadcast {bcast} pad {pad}");
+            // The IP header checksum verifies.
+            let ip_hdr: &[u8] = &f[14..34];
+            let sum = ip_hdr
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                .sum::<u32>();
+            assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff);
+        }
+    }
+}
+
+#[test]
+fn xdp_leaves_what_only_the_daemon_may_answer() {
+    let e = striped(64);
+    let now = 5_000_000_000;
+    let base = || {
+        let mut d = discover(mac(7));
+        d.options
+            .set(MAX_MESSAGE_SIZE, 1500u16.to_be_bytes().to_vec());
+        d
+    };
+    let cases: Vec<(&str, Message, Slot)> = vec![
+        (
+            "relayed",
+            Message {
+                giaddr: ip(9),
+                ..base()
+            },
+            Slot::OfferIneligible,
+        ),
+        (
+            "ciaddr",
+            Message {
+                ciaddr: ip(9),
+                ..base()
+            },
+            Slot::OfferIneligible,
+        ),
+        (
+            "option 82",
+            {
+                let mut d = base();
+                d.options.set(RELAY_AGENT_INFO, vec![1, 2, 0, 1]);
+                d
+            },
+            Slot::OfferIneligible,
+        ),
+        (
+            "option 52",
+            {
+                let mut d = base();
+                d.options.set(52, vec![1]);
+                d
+            },
+            Slot::OfferIneligible,
+        ),
+    ];
+    for (what, d, slot) in cases {
+        let mut f = client_frame(&d, 300);
+        let before = f.clone();
+        let (o, counted) = respond(&e, &mut f, now);
+        assert_eq!(o, Outcome::Daemon(Some(slot)), "{what}");
+        assert_eq!(counted, [slot], "{what}");
+        assert_eq!(f, before, "{what}: the frame is untouched");
+    }
+    // A reply more than GROW_MAX bytes longer than its request takes the
+    // daemon's path: an unpadded DISCOVER (about 260 bytes of BOOTP) does
+    // not get a 324-byte OFFER from the kernel.
+    let mut short = client_frame(&base(), 0);
+    let end = short.iter().rposition(|&b| b == 255).unwrap() + 1;
+    short.truncate(end);
+    let ulen = (end - 34) as u16;
+    short[38..40].copy_from_slice(&ulen.to_be_bytes());
+    short[16..18].copy_from_slice(&(ulen + 20).to_be_bytes());
+    short[24..26].copy_from_slice(&[0, 0]);
+    let c = isodhcp_common::offer::ip_checksum(short[14..34].try_into().unwrap());
+    short[24..26].copy_from_slice(&c.to_be_bytes());
+    short[40..42].copy_from_slice(&[0, 0]);
+    assert!(matches!(parse_frame(&short), Parsed::Request(_)));
+    let mut f = short.clone();
+    let (o, _) = respond(&e, &mut f, now);
+    assert_eq!(o, Outcome::Daemon(Some(Slot::OfferNoRoom)));
+    assert_eq!(f, short);
+    // Stale heartbeat: no offer for a daemon that is gone.
+    let mut f = client_frame(&base(), 300);
+    let (o, _) = respond_alive(&e, &mut f, now, now);
+    assert_eq!(o, Outcome::Daemon(Some(Slot::OfferIneligible)));
+    let (o, _) = respond_alive(&e, &mut f, now, now + 1);
+    assert_eq!(o, Outcome::Offered);
+}
+
+#[test]
+fn a_request_for_the_striped_address_commits_and_refills() {
+    let mut e = striped(16);
+    let m = mac(1);
+    let want = slot_of(&e, m);
+    let free = e.free_count();
+    let fx = run(&mut e, T0, &select(m, want, SERVER));
+    assert_eq!(kind(&fx), MessageType::Ack, "{fx:?}");
+    assert_eq!(replies(&fx)[0].1.yiaddr, want);
+    assert_eq!(bound(&fx)[0].ip, want);
+    assert!(fx.contains(&Effect::Known(m, true)));
+    assert_eq!(e.stats.stripe_claims, 1);
+    assert_eq!(e.stats.offers, 0, "the engine sent no OFFER");
+    // The slot was refilled with another address from the pool.
+    let refill = fx
+        .iter()
+        .filter(|f| matches!(f, Effect::Stripe(u) if u.cur.is_some()))
+        .count();
+    assert_eq!(refill, 1, "{fx:?}");
+    assert_ne!(slot_of(&e, m), want);
+    assert_eq!(e.free_count(), free - 1);
+    assert!(
+        e.check_conservation().is_empty(),
+        "{:?}",
+        e.check_conservation()
+    );
+}
+
+#[test]
+fn a_request_for_another_address_or_server_is_refused() {
+    let mut e = striped(16);
+    let m = mac(2);
+    let want = slot_of(&e, m);
+    let other = Ipv4Addr::from(u32::from(want) - 100);
+    let fx = run(&mut e, T0, &select(m, other, SERVER));
+    assert_eq!(kind(&fx), MessageType::Nak);
+    let fx = run(&mut e, T0, &select(m, want, ip(254)));
+    assert!(replies(&fx).is_empty(), "another server's: silence");
+    assert_eq!(e.stats.stripe_claims, 0);
+    assert!(e.check_conservation().is_empty());
+}
+
+#[test]
+fn the_loser_of_a_slot_collision_is_naked_and_rediscovers() {
+    let mut e = striped(4);
+    let (len, key) = e.stripe();
+    let a = mac(1);
+    let ia = isodhcp_common::stripe_index(key, mac_key(a.0), len);
+    let b = (2..=255)
+        .map(mac)
+        .find(|m| isodhcp_common::stripe_index(key, mac_key(m.0), len) == ia)
+        .expect("a MAC in the same slot");
+    let both = slot_of(&e, a);
+    assert_eq!(
+        kind(&run(&mut e, T0, &select(a, both, SERVER))),
+        MessageType::Ack
+    );
+    let fx = run(&mut e, T0 + 1, &select(b, both, SERVER));
+    assert_eq!(kind(&fx), MessageType::Nak);
+    // Its next DISCOVER meets the refilled slot, which it can claim.
+    let next = slot_of(&e, b);
+    assert_ne!(next, both);
+    assert_eq!(
+        kind(&run(&mut e, T0 + 2, &select(b, next, SERVER))),
+        MessageType::Ack
+    );
+    assert!(e.check_conservation().is_empty());
+}
+
+#[test]
+fn the_stripe_gives_way_when_the_pool_runs_dry() {
+    // /27: 29 usable addresses (30 minus the server); the stripe takes at most a quarter.
+    let mut e = engine(EngineConfig {
+        offer_stripe: 256,
+        stripe_key: 1,
+        pool: "198.18.0.0/27".parse().unwrap(),
+        ..cfg()
+    });
+    let held = e.stripe_used();
+    assert!(held > 0 && held <= 8, "{held}");
+    let total = e.free_count() + held;
+    for n in 0..total {
+        lease(&mut e, T0, mac(n as u8 + 1));
+    }
+    assert_eq!(e.stripe_used(), 0);
+    assert_eq!(e.free_count(), 0);
+    assert!(
+        e.check_conservation().is_empty(),
+        "{:?}",
+        e.check_conservation()
+    );
+}
