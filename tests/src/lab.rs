@@ -327,6 +327,29 @@ impl Lab {
         Ok(())
     }
 
+    /// Attaches the object's pass-through program (`isodhcp_pass`) in
+    /// native mode to `port` of the switch. A veth delivers XDP_TX frames
+    /// (the XDP OFFER responder's replies) only to a peer that runs an XDP
+    /// program; a real NIC needs nothing of the kind. The attachment lives
+    /// as long as the port (the lab's namespaces).
+    pub fn pass_through_xdp(&self, port: &str) -> Result<()> {
+        let obj = crate::xdp_run::object_path();
+        let pins = PathBuf::from(format!("/sys/fs/bpf/isodhcp-lab-{}-{port}", self.id));
+        let obj_s = obj.display().to_string();
+        let pins_s = pins.display().to_string();
+        util::run_ok(
+            util::tool_cmd("bpftool").args(["prog", "loadall", &obj_s, &pins_s, "type", "xdp"]),
+            Duration::from_secs(30),
+        )?;
+        let prog = format!("{pins_s}/isodhcp_pass");
+        let attached = self.switch.run_ok(
+            "bpftool",
+            &["net", "attach", "xdpdrv", "pinned", &prog, "dev", port],
+        );
+        let _ = std::fs::remove_dir_all(&pins);
+        attached.map(|_| ())
+    }
+
     /// Folder for this lab's files (logs, lease files); removed on drop.
     /// Every daemon log of this lab (`isodhcp-<n>.log`, one per start), for
     /// failure messages.

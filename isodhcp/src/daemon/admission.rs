@@ -13,6 +13,7 @@ use super::Config;
 use crate::config::XdpMode;
 use crate::datapath::af_packet::AfPacket;
 use crate::datapath::af_xdp::{self, AfXdp, Queue};
+use crate::datapath::ethtool;
 use crate::datapath::limiter::Limiter;
 use crate::datapath::{Datapath, Hybrid, Origin};
 use crate::engine::Engine;
@@ -84,6 +85,31 @@ impl Admission {
             let slot = xdp::offer::stripe_slot(u, super::now_ms(), monotonic_ns());
             if let Err(e) = x.maps.set_stripe(u.index, slot) {
                 warn!(index = u.index, error = %e, "cannot write an XDP stripe slot");
+            }
+        }
+    }
+
+    /// Whether XDP_TX fails on `iface` while the responder sends OFFERs:
+    /// the driver's XDP_TX error count (ethtool statistics) grew since the
+    /// last call together with `tx_offer`. That happens on a veth whose peer
+    /// runs no XDP program, where every OFFER would vanish. `last` carries
+    /// the two counts from call to call. `Some`: the errors seen.
+    pub fn offer_tx_failing(&self, iface: &str, last: &mut Option<(u64, u64)>) -> Option<u64> {
+        if !self.offering() {
+            return None;
+        }
+        let errors = ethtool::xdp_tx_errors(iface)?;
+        let sent = self.counters().tx_offer;
+        let before = last.replace((sent, errors));
+        let (s0, e0) = before?;
+        (sent > s0 && errors > e0).then_some(errors - e0)
+    }
+
+    /// Turns the XDP OFFER responder off (its replies do not leave).
+    pub fn offer_off(&mut self) {
+        if let Admission::Kernel(x, _) = self {
+            if let Err(e) = x.maps.offer_off() {
+                warn!(error = %e, "cannot turn the XDP OFFER responder off");
             }
         }
     }

@@ -109,6 +109,8 @@ impl Daemon {
             offers: Offers {
                 outstanding: self.engine.offers_outstanding() as u64,
                 cap: self.engine.config().max_offers as u64,
+                xdp_stripe: u64::from(self.engine.stripe().0),
+                xdp_stripe_filled: self.engine.stripe_used() as u64,
             },
             datapath: self.admission.mode().to_string(),
             admission: self.counters(),
@@ -122,6 +124,7 @@ impl Daemon {
                 expired: st.expired,
                 conflicts: st.conflicts,
                 adoptions: st.adoptions,
+                stripe_claims: st.stripe_claims,
                 logs_suppressed: st.logs_suppressed,
             },
             hooks,

@@ -183,6 +183,16 @@ impl Daemon {
                 "Offers held (capped)",
                 self.engine.offers_outstanding() as u64,
             ),
+            (
+                "xdp_offer_stripe_slots",
+                "Slots of the XDP OFFER responder's stripe (0: responder off)",
+                u64::from(self.engine.stripe().0),
+            ),
+            (
+                "xdp_offer_stripe_filled",
+                "Stripe slots holding an address",
+                self.engine.stripe_used() as u64,
+            ),
             ("uptime_seconds", "Seconds since start", uptime_s),
         ] {
             gauge(r, name, help, v as i64);
@@ -221,6 +231,13 @@ impl Daemon {
             "adoptions",
             "INIT-REBOOT clients without a record whose address was adopted",
             adoptions,
+        );
+        let claims = Counter::<u64>::default();
+        claims.inc_by(st.stripe_claims);
+        r.register(
+            "stripe_claims",
+            "REQUESTs that took the address an XDP OFFER carried",
+            claims,
         );
         let ignored = Family::<Labels, Counter>::default();
         for (why, n) in &st.dropped {

@@ -99,6 +99,8 @@ struct Daemon {
     needs_reconcile: bool,
     /// Drop counters last logged, and when.
     drops_logged: (u64, Millis),
+    /// (tx_offer, driver XDP_TX errors) at the last tick.
+    offer_watch: Option<(u64, u64)>,
     /// Alive neighbour entries, read at most once per batch of frames.
     neighbours: Option<Vec<(Ipv4Addr, Option<Mac>)>>,
     /// Log lines about replies that could not be sent.
@@ -170,6 +172,7 @@ impl Daemon {
     async fn on_tick(&mut self) {
         let now = now_ms();
         self.admission.heartbeat(false);
+        self.watch_offer_tx();
         let fx = self.engine.handle(now, Input::Tick);
         self.apply(vec![(Origin::Packet, fx)]).await;
         if self
@@ -191,6 +194,26 @@ impl Daemon {
             self.reconcile().await;
         }
         self.log_drops(now, false);
+    }
+
+    /// The XDP OFFER responder stops when its replies do not leave the
+    /// interface (design.md §Offer responder): DHCP then takes the daemon's
+    /// path, as it did before the responder existed.
+    fn watch_offer_tx(&mut self) {
+        let Some(errors) = self
+            .admission
+            .offer_tx_failing(&self.iface, &mut self.offer_watch)
+        else {
+            return;
+        };
+        warn!(
+            interface = %self.iface,
+            xdp_tx_errors = errors,
+            "XDP_TX does not work on this interface (a veth needs an XDP program on its peer): \
+             XDP OFFER responder off, DHCP takes the daemon's path"
+        );
+        self.admission.offer_off();
+        self.engine.stripe_off();
     }
 
     /// One summary line of admission drops a minute at most, and only when

@@ -242,6 +242,7 @@ async fn assemble(
         fold_cost: std::time::Duration::ZERO,
         needs_reconcile: false,
         drops_logged: (0, 0),
+        offer_watch: None,
         neighbours: None,
         commit_latency: super::metrics::commit_histogram(),
     };

@@ -328,47 +328,4 @@ impl AfXdp {
     }
 }
 
-/// Number of RX queues of the interface (ETHTOOL_GCHANNELS; 1 if unknown).
-pub fn rx_queue_count(iface: &str) -> u32 {
-    #[repr(C)]
-    #[derive(Default)]
-    struct Channels {
-        cmd: u32,
-        max_rx: u32,
-        max_tx: u32,
-        max_other: u32,
-        max_combined: u32,
-        rx_count: u32,
-        tx_count: u32,
-        other_count: u32,
-        combined_count: u32,
-    }
-    const ETHTOOL_GCHANNELS: u32 = 0x3c;
-    let mut ch = Channels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..Default::default()
-    };
-    // SAFETY: ifreq is plain data; zeroed is valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr
-        .ifr_name
-        .iter_mut()
-        .zip(iface.bytes().take(libc::IFNAMSIZ - 1))
-    {
-        *d = s as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_data = (&mut ch as *mut Channels).cast();
-    // SAFETY: a datagram socket for the ioctl, closed right after.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return 1;
-    }
-    // SAFETY: ifr points at valid memory; ch lives across the call.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut ifr) };
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    if rc < 0 {
-        return 1;
-    }
-    (ch.rx_count + ch.combined_count).max(1)
-}
+pub use super::ethtool::rx_queue_count;

@@ -12,6 +12,7 @@
 
 pub mod af_packet;
 pub mod af_xdp;
+pub mod ethtool;
 pub mod limiter;
 
 use std::future::Future;

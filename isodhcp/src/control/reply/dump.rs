@@ -142,6 +142,10 @@ pub struct SnatInfo {
 pub struct XdpInfo {
     pub mode: String,
     pub pin_dir: Option<String>,
+    /// Slots of the XDP OFFER responder's stripe (0: responder off).
+    pub offer_stripe: u64,
+    /// Slots holding an address now.
+    pub offer_stripe_filled: u64,
     pub counters: Named<u64>,
     pub blocked: Vec<Blocked>,
 }

@@ -63,6 +63,10 @@ pub struct ClientCounts {
 pub struct Offers {
     pub outstanding: u64,
     pub cap: u64,
+    /// Slots of the XDP OFFER responder's stripe (0: responder off).
+    pub xdp_stripe: u64,
+    /// Slots holding an address now.
+    pub xdp_stripe_filled: u64,
 }
 
 /// DHCP messages answered or seen since start.
@@ -77,6 +81,8 @@ pub struct Messages {
     pub expired: u64,
     pub conflicts: u64,
     pub adoptions: u64,
+    /// REQUESTs that took the address an XDP OFFER carried.
+    pub stripe_claims: u64,
     pub logs_suppressed: u64,
 }
 

@@ -138,6 +138,8 @@ impl Daemon {
         XdpInfo {
             mode: self.admission.mode().to_string(),
             pin_dir: self.admission.pin_dir().map(|p| p.display().to_string()),
+            offer_stripe: u64::from(self.engine.stripe().0),
+            offer_stripe_filled: self.engine.stripe_used() as u64,
             counters: self.counters(),
             blocked,
         }

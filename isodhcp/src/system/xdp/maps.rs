@@ -138,6 +138,12 @@ impl XdpMaps {
         Ok(())
     }
 
+    /// Turns the OFFER responder off for good (this run).
+    pub fn offer_off(&mut self) -> Result<(), MapError> {
+        self.offer = None;
+        self.offer_cfg.set(0, OfferCfg::default(), 0)
+    }
+
     /// Whether the responder was turned on.
     pub fn offering(&self) -> bool {
         self.offer.is_some()
