@@ -33,6 +33,9 @@ pub const TEMPLATE_LEN: usize = 512;
 pub const RECORD_MAX: usize = 255;
 /// Length of the zero area used for padding and for sname/file.
 pub const ZEROS_LEN: usize = 256;
+/// Length of [`OfferCfg::tail`]: END plus the most padding a reply needs
+/// (a 300-byte payload holds at least 240 + 3 + 6 bytes before END).
+pub const TAIL_LEN: usize = 64;
 /// Longest option 55 the responder reads; a longer one takes the daemon's path.
 pub const PRL_MAX: usize = 64;
 /// Capacity of the `stripe` map.
@@ -55,6 +58,8 @@ const UDP_HLEN: usize = 8;
 /// Where the BOOTP message starts in an untagged frame with a 20-byte IP header.
 pub const BOOTP_AT: usize = ETH_HLEN + IP_HLEN + UDP_HLEN;
 const OPTIONS_AT: usize = 240;
+/// Headers up to BOOTP's `hops`: rewritten with one store.
+const HEAD_LEN: usize = BOOTP_AT + 4;
 /// BOOTP payloads are padded to this (RFC 1542 §3.3 minimum).
 pub const MIN_PAYLOAD: usize = 300;
 const MIN_MAX_MESSAGE: usize = 576;
@@ -100,8 +105,17 @@ pub struct OfferCfg {
     pub rec_of: [u8; 256],
     /// The encoded option records.
     pub template: [u8; TEMPLATE_LEN],
-    /// Always zero: the source of padding and of sname/file.
+    /// END and zeros: the source of the options' end and padding.
+    pub tail: [u8; TAIL_LEN],
+    /// Always zero: the source of sname/file. With `tail` it is also the
+    /// slack that keeps every store's source inside the entry for the
+    /// verifier (a length it sees as up to 256 bytes from `template + 511`
+    /// or from `tail`).
     pub zeros: [u8; ZEROS_LEN],
+    /// 1: the `classified` map holds entries (else it is not consulted).
+    pub classified_rules: u32,
+    /// Keeps the layout free of implicit padding.
+    pub _pad: u32,
 }
 
 impl Default for OfferCfg {
@@ -120,7 +134,14 @@ impl Default for OfferCfg {
             rec_len: [0; RECORDS_MAX],
             rec_of: [NO_RECORD; 256],
             template: [0; TEMPLATE_LEN],
+            tail: {
+                let mut t = [0; TAIL_LEN];
+                t[0] = 255;
+                t
+            },
             zeros: [0; ZEROS_LEN],
+            classified_rules: 0,
+            _pad: 0,
         }
     }
 }
@@ -492,7 +513,10 @@ impl Step for Plan<'_> {
 /// Orders the records of `cfg` for the client scanned into `work`.
 #[inline(always)]
 pub fn plan<L: Looper>(lp: &mut L, cfg: &OfferCfg, work: &mut Work) {
-    work.plan = PlanState::default();
+    // `order` is read only up to `n`.
+    work.plan.n = 0;
+    work.plan.len = 0;
+    work.plan.taken = 0;
     let mut p = Plan { cfg, work };
     lp.run(2 + PRL_MAX as u32 + RECORDS_MAX as u32, &mut p);
 }
@@ -524,7 +548,7 @@ impl<F: Frame> Step for Emit<'_, F> {
             return true;
         }
         // SAFETY: `off < 512` and `len ≤ 255`, so the source lies inside
-        // `template` and the `zeros` after it, all inside `cfg`.
+        // `template` and the `tail` and `zeros` after it, all inside `cfg`.
         let src = unsafe { self.cfg.template.as_ptr().add(off) };
         // SAFETY: as just said.
         if !unsafe { self.frame.store(self.at as usize, src, len) } {
@@ -604,12 +628,21 @@ pub fn scan<F: Frame, L: Looper>(
     if fx.giaddr != 0 || fx.ciaddr != 0 || fx.udp_len < UDP_HLEN + OPTIONS_AT {
         return false;
     }
-    work.scan = ScanState {
-        pos: (BOOTP_AT + OPTIONS_AT) as u32,
-        end: (ETH_HLEN + IP_HLEN + fx.udp_len) as u32,
-        flags: fx.flags,
-        ..ScanState::default()
-    };
+    // Field by field: `prl` is read only up to `prl_len`, and zeroing it
+    // for every frame of a flood is a measurable share of the program.
+    let st = &mut work.scan;
+    st.pos = (BOOTP_AT + OPTIONS_AT) as u32;
+    st.end = (ETH_HLEN + IP_HLEN + fx.udp_len) as u32;
+    st.status = SCANNING;
+    st.msg_type = 0;
+    st.prl_len = 0;
+    st.needs_daemon = 0;
+    st.vendor = 0;
+    st.seen = 0;
+    st.max_size = 0;
+    st.requested = 0;
+    st.server_id = 0;
+    st.flags = fx.flags;
     let mut s = Scan {
         frame,
         st: &mut work.scan,
@@ -700,40 +733,39 @@ pub fn write_offer<F: Frame, L: Looper>(
     } else {
         (chaddr, yiaddr)
     };
-    // Ethernet.
-    let mut eth = [0u8; 12];
-    eth[..6].copy_from_slice(&dmac);
-    eth[6..].copy_from_slice(&cfg.server_mac);
-    // IPv4 as the daemon's frame builder writes it (TTL 64, DF clear).
-    let mut ip = [0u8; IP_HLEN];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((IP_HLEN + UDP_HLEN + payload) as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&cfg.server_ip.to_be_bytes());
-    ip[16..20].copy_from_slice(&dip.to_be_bytes());
-    let c = ip_checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut udp = [0u8; UDP_HLEN];
-    udp[0..2].copy_from_slice(&DHCP_SERVER_PORT.to_be_bytes());
-    udp[2..4].copy_from_slice(&DHCP_CLIENT_PORT.to_be_bytes());
-    udp[4..6].copy_from_slice(&((UDP_HLEN + payload) as u16).to_be_bytes());
-    // BOOTP: op 2, hops 0; secs 0 (flags stay); yiaddr; siaddr 0.
-    let op = [2u8];
-    let hops = [0u8];
-    let mut addrs = [0u8; 12];
+    // Ethernet, IPv4 as the daemon's frame builder writes it (TTL 64, DF
+    // clear), UDP, then BOOTP op/htype/hlen/hops: one store.
+    let mut h = [0u8; HEAD_LEN];
+    h[..6].copy_from_slice(&dmac);
+    h[6..12].copy_from_slice(&cfg.server_mac);
+    h[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = ETH_HLEN;
+    h[ip] = 0x45;
+    h[ip + 2..ip + 4].copy_from_slice(&((IP_HLEN + UDP_HLEN + payload) as u16).to_be_bytes());
+    h[ip + 8] = 64;
+    h[ip + 9] = 17;
+    h[ip + 12..ip + 16].copy_from_slice(&cfg.server_ip.to_be_bytes());
+    h[ip + 16..ip + 20].copy_from_slice(&dip.to_be_bytes());
+    let mut iph = [0u8; IP_HLEN];
+    iph.copy_from_slice(&h[ip..ip + IP_HLEN]);
+    h[ip + 10..ip + 12].copy_from_slice(&ip_checksum(&iph).to_be_bytes());
+    let udp = ETH_HLEN + IP_HLEN;
+    h[udp..udp + 2].copy_from_slice(&DHCP_SERVER_PORT.to_be_bytes());
+    h[udp + 2..udp + 4].copy_from_slice(&DHCP_CLIENT_PORT.to_be_bytes());
+    h[udp + 4..udp + 6].copy_from_slice(&((UDP_HLEN + payload) as u16).to_be_bytes());
+    // op 2 (BOOTREPLY), htype 1 and hlen 6 (the request's, checked by the
+    // parser), hops 0.
+    h[BOOTP_AT..BOOTP_AT + 4].copy_from_slice(&[2, 1, 6, 0]);
+    // ciaddr 0 (checked), yiaddr, siaddr 0, giaddr 0 (checked).
+    let mut addrs = [0u8; 16];
     addrs[4..8].copy_from_slice(&yiaddr.to_be_bytes());
     let z = cfg.zeros.as_ptr();
     // SAFETY: every source is a local array of the given length, or `zeros`
-    // (256 bytes) for at most 192 bytes.
+    // (256 bytes) for at most 192 bytes. xid and flags stay; secs is zeroed.
     let ok = unsafe {
-        frame.store(0, eth.as_ptr(), 12)
-            && frame.store(ETH_HLEN, ip.as_ptr(), IP_HLEN)
-            && frame.store(ETH_HLEN + IP_HLEN, udp.as_ptr(), UDP_HLEN)
-            && frame.store(BOOTP_AT, op.as_ptr(), 1)
-            && frame.store(BOOTP_AT + 3, hops.as_ptr(), 1)
+        frame.store(0, h.as_ptr(), HEAD_LEN)
             && frame.store(BOOTP_AT + 8, z, 2)
-            && frame.store(BOOTP_AT + 12, addrs.as_ptr(), 12)
+            && frame.store(BOOTP_AT + 12, addrs.as_ptr(), 16)
             && frame.store(BOOTP_AT + 44, z, 192)
     };
     if !ok {
@@ -750,15 +782,11 @@ pub fn write_offer<F: Frame, L: Looper>(
     if e.failed != 0 {
         return false;
     }
+    // END and the padding to the payload length in one store from `tail`.
     let at = e.at as usize;
-    let end = [255u8];
-    // SAFETY: a local byte.
-    if !unsafe { frame.store(at, end.as_ptr(), 1) } {
-        return false;
-    }
-    let pad = BOOTP_AT + payload - (at + 1);
-    // SAFETY: `pad < 60 < 256`: inside `zeros`.
-    !(pad > 0 && pad < ZEROS_LEN && !unsafe { frame.store(at + 1, z, pad) })
+    let n = BOOTP_AT + payload - at;
+    // SAFETY: `n ≤ TAIL_LEN`, checked: inside `tail`.
+    n <= TAIL_LEN && unsafe { frame.store(at, cfg.tail.as_ptr(), n) }
 }
 
 /// What [`respond`] works with beside the frame and the shared buckets.
@@ -839,7 +867,7 @@ fn respond_inner<T: Tables, F: Frame, L: Looper>(
     if s.msg_type != DISCOVER {
         return Outcome::Daemon(None);
     }
-    if !discover_eligible(s, cfg) || t.classified(req.mac) {
+    if !discover_eligible(s, cfg) || (cfg.classified_rules != 0 && t.classified(req.mac)) {
         return Outcome::Daemon(Some(Slot::OfferIneligible));
     }
     if slot.cur == 0 {

@@ -289,6 +289,9 @@ fn what_only_the_daemon_may_answer_takes_todays_path() {
     today(&r, &frame_of(&relayed), &inel, "option 82");
     let tagged = with_tags(frame_of(&discover(mac(11), &prl, false)), &[(0x8100, 0)]);
     today(&r, &tagged, &inel, "priority tag");
+    // Classification rules exist: the daemon says so in the configuration.
+    r.cfg.classified_rules = 1;
+    r.x.set_offer(&r.cfg).unwrap();
     r.x.classify(mac_key(mac(12))).unwrap();
     today(
         &r,

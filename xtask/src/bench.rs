@@ -8,6 +8,8 @@
 //!   10,000 clients and start-up time / memory with 10,000 leases.
 //! - [`soak`]: N minutes of churn, flood, SIGUSR1 and `--verify` against
 //!   one isodhcp; fails on growth after warm-up or a lost lease.
+//! - [`join`]: how long a stock dhclient started during a flood waits for
+//!   its lease, per server.
 //! - `all`: flood, then dora (not soak: it has its own length).
 //!
 //! This module holds what both share: options, building the binaries, the
@@ -16,6 +18,7 @@
 
 mod dora;
 mod flood;
+mod join;
 mod soak;
 
 use std::fmt::Write as _;
@@ -90,6 +93,15 @@ pub struct BenchOpts {
     /// start-up is measured after the last.
     #[arg(long, default_value_t = 3)]
     pub scale_runs: usize,
+    /// join: comma-separated servers a stock dhclient joins during a flood.
+    #[arg(long, default_value = "isodhcp-xdp,isodhcp-xdp-nooffer,kea")]
+    pub join_servers: String,
+    /// join: the flood's DISCOVERs/s.
+    #[arg(long, default_value_t = 1000)]
+    pub join_rate: u64,
+    /// join: dhclient starts per server (fresh server each).
+    #[arg(long, default_value_t = 5)]
+    pub join_tries: usize,
     /// soak: minutes to run (samples every 10 s; warm-up a fifth of the
     /// run, between 1 and 30 minutes).
     #[arg(long, default_value_t = 10)]
@@ -113,8 +125,8 @@ pub fn run(opts: &BenchOpts) -> Result<()> {
         "flood" => (true, false, false),
         "dora" => (false, true, false),
         "all" => (true, true, false),
-        "soak" => (false, false, true),
-        o => bail!("unknown benchmark {o:?} (available: flood, dora, all, soak)"),
+        "soak" | "join" => (false, false, opts.which == "soak"),
+        o => bail!("unknown benchmark {o:?} (available: flood, dora, all, soak, join)"),
     };
     let bins = if opts.no_build {
         Bins {
@@ -154,6 +166,9 @@ pub fn run(opts: &BenchOpts) -> Result<()> {
     }
     if do_soak {
         soak::run(opts, &bins)?;
+    }
+    if opts.which == "join" {
+        join::run(opts, &bins)?;
     }
     Ok(())
 }

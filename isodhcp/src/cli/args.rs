@@ -113,7 +113,7 @@ pub struct Args {
     #[arg(
         long = "xdp-offer-stripe",
         default_value = "256",
-        value_parser = values::rate("--xdp-offer-stripe")
+        value_parser = values::stripe
     )]
     pub xdp_offer_stripe: u32,
     /// Broadcast OFFERs per second the XDP responder sends.

@@ -172,6 +172,10 @@ const REFUSED: &[(&[&str], &str)] = &[
         "invalid value '0' for --rate-limit: must be 1..10000000",
     ),
     (
+        &["--xdp-offer-stripe", "4097"],
+        "invalid value '4097' for --xdp-offer-stripe: must be 0..4096",
+    ),
+    (
         &["--new-client-rate", "x"],
         "invalid value 'x' for --new-client-rate: expected a non-negative integer",
     ),

@@ -83,6 +83,16 @@ pub(super) fn rate(option: &'static str) -> impl Fn(&str) -> Result<u32, UsageEr
     }
 }
 
+/// `--xdp-offer-stripe`: 0 (responder off) ..= the kernel map's size.
+pub(super) fn stripe(s: &str) -> Result<u32, UsageError> {
+    let n: u32 = parse_uint("--xdp-offer-stripe", s)?;
+    let max = isodhcp_common::STRIPE_MAX;
+    if n > max {
+        return Err(bad("--xdp-offer-stripe", s, format!("must be 0..{max}")));
+    }
+    Ok(n)
+}
+
 pub(super) fn metrics_listen(s: &str) -> Result<SocketAddr, UsageError> {
     s.parse()
         .map_err(|_| bad("--metrics-listen", s, "expected ADDR:PORT"))

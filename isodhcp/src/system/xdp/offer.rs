@@ -57,6 +57,7 @@ pub fn offer_cfg(engine: &Engine, alive_until_ns: u64) -> Result<OfferCfg, Offer
                 || (playground && !ec.classifier.playground.vendors.is_empty()),
         ),
         server_mac: ec.server_mac.0,
+        classified_rules: u32::from(!classified_keys(&ec.classifier, playground).is_empty()),
         ..OfferCfg::default()
     };
     let t = engine.offer_template();

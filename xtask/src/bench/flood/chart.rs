@@ -58,6 +58,7 @@ const PANELS: [Panel; 4] = [
 fn color(s: Server) -> RGBColor {
     match s {
         Server::IsodhcpXdp => RGBColor(200, 40, 40),
+        Server::IsodhcpXdpNoOffer => RGBColor(230, 140, 30),
         Server::Isodhcp => RGBColor(40, 90, 200),
         Server::Kea => RGBColor(30, 140, 60),
     }

@@ -53,30 +53,35 @@ fn new_interval_ms(seconds: u64) -> u64 {
 const PROBE_TIMEOUT_MS: u64 = 1000;
 const PROBE_TRIES: u32 = 4;
 /// First MAC octets: flood, new-client probe.
-const FLOOD_PREFIX: &str = "0a";
+pub(super) const FLOOD_PREFIX: &str = "0a";
 const NEW_PREFIX: &str = "06";
 /// Ceiling for an unpaced flood, frames.
 const MAX_FLOOD_FRAMES: u64 = 50_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Server {
+pub(super) enum Server {
     IsodhcpXdp,
+    /// XDP admission without the OFFER responder (`--xdp-offer-stripe 0`):
+    /// the baseline the responder is measured against.
+    IsodhcpXdpNoOffer,
     Isodhcp,
     Kea,
 }
 
 impl Server {
-    fn parse(s: &str) -> Result<Server> {
+    pub(super) fn parse(s: &str) -> Result<Server> {
         Ok(match s.trim() {
             "isodhcp-xdp" => Server::IsodhcpXdp,
+            "isodhcp-xdp-nooffer" => Server::IsodhcpXdpNoOffer,
             "isodhcp" | "isodhcp-noxdp" => Server::Isodhcp,
             "kea" => Server::Kea,
-            o => bail!("unknown server {o:?} (isodhcp-xdp, isodhcp, kea)"),
+            o => bail!("unknown server {o:?} (isodhcp-xdp, isodhcp-xdp-nooffer, isodhcp, kea)"),
         })
     }
-    fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Server::IsodhcpXdp => "isodhcp xdp",
+            Server::IsodhcpXdpNoOffer => "isodhcp xdp, no responder",
             Server::Isodhcp => "isodhcp no-xdp",
             Server::Kea => "kea-dhcp4",
         }
@@ -173,8 +178,12 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
     Ok(())
 }
 
-/// TSO off on every veth end; bridge port flags (see the module comment).
+/// TSO off on every veth end; bridge port flags (see the module comment);
+/// the pass-through XDP program on the switch's port towards the server,
+/// without which a veth drops the XDP OFFER responder's XDP_TX replies (a
+/// real NIC needs nothing of the kind; every server gets the same switch).
 pub(super) fn prepare_lab(lab: &Lab) -> Result<()> {
+    lab.pass_through_xdp("psrv")?;
     for c in &lab.clients {
         c.ns.run_ok("ethtool", &["-K", &c.ifname, "tso", "off"])?;
     }
@@ -318,16 +327,21 @@ fn kea_leases(file: &Path) -> Result<(u64, u64)> {
 }
 
 /// Starts the server for row `n`; returns it with its lease file.
-fn start_server(lab: &Lab, server: Server, n: usize, daemon: &Path) -> Result<(Daemon, PathBuf)> {
+pub(super) fn start_server(
+    lab: &Lab,
+    server: Server,
+    n: usize,
+    daemon: &Path,
+) -> Result<(Daemon, PathBuf)> {
     match server {
-        Server::IsodhcpXdp | Server::Isodhcp => {
+        Server::IsodhcpXdp | Server::IsodhcpXdpNoOffer | Server::Isodhcp => {
             let mut cfg = DaemonConfig::for_lab_with_bin(lab, daemon);
             cfg.pool = Some(POOL.into());
             cfg.lease_file = lab.dir().join(format!("leases-{n}.json"));
             // -v would log per packet: not under a flood.
             cfg.verbose = 0;
             cfg.xdp = match server {
-                Server::IsodhcpXdp => XdpMode::Auto,
+                Server::IsodhcpXdp | Server::IsodhcpXdpNoOffer => XdpMode::Auto,
                 _ => XdpMode::Off,
             };
             // The known probe renews 5/s: within its per-MAC limit (the
@@ -335,6 +349,9 @@ fn start_server(lab: &Lab, server: Server, n: usize, daemon: &Path) -> Result<(D
             cfg.extra = ["--rate-limit", "10", "--rate-burst", "10"]
                 .map(String::from)
                 .to_vec();
+            if server == Server::IsodhcpXdpNoOffer {
+                cfg.extra.extend(["--xdp-offer-stripe".into(), "0".into()]);
+            }
             let d = lab.start_isodhcp(&cfg)?;
             Ok((d, cfg.lease_file))
         }
@@ -358,9 +375,7 @@ fn run_row(
     let pid = daemon.pid().context("server pid")?;
     let pins = lab.pin_dir();
     let xdp_before = xdp_counters(&pins);
-    let attached = matches!(server, Server::IsodhcpXdp | Server::Isodhcp)
-        .then(|| xdp_attached(lab))
-        .flatten();
+    let attached = (server != Server::Kea).then(|| xdp_attached(lab)).flatten();
 
     let (mut known, mut newp) = spawn_probes(lab, n, seconds, loadgen)?;
 
@@ -400,7 +415,7 @@ fn run_row(
         softirq_pct: 100.0 * (soft1 - soft0) / window.max(1e-3),
         window_s: (window * 100.0).round() / 100.0,
         xdp: match server {
-            Server::IsodhcpXdp => delta(&xdp_before, &xdp_after),
+            Server::IsodhcpXdp | Server::IsodhcpXdpNoOffer => delta(&xdp_before, &xdp_after),
             _ => None,
         },
         xdp_attached: attached,

@@ -76,8 +76,9 @@ fn xdp_cell(r: &Row) -> String {
                 .filter(|(k, _)| k.as_str() == "redirect" || k.as_str() == "pass_stack")
                 .map(|(_, v)| *v)
                 .sum();
+            let offers = m.get("tx_offer").copied().unwrap_or(0);
             format!(
-                "{} (passed {pass})",
+                "{} (passed {pass}, XDP offers {offers})",
                 if drops.is_empty() {
                     "none".into()
                 } else {
@@ -85,7 +86,7 @@ fn xdp_cell(r: &Row) -> String {
                 }
             )
         }
-        (None, Server::IsodhcpXdp) => match r.xdp_attached {
+        (None, Server::IsodhcpXdp | Server::IsodhcpXdpNoOffer) => match r.xdp_attached {
             Some(false) => "not attached".into(),
             _ => "no counters".into(),
         },
