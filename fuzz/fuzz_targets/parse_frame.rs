@@ -7,20 +7,34 @@
 //! survive encoding and decoding, or an engine whose bookkeeping disagrees
 //! with itself or loses an address after any input (checked after every
 //! call).
+//!
+//! The XDP OFFER responder (design.md §Offer responder) runs on every
+//! admitted frame too, and is checked against the engine: a frame it turns
+//! into an OFFER must be one the daemon would parse and answer with the
+//! very same bytes (only `yiaddr` differs: the stripe's address, and the
+//! UDP checksum, which the kernel leaves 0), and a frame it does not answer
+//! must be left untouched.
 #![no_main]
 
 use std::net::Ipv4Addr;
 
-use isodhcp::engine::{Engine, EngineConfig, Input};
+use isodhcp::engine::{Effect, Engine, EngineConfig, Input};
+use isodhcp::system::xdp::offer::{offer_cfg, stripe_slot};
 use isodhcp::wire::view::MessageView;
 use isodhcp::wire::{Mac, dhcp::Message, frame};
-use isodhcp_common::parse::{Parsed, parse_frame};
+use isodhcp_common::offer::{self, Ctx, GROW_MAX, Outcome, Plain, Work, host::VecFrame};
+use isodhcp_common::parse::{Parsed, Request, parse_frame};
+use isodhcp_common::{ABI_VERSION, Bucket, Limits, Tables};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // As a whole frame: what admission delivers reaches the engine, as in
     // the daemon.
-    let admitted = matches!(parse_frame(data), Parsed::Request(_));
+    let parsed = parse_frame(data);
+    if let Parsed::Request(req) = parsed {
+        check_responder(data, &req);
+    }
+    let admitted = matches!(parsed, Parsed::Request(_));
     if let Ok(f) = frame::parse(data) {
         if let Ok(v) = MessageView::parse(f.payload) {
             if admitted {
@@ -95,4 +109,108 @@ fn check(e: &Engine) {
         .chain(e.check_conservation())
         .collect();
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+const NOW_MS: u64 = 1_800_000_000_000;
+
+fn responder_cfg(stripe: u32) -> EngineConfig {
+    let mut cfg = EngineConfig::new(
+        Ipv4Addr::new(198, 18, 0, 1),
+        Mac([2, 0, 0, 0, 0, 1]),
+        "198.18.0.0/26".parse().unwrap(),
+    );
+    cfg.dns = vec![Ipv4Addr::new(198, 18, 0, 53)];
+    cfg.offer_stripe = stripe;
+    cfg.stripe_key = 7;
+    cfg
+}
+
+/// Shared buckets only, full.
+#[derive(Default)]
+struct Buckets([Bucket; 4]);
+
+impl Tables for Buckets {
+    fn deny_until(&mut self, _: u64) -> Option<u64> {
+        None
+    }
+    fn trusted(&mut self, _: u64) -> bool {
+        false
+    }
+    fn known(&mut self, _: u64) -> Option<&mut Bucket> {
+        None
+    }
+    fn fresh(&mut self, _: u64) -> Option<&mut Bucket> {
+        None
+    }
+    fn fresh_insert(&mut self, _: u64, _: &Bucket) {}
+    fn shared(&mut self, idx: u32) -> Option<&mut Bucket> {
+        self.0.get_mut(idx as usize)
+    }
+}
+
+/// The kernel's responder over `data`; an OFFER must be the engine's.
+fn check_responder(data: &[u8], req: &Request) {
+    let Ok(mut striped) = Engine::new(responder_cfg(8), &[]) else {
+        return;
+    };
+    striped.start(NOW_MS, vec![], vec![]);
+    let cfg = offer_cfg(&striped, u64::MAX).expect("offer cfg");
+    let slots: Vec<_> = striped
+        .stripe_slots()
+        .iter()
+        .map(|u| stripe_slot(u, NOW_MS, 1))
+        .collect();
+    let limits = Limits {
+        abi: ABI_VERSION,
+        offer_rate: 10,
+        offer_burst: 10,
+        cookie_rate: 10,
+        cookie_burst: 10,
+        ..Limits::default()
+    };
+    let mut work = Work::default();
+    let mut c = Ctx {
+        work: &mut work,
+        cfg: &cfg,
+        limits: &limits,
+        now: 1,
+    };
+    let mut f = data.to_vec();
+    let mut yiaddr = 0;
+    let out = offer::respond(
+        &mut Plain,
+        VecFrame(&mut f),
+        data.len(),
+        &mut Buckets::default(),
+        &mut c,
+        req,
+        |i| {
+            let s = slots.get(i as usize).copied();
+            yiaddr = s.map_or(0, |s| s.cur);
+            s
+        },
+        |_| {},
+    );
+    if out != Outcome::Offered {
+        assert_eq!(f, data, "{out:?}: the frame must stay as it came");
+        return;
+    }
+    assert!(f.len() <= data.len() + GROW_MAX, "{} > {} + {GROW_MAX}", f.len(), data.len());
+    let uf = frame::parse(data).expect("the responder answered a frame the daemon cannot parse");
+    let v = MessageView::parse(uf.payload).expect("the responder answered a message the daemon ignores");
+    let mut reference = Engine::new(responder_cfg(0), &[]).expect("engine");
+    reference.start(NOW_MS, vec![], vec![]);
+    let fx = reference.handle(NOW_MS, Input::Dhcp { msg: &v, in_use: &[] });
+    let reply = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send(r) => Some(r),
+            _ => None,
+        })
+        .expect("the responder answered a DISCOVER the engine does not answer");
+    let mut want = reply.payload.clone();
+    want[16..20].copy_from_slice(&yiaddr.to_be_bytes());
+    assert_eq!(&f[offer::BOOTP_AT..], &want[..], "the XDP OFFER is not the engine's");
+    let out = frame::parse(&f).expect("the XDP OFFER parses as a frame");
+    assert_eq!(out.dst_mac, reply.dst_mac);
 }

@@ -578,6 +578,8 @@ pub enum Outcome {
 
 /// The header fields the responder needs from an untagged request.
 struct Fixed {
+    /// IPv4 total length.
+    ip_len: usize,
     udp_len: usize,
     flags: u16,
     ciaddr: u32,
@@ -587,11 +589,13 @@ struct Fixed {
 #[inline(always)]
 fn read_fixed<F: Frame>(f: &mut F) -> Option<Fixed> {
     let mut vihl = [0u8; 1];
+    let mut t = [0u8; 2];
     let mut u = [0u8; 2];
     let mut hdr = [0u8; 28];
     let mut cookie = [0u8; 4];
     if !f.load(ETH_HLEN, &mut vihl)
         || vihl[0] != 0x45
+        || !f.load(ETH_HLEN + 2, &mut t)
         || !f.load(ETH_HLEN + IP_HLEN + 4, &mut u)
         || !f.load(BOOTP_AT, &mut hdr)
         || !f.load(BOOTP_AT + 236, &mut cookie)
@@ -601,6 +605,7 @@ fn read_fixed<F: Frame>(f: &mut F) -> Option<Fixed> {
     }
     let be32 = |o: usize| u32::from_be_bytes([hdr[o], hdr[o + 1], hdr[o + 2], hdr[o + 3]]);
     Some(Fixed {
+        ip_len: usize::from(u16::from_be_bytes(t)),
         udp_len: usize::from(u16::from_be_bytes(u)),
         flags: u16::from_be_bytes([hdr[10], hdr[11]]),
         ciaddr: be32(12),
@@ -608,15 +613,18 @@ fn read_fixed<F: Frame>(f: &mut F) -> Option<Fixed> {
     })
 }
 
-/// Reads the options of an untagged request from an unknown MAC into
-/// `work`: `false` when the frame is not one the responder may consider
-/// (VLAN tag, IP options, relayed, `ciaddr` set, no magic cookie, options
-/// malformed or needing the daemon).
+/// Reads the options of an untagged request from an unknown MAC of a frame
+/// of `frame_len` bytes into `work`: `false` when the frame is not one the
+/// responder may consider (VLAN tag, IP options, an IP length beyond the
+/// frame, relayed, `ciaddr` set, no magic cookie, options malformed or
+/// needing the daemon). Admission lets an IP length beyond the frame pass;
+/// the daemon's frame parser ignores such a frame, and so must this.
 #[inline(always)]
 pub fn scan<F: Frame, L: Looper>(
     lp: &mut L,
     req: &Request,
     frame: &mut F,
+    frame_len: usize,
     work: &mut Work,
 ) -> bool {
     if req.l3 != ETH_HLEN || req.l4 != ETH_HLEN + IP_HLEN {
@@ -625,7 +633,11 @@ pub fn scan<F: Frame, L: Looper>(
     let Some(fx) = read_fixed(frame) else {
         return false;
     };
-    if fx.giaddr != 0 || fx.ciaddr != 0 || fx.udp_len < UDP_HLEN + OPTIONS_AT {
+    if fx.giaddr != 0
+        || fx.ciaddr != 0
+        || fx.udp_len < UDP_HLEN + OPTIONS_AT
+        || ETH_HLEN + fx.ip_len > frame_len
+    {
         return false;
     }
     // Field by field: `prl` is read only up to `prl_len`, and zeroing it
@@ -844,7 +856,7 @@ fn respond_inner<T: Tables, F: Frame, L: Looper>(
         return Outcome::Daemon(Some(Slot::OfferIneligible));
     }
     let mut frame = frame;
-    if !scan(lp, req, &mut frame, c.work) {
+    if !scan(lp, req, &mut frame, frame_len, c.work) {
         return Outcome::Daemon(Some(Slot::OfferIneligible));
     }
     let s = &c.work.scan;
@@ -978,7 +990,8 @@ mod tests {
             l4: 34,
         };
         let mut w = Work::default();
-        let ok = scan(&mut Plain, &req, &mut VecFrame(&mut f), &mut w);
+        let len = f.len();
+        let ok = scan(&mut Plain, &req, &mut VecFrame(&mut f), len, &mut w);
         (ok, w.scan)
     }
 

@@ -64,8 +64,9 @@ pub struct BenchOpts {
     /// `88a8:0,8100:0` (stacked priority tags; see loadgen `--tags`).
     #[arg(long, default_value = "")]
     pub tags: String,
-    /// flood: comma-separated servers: isodhcp-xdp, isodhcp, kea.
-    #[arg(long, default_value = "isodhcp-xdp,isodhcp,kea")]
+    /// flood: comma-separated servers: isodhcp-xdp, isodhcp-xdp-nooffer
+    /// (XDP without the OFFER responder), isodhcp, kea.
+    #[arg(long, default_value = "isodhcp-xdp,isodhcp-xdp-nooffer,isodhcp,kea")]
     pub servers: String,
     /// dora: comma-separated servers: isodhcp, isodhcp-xdp, kea, dnsmasq
     /// (and, for diagnosis, isodhcp-noset: `--xdp off` without the nft set).

@@ -198,16 +198,18 @@ fn xdp_offer_is_the_engines_offer_byte_for_byte() {
     }
 }
 
+/// A DISCOVER of mac 7 with option 57.
+fn base() -> Message {
+    let mut d = discover(mac(7));
+    d.options
+        .set(MAX_MESSAGE_SIZE, 1500u16.to_be_bytes().to_vec());
+    d
+}
+
 #[test]
 fn xdp_leaves_what_only_the_daemon_may_answer() {
     let e = striped(64);
     let now = 5_000_000_000;
-    let base = || {
-        let mut d = discover(mac(7));
-        d.options
-            .set(MAX_MESSAGE_SIZE, 1500u16.to_be_bytes().to_vec());
-        d
-    };
     let cases: Vec<(&str, Message, Slot)> = vec![
         (
             "relayed",
@@ -252,6 +254,12 @@ fn xdp_leaves_what_only_the_daemon_may_answer() {
         assert_eq!(counted, [slot], "{what}");
         assert_eq!(f, before, "{what}: the frame is untouched");
     }
+}
+
+#[test]
+fn xdp_leaves_frames_too_short_or_ignored_and_offers_only_for_a_live_daemon() {
+    let e = striped(64);
+    let now = 5_000_000_000;
     // A reply more than GROW_MAX bytes longer than its request takes the
     // daemon's path: an unpadded DISCOVER (about 260 bytes of BOOTP) does
     // not get a 324-byte OFFER from the kernel.
@@ -270,6 +278,18 @@ fn xdp_leaves_what_only_the_daemon_may_answer() {
     let (o, _) = respond(&e, &mut f, now);
     assert_eq!(o, Outcome::Daemon(Some(Slot::OfferNoRoom)));
     assert_eq!(f, short);
+    // An IP total length beyond the frame: admission lets it pass, the
+    // daemon's frame parser ignores it, and so does the responder (found
+    // by the parse_frame fuzz target's comparison with the engine).
+    let mut long = client_frame(&base(), 300);
+    let claimed = (long.len() - 14 + 100) as u16;
+    long[16..18].copy_from_slice(&claimed.to_be_bytes());
+    assert!(matches!(parse_frame(&long), Parsed::Request(_)));
+    assert!(frame::parse(&long).is_err());
+    let mut f = long.clone();
+    let (o, _) = respond(&e, &mut f, now);
+    assert_eq!(o, Outcome::Daemon(Some(Slot::OfferIneligible)));
+    assert_eq!(f, long);
     // Stale heartbeat: no offer for a daemon that is gone.
     let mut f = client_frame(&base(), 300);
     let (o, _) = respond_alive(&e, &mut f, now, now);
