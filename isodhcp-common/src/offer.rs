@@ -31,10 +31,11 @@ pub const RECORDS_MAX: usize = 32;
 pub const TEMPLATE_LEN: usize = 512;
 /// One record (code, length, value) is at most this long.
 pub const RECORD_MAX: usize = 255;
-/// Length of the zero area used for padding and for sname/file.
+/// Length of the zero area (the source of sname/file).
 pub const ZEROS_LEN: usize = 256;
 /// Length of [`OfferCfg::tail`]: END plus the most padding a reply needs
-/// (a 300-byte payload holds at least 240 + 3 + 6 bytes before END).
+/// (a 300-byte payload holds at least 240 + 3 + 6 bytes before END, so END
+/// and padding are at most 51 bytes).
 pub const TAIL_LEN: usize = 64;
 /// Longest option 55 the responder reads; a longer one takes the daemon's path.
 pub const PRL_MAX: usize = 64;
@@ -49,7 +50,7 @@ pub const SCAN_STEPS: u32 = 160;
 /// DNS and routes), so "never grow" would answer no stock client; 64 bytes
 /// keep any reply within 1.2× of its request.
 pub const GROW_MAX: usize = 64;
-/// Seconds the daemon's heartbeat stays valid after it was written.
+/// How long (ns) the daemon's heartbeat stays valid after it was written.
 pub const HEARTBEAT_NS: u64 = 3_000_000_000;
 
 const ETH_HLEN: usize = 14;

@@ -84,20 +84,16 @@ impl Engine {
     /// path; one [`Effect::Stripe`] per slot filled.
     pub(super) fn stripe_fill(&mut self) -> Vec<Effect> {
         let mut fx = Vec::new();
+        let mut held = self.stripe.held().count();
         for i in 0..self.stripe.slots.len() {
             if self.stripe.slots[i].cur.is_some() {
                 continue;
             }
-            let held = self.stripe.held().count();
-            if self.pool.free_count() <= 3 * (held + 1) {
-                break;
+            match self.stripe_fill_one(i, held) {
+                Some(e) => fx.push(e),
+                None => break,
             }
-            let Some(ip) = self.pool.highest_except(&[]) else {
-                break;
-            };
-            self.pool.take(ip);
-            self.stripe.slots[i].cur = Some(ip);
-            fx.push(Effect::Stripe(self.stripe.slots[i]));
+            held += 1;
         }
         fx
     }
@@ -135,7 +131,8 @@ impl Engine {
             slot.prev_until = now + PREV_MS;
             // The address leaves the stripe for the lease the caller makes.
             let mut fx = vec![Effect::Stripe(*slot)];
-            fx.extend(self.stripe_fill_one(i));
+            let held = self.stripe.held().count();
+            fx.extend(self.stripe_fill_one(i, held));
             return Some(fx);
         }
         let free_prev = s.prev == Some(ip) && now < s.prev_until && self.pool.is_free(ip);
@@ -145,9 +142,9 @@ impl Engine {
         })
     }
 
-    /// Refills slot `i` (see [`Self::stripe_fill`] for the reserve it keeps).
-    fn stripe_fill_one(&mut self, i: usize) -> Option<Effect> {
-        let held = self.stripe.held().count();
+    /// Fills empty slot `i` while the stripe holds `held` addresses: only
+    /// if three quarters of the free pool stay for the daemon's own path.
+    fn stripe_fill_one(&mut self, i: usize, held: usize) -> Option<Effect> {
         if self.pool.free_count() <= 3 * (held + 1) {
             return None;
         }
