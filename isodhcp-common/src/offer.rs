@@ -426,12 +426,23 @@ impl<F: Frame> Step for Scan<'_, F> {
         }
         let pos = self.st.pos as usize;
         let end = self.st.end as usize;
-        let mut c = [0u8; 1];
-        if pos >= end || !self.frame.load(pos, &mut c) {
+        // Code and length in one load where both are inside the payload;
+        // the code alone at its very end (END may be the frame's last byte).
+        let mut cl = [0u8; 2];
+        let loaded = if pos + 2 <= end {
+            self.frame.load(pos, &mut cl)
+        } else {
+            let mut c = [0u8; 1];
+            let ok = pos < end && self.frame.load(pos, &mut c);
+            cl[0] = c[0];
+            // A code other than PAD or END here has no room for its length.
+            ok && (c[0] == 0 || c[0] == 255)
+        };
+        if !loaded {
             self.st.status = BAD;
             return false;
         }
-        match c[0] {
+        match cl[0] {
             0 => {
                 self.st.pos += 1;
                 return true;
@@ -442,18 +453,13 @@ impl<F: Frame> Step for Scan<'_, F> {
             }
             _ => {}
         }
-        let mut l = [0u8; 1];
-        if pos + 2 > end || !self.frame.load(pos + 1, &mut l) {
-            self.st.status = BAD;
-            return false;
-        }
-        let len = usize::from(l[0]);
+        let len = usize::from(cl[1]);
         let v = pos + 2;
         if v + len > end {
             self.st.status = BAD;
             return false;
         }
-        self.read_option(c[0], v, len);
+        self.read_option(cl[0], v, len);
         self.st.pos = (v + len) as u32;
         self.st.status == SCANNING
     }
@@ -589,28 +595,27 @@ struct Fixed {
 
 #[inline(always)]
 fn read_fixed<F: Frame>(f: &mut F) -> Option<Fixed> {
-    let mut vihl = [0u8; 1];
-    let mut t = [0u8; 2];
-    let mut u = [0u8; 2];
-    let mut hdr = [0u8; 28];
+    // IPv4 header, UDP header and BOOTP up to giaddr in one load (helper
+    // calls are most of the responder's cost), the magic cookie in another.
+    const AT: usize = ETH_HLEN;
+    let mut h = [0u8; BOOTP_AT + 28 - AT];
     let mut cookie = [0u8; 4];
-    if !f.load(ETH_HLEN, &mut vihl)
-        || vihl[0] != 0x45
-        || !f.load(ETH_HLEN + 2, &mut t)
-        || !f.load(ETH_HLEN + IP_HLEN + 4, &mut u)
-        || !f.load(BOOTP_AT, &mut hdr)
+    if !f.load(AT, &mut h)
+        || h[0] != 0x45
         || !f.load(BOOTP_AT + 236, &mut cookie)
         || cookie != MAGIC_COOKIE
     {
         return None;
     }
-    let be32 = |o: usize| u32::from_be_bytes([hdr[o], hdr[o + 1], hdr[o + 2], hdr[o + 3]]);
+    let be16 = |o: usize| usize::from(u16::from_be_bytes([h[o - AT], h[o - AT + 1]]));
+    let be32 =
+        |o: usize| u32::from_be_bytes([h[o - AT], h[o - AT + 1], h[o - AT + 2], h[o - AT + 3]]);
     Some(Fixed {
-        ip_len: usize::from(u16::from_be_bytes(t)),
-        udp_len: usize::from(u16::from_be_bytes(u)),
-        flags: u16::from_be_bytes([hdr[10], hdr[11]]),
-        ciaddr: be32(12),
-        giaddr: be32(24),
+        ip_len: be16(ETH_HLEN + 2),
+        udp_len: be16(ETH_HLEN + IP_HLEN + 4),
+        flags: be16(BOOTP_AT + 10) as u16,
+        ciaddr: be32(BOOTP_AT + 12),
+        giaddr: be32(BOOTP_AT + 24),
     })
 }
 

@@ -196,6 +196,7 @@ mod tests {
             window_s: 14.0,
             xdp: None,
             xdp_attached: None,
+            xdp_ns: None,
         }
     }
 

@@ -123,6 +123,7 @@ fn rate_label(r: Option<u64>) -> String {
 
 /// Runs the flood bench with `opts` (servers `--servers`, rates `--rates`).
 pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
+    let _stats = BpfStats::enable();
     if opts.seconds == 0 || opts.seconds > 60 {
         bail!("--seconds must be 1..=60");
     }
@@ -220,6 +221,46 @@ pub(super) fn prepare_lab(lab: &Lab) -> Result<()> {
 }
 
 /// One measured (server, rate) combination.
+/// `kernel.bpf_stats_enabled` on for the bench (the XDP program's run time
+/// per frame), the old value restored on drop.
+struct BpfStats(Option<String>);
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    fn enable() -> BpfStats {
+        let before = std::fs::read_to_string(BPF_STATS).ok();
+        if before.is_some() {
+            let _ = std::fs::write(BPF_STATS, "1");
+        }
+        BpfStats(before)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            let _ = std::fs::write(BPF_STATS, b.trim());
+        }
+    }
+}
+
+/// (run_time_ns, run_cnt) summed over the loaded programs named
+/// `isodhcp_xdp` (the lab's, one at a time).
+fn xdp_run_stats() -> Option<(u64, u64)> {
+    let v = bpftool_json(&["prog", "show", "name", "isodhcp_xdp"]).ok()?;
+    let progs = match v {
+        Value::Array(a) => a,
+        o => vec![o],
+    };
+    Some(progs.iter().fold((0, 0), |(t, n), p| {
+        (
+            t + p["run_time_ns"].as_u64().unwrap_or(0),
+            n + p["run_cnt"].as_u64().unwrap_or(0),
+        )
+    }))
+}
+
 /// The XDP `counters` map summed over CPUs, by field name.
 fn xdp_counters(pin_dir: &Path) -> Option<BTreeMap<String, u64>> {
     let p = pin_dir.join("counters");
@@ -380,12 +421,19 @@ fn run_row(
     let (mut known, mut newp) = spawn_probes(lab, n, seconds, loadgen)?;
 
     let flood_secs = seconds + 4;
+    let xdp_run0 = xdp_run_stats();
     let cpu0 = cpu_seconds(pid)?;
     let soft0 = softirq_seconds()?;
     let t0 = Instant::now();
     let flood = flood_window(lab, rate, n, &opts.tags, loadgen, flood_secs)?;
     let window = t0.elapsed().as_secs_f64();
     let cpu1 = cpu_seconds(pid)?;
+    let xdp_ns = match (xdp_run0, xdp_run_stats()) {
+        (Some((t0, n0)), Some((t1, n1))) if n1 > n0 && server != Server::Kea => {
+            Some((t1 - t0) as f64 / (n1 - n0) as f64)
+        }
+        _ => None,
+    };
     let soft1 = softirq_seconds()?;
     let drain = Duration::from_millis(PROBE_TIMEOUT_MS * u64::from(PROBE_TRIES) * 2 + 500);
     let limit = Duration::from_secs(seconds) + drain + Duration::from_secs(10);
@@ -419,6 +467,7 @@ fn run_row(
             _ => None,
         },
         xdp_attached: attached,
+        xdp_ns,
     })
 }
 

@@ -24,6 +24,9 @@ pub(super) struct Row {
     /// XDP counter deltas over the row (isodhcp with XDP), by field name.
     pub(super) xdp: Option<BTreeMap<String, u64>>,
     pub(super) xdp_attached: Option<bool>,
+    /// Mean run time of the XDP program per frame over the flood window,
+    /// ns (`kernel.bpf_stats_enabled`).
+    pub(super) xdp_ns: Option<f64>,
 }
 
 impl Row {
@@ -41,6 +44,7 @@ impl Row {
             "cpu_window_s": self.window_s,
             "xdp_counters": self.xdp,
             "xdp_attached": self.xdp_attached,
+            "xdp_ns_per_frame": self.xdp_ns.map(f64::round),
         })
     }
 }
@@ -94,6 +98,10 @@ fn xdp_cell(r: &Row) -> String {
     }
 }
 
+fn ns_cell(r: &Row) -> String {
+    r.xdp_ns.map_or("-".into(), |n| format!("{n:.0}"))
+}
+
 pub(super) fn one_line(r: &Row) -> String {
     let (kp, k50, k99) = probe_cells(&r.known);
     let (np, n50, n99) = probe_cells(&r.new);
@@ -103,12 +111,13 @@ pub(super) fn one_line(r: &Row) -> String {
         .and_then(|f| f["achieved_rate"].as_f64())
         .map_or("-".into(), |x| format!("{x:.0}/s"));
     format!(
-        "{} flood {} (achieved {ach}): known {kp}% p50 {k50} p99 {k99} ms; new {np}% p50 {n50} p99 {n99} ms; flood leases {}; CPU {:.1} %, softirq {:.1} %; XDP {}",
+        "{} flood {} (achieved {ach}): known {kp}% p50 {k50} p99 {k99} ms; new {np}% p50 {n50} p99 {n99} ms; flood leases {}; CPU {:.1} %, softirq {:.1} %; XDP {} ns/frame, {}",
         r.server.label(),
         rate_label(r.rate),
         r.flood_leases,
         r.cpu_pct,
         r.softirq_pct,
+        ns_cell(r),
         xdp_cell(r)
     )
 }
@@ -127,6 +136,7 @@ pub(super) fn render_table(rows: &[Row]) -> String {
         "flood leases",
         "CPU %",
         "softirq %",
+        "XDP ns/frame",
         "XDP drops by reason",
     ];
     let mut cells: Vec<Vec<String>> = vec![
@@ -156,6 +166,7 @@ pub(super) fn render_table(rows: &[Row]) -> String {
             r.flood_leases.to_string(),
             format!("{:.1}", r.cpu_pct),
             format!("{:.1}", r.softirq_pct),
+            ns_cell(r),
             xdp_cell(r),
         ]);
     }
