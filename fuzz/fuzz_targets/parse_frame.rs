@@ -22,9 +22,10 @@ use isodhcp::engine::{Effect, Engine, EngineConfig, Input};
 use isodhcp::system::xdp::offer::{offer_cfg, stripe_slot};
 use isodhcp::wire::view::MessageView;
 use isodhcp::wire::{Mac, dhcp::Message, frame};
-use isodhcp_common::offer::{self, Ctx, GROW_MAX, Outcome, Plain, Work, host::VecFrame};
+use isodhcp_common::offer::host::{SharedBuckets, VecFrame};
+use isodhcp_common::offer::{self, Ctx, GROW_MAX, Outcome, Plain, Work};
 use isodhcp_common::parse::{Parsed, Request, parse_frame};
-use isodhcp_common::{ABI_VERSION, Bucket, Limits, Tables};
+use isodhcp_common::{ABI_VERSION, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -125,29 +126,6 @@ fn responder_cfg(stripe: u32) -> EngineConfig {
     cfg
 }
 
-/// Shared buckets only, full.
-#[derive(Default)]
-struct Buckets([Bucket; 4]);
-
-impl Tables for Buckets {
-    fn deny_until(&mut self, _: u64) -> Option<u64> {
-        None
-    }
-    fn trusted(&mut self, _: u64) -> bool {
-        false
-    }
-    fn known(&mut self, _: u64) -> Option<&mut Bucket> {
-        None
-    }
-    fn fresh(&mut self, _: u64) -> Option<&mut Bucket> {
-        None
-    }
-    fn fresh_insert(&mut self, _: u64, _: &Bucket) {}
-    fn shared(&mut self, idx: u32) -> Option<&mut Bucket> {
-        self.0.get_mut(idx as usize)
-    }
-}
-
 /// The kernel's responder over `data`; an OFFER must be the engine's.
 fn check_responder(data: &[u8], req: &Request) {
     let Ok(mut striped) = Engine::new(responder_cfg(8), &[]) else {
@@ -174,14 +152,14 @@ fn check_responder(data: &[u8], req: &Request) {
         cfg: &cfg,
         limits: &limits,
         now: 1,
+        frame_len: data.len(),
     };
     let mut f = data.to_vec();
     let mut yiaddr = 0;
     let out = offer::respond(
         &mut Plain,
         VecFrame(&mut f),
-        data.len(),
-        &mut Buckets::default(),
+        &mut SharedBuckets::default(),
         &mut c,
         req,
         |i| {

@@ -46,6 +46,19 @@ pub trait Tables {
     }
 }
 
+/// Takes a token of the shared bucket `idx`; `None` when the table has no
+/// such bucket.
+#[inline(always)]
+pub(crate) fn take_shared<T: Tables>(
+    t: &mut T,
+    idx: u32,
+    now: u64,
+    rate: u32,
+    burst: u32,
+) -> Option<bool> {
+    t.shared(idx).map(|b| b.take(now, rate, burst))
+}
+
 /// Outcome of admission.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -117,10 +130,8 @@ pub fn admit_with<T: Tables>(
         }
     }
     // 5. Global budget over everything that is about to reach the daemon.
-    if let Some(g) = t.shared(GLOBAL_BUCKET) {
-        if !g.take(now, l.global_rate, l.global_burst) {
-            return Admission::Drop(Slot::DropGlobal);
-        }
+    if take_shared(t, GLOBAL_BUCKET, now, l.global_rate, l.global_burst) == Some(false) {
+        return Admission::Drop(Slot::DropGlobal);
     }
     Admission::Admit { trusted }
 }
@@ -156,11 +167,7 @@ fn per_mac<T: Tables>(
     // It must first win a token from the new-client budget, and only then
     // gets a fresh entry: random MACs can neither pass in bulk nor churn
     // the table.
-    let won = match t.shared(NEW_CLIENT_BUCKET) {
-        Some(nb) => nb.take(now, l.new_rate, l.new_burst),
-        None => false,
-    };
-    if !won {
+    if take_shared(t, NEW_CLIENT_BUCKET, now, l.new_rate, l.new_burst) != Some(true) {
         return PerMac::Drop(Slot::DropNewBudget);
     }
     let mut b = Bucket::default();

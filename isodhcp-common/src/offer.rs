@@ -19,7 +19,7 @@
 //! legal for IPv4, RFC 768). A reply is at most [`GROW_MAX`] bytes longer
 //! than its request: the responder is no amplifier.
 
-use crate::admit::Tables;
+use crate::admit::{Tables, take_shared};
 use crate::bucket::Limits;
 use crate::counters::Slot;
 use crate::parse::Request;
@@ -817,37 +817,35 @@ pub struct Ctx<'a> {
     pub limits: &'a Limits,
     /// CLOCK_MONOTONIC ns.
     pub now: u64,
+    /// Length of the request frame.
+    pub frame_len: usize,
 }
 
 /// The responder's decision for a request from a never-seen MAC (step 4b
 /// of admission, design.md §Offer responder). Every way out that is not
 /// [`Outcome::Offered`] or [`Outcome::Cookie`] leaves the frame untouched.
 /// A [`Outcome::Daemon`] with a reason is counted here.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn respond<T: Tables, F: Frame, L: Looper>(
     lp: &mut L,
     frame: F,
-    frame_len: usize,
     t: &mut T,
     c: &mut Ctx<'_>,
     req: &Request,
     stripe: impl FnOnce(u32) -> Option<StripeSlot>,
     count: impl Fn(Slot),
 ) -> Outcome {
-    let o = respond_inner(lp, frame, frame_len, t, c, req, stripe, &count);
+    let o = respond_inner(lp, frame, t, c, req, stripe, &count);
     if let Outcome::Daemon(Some(s)) = o {
         count(s);
     }
     o
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn respond_inner<T: Tables, F: Frame, L: Looper>(
     lp: &mut L,
     frame: F,
-    frame_len: usize,
     t: &mut T,
     c: &mut Ctx<'_>,
     req: &Request,
@@ -855,6 +853,7 @@ fn respond_inner<T: Tables, F: Frame, L: Looper>(
     count: &impl Fn(Slot),
 ) -> Outcome {
     let cfg = c.cfg;
+    let frame_len = c.frame_len;
     if cfg.abi != ABI_VERSION || cfg.stripe_len == 0 || cfg.stripe_len > STRIPE_MAX {
         return Outcome::Daemon(None);
     }
@@ -872,11 +871,8 @@ fn respond_inner<T: Tables, F: Frame, L: Looper>(
         if !is_cookie(s, cfg, &slot, c.now) {
             return Outcome::Daemon(None);
         }
-        let won = match t.shared(COOKIE_BUCKET) {
-            Some(b) => b.take(c.now, c.limits.cookie_rate, c.limits.cookie_burst),
-            None => false,
-        };
-        if !won {
+        let l = c.limits;
+        if take_shared(t, COOKIE_BUCKET, c.now, l.cookie_rate, l.cookie_burst) != Some(true) {
             return Outcome::Daemon(Some(Slot::CookieRate));
         }
         count(Slot::PassCookie);
@@ -898,11 +894,8 @@ fn respond_inner<T: Tables, F: Frame, L: Looper>(
         return Outcome::Daemon(Some(Slot::OfferNoRoom));
     }
     if flags & BROADCAST_FLAG != 0 {
-        let won = match t.shared(OFFER_BUCKET) {
-            Some(b) => b.take(c.now, c.limits.offer_rate, c.limits.offer_burst),
-            None => false,
-        };
-        if !won {
+        let l = c.limits;
+        if take_shared(t, OFFER_BUCKET, c.now, l.offer_rate, l.offer_burst) != Some(true) {
             return Outcome::Daemon(Some(Slot::OfferRate));
         }
     }
@@ -919,12 +912,38 @@ fn respond_inner<T: Tables, F: Frame, L: Looper>(
     }
 }
 
-/// A [`Frame`] over a byte vector (the host side; tests and fuzzing).
+/// A [`Frame`] over a byte vector and [`Tables`](crate::Tables) with only
+/// the shared buckets (the host side; tests and fuzzing).
 #[cfg(any(test, feature = "user"))]
 pub mod host {
     extern crate std;
     use super::{Frame, PRL_MAX};
+    use crate::{BUCKETS, Bucket, Tables};
     use std::vec::Vec;
+
+    /// Tables in which no MAC is denied, trusted, known, fresh or
+    /// classified: what the responder sees of a never-seen MAC.
+    #[derive(Default)]
+    pub struct SharedBuckets(pub [Bucket; BUCKETS as usize]);
+
+    impl Tables for SharedBuckets {
+        fn deny_until(&mut self, _: u64) -> Option<u64> {
+            None
+        }
+        fn trusted(&mut self, _: u64) -> bool {
+            false
+        }
+        fn known(&mut self, _: u64) -> Option<&mut Bucket> {
+            None
+        }
+        fn fresh(&mut self, _: u64) -> Option<&mut Bucket> {
+            None
+        }
+        fn fresh_insert(&mut self, _: u64, _: &Bucket) {}
+        fn shared(&mut self, idx: u32) -> Option<&mut Bucket> {
+            self.0.get_mut(idx as usize)
+        }
+    }
 
     /// The frame as a growable byte vector.
     pub struct VecFrame<'a>(pub &'a mut Vec<u8>);

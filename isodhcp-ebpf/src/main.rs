@@ -66,18 +66,10 @@ pub fn isodhcp_xdp(ctx: XdpContext) -> u32 {
                 cfg,
                 limits: l,
                 now: now(),
+                frame_len: len,
             };
             let stripe = |i| STRIPE.get(i).copied();
-            offer::respond(
-                &mut BpfLoop,
-                XdpFrame(raw),
-                len,
-                t,
-                &mut c,
-                req,
-                stripe,
-                count,
-            )
+            offer::respond(&mut BpfLoop, XdpFrame(raw), t, &mut c, req, stripe, count)
         }
         _ => Outcome::Daemon(None),
     };

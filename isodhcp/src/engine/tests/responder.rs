@@ -3,9 +3,10 @@
 //! DISCOVER, and the engine commits a REQUEST for the address the responder
 //! offered, refilling the stripe.
 
-use isodhcp_common::offer::{self, Ctx, Outcome, Plain, Work, host::VecFrame};
+use isodhcp_common::offer::host::{SharedBuckets, VecFrame};
+use isodhcp_common::offer::{self, Ctx, Outcome, Plain, Work};
 use isodhcp_common::parse::{Parsed, parse_frame};
-use isodhcp_common::{ABI_VERSION, Bucket, Limits, Slot, StripeSlot, Tables, mac_key};
+use isodhcp_common::{ABI_VERSION, Limits, Slot, StripeSlot, mac_key};
 
 use super::*;
 use crate::system::xdp::offer::{offer_cfg, stripe_slot};
@@ -21,29 +22,6 @@ fn striped(n: u32) -> Engine {
         }],
         ..cfg()
     })
-}
-
-/// Shared buckets only; no MAC is known, classified or fresh.
-#[derive(Default)]
-struct Buckets([Bucket; 4]);
-
-impl Tables for Buckets {
-    fn deny_until(&mut self, _: u64) -> Option<u64> {
-        None
-    }
-    fn trusted(&mut self, _: u64) -> bool {
-        false
-    }
-    fn known(&mut self, _: u64) -> Option<&mut Bucket> {
-        None
-    }
-    fn fresh(&mut self, _: u64) -> Option<&mut Bucket> {
-        None
-    }
-    fn fresh_insert(&mut self, _: u64, _: &Bucket) {}
-    fn shared(&mut self, idx: u32) -> Option<&mut Bucket> {
-        self.0.get_mut(idx as usize)
-    }
 }
 
 fn limits() -> Limits {
@@ -105,13 +83,13 @@ fn respond_alive(
         cfg: &cfg,
         limits: &l,
         now: now_ns,
+        frame_len: len,
     };
     let counted = std::cell::RefCell::new(Vec::new());
     let o = offer::respond(
         &mut Plain,
         VecFrame(f),
-        len,
-        &mut Buckets::default(),
+        &mut SharedBuckets::default(),
         &mut c,
         &req,
         |i| slots.get(i as usize).copied(),
