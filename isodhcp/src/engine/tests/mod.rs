@@ -6,7 +6,7 @@ mod hostile;
 mod modes;
 mod properties;
 mod protocol;
-mod responder;
+pub(crate) mod stripe;
 
 use super::*;
 use crate::wire::dhcp::{BOOTREQUEST, Message};

@@ -106,6 +106,10 @@ pub fn classified_keys(c: &Classifier, playground: bool) -> Vec<u64> {
 }
 
 #[cfg(test)]
+#[path = "offer_tests.rs"]
+mod kernel_parity;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::Mac;

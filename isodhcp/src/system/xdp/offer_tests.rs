@@ -1,28 +1,22 @@
-//! The XDP OFFER responder and the engine agree (design.md §Offer
-//! responder): the kernel's OFFER is byte for byte the engine's for the same
-//! DISCOVER, and the engine commits a REQUEST for the address the responder
-//! offered, refilling the stripe.
+//! The kernel's OFFER against the engine's (design.md §Offer responder):
+//! the responder's code (`isodhcp_common::offer`, run here on the host as
+//! the XDP program runs it) turns a DISCOVER into the engine's OFFER byte
+//! for byte, and leaves alone what only the daemon may answer.
 
 use isodhcp_common::offer::host::{SharedBuckets, VecFrame};
 use isodhcp_common::offer::{self, Ctx, Outcome, Plain, Work};
 use isodhcp_common::parse::{Parsed, parse_frame};
-use isodhcp_common::{ABI_VERSION, Limits, Slot, StripeSlot, mac_key};
+use isodhcp_common::{ABI_VERSION, Limits, Slot, StripeSlot};
 
-use super::*;
-use crate::system::xdp::offer::{offer_cfg, stripe_slot};
+use super::{offer_cfg, stripe_slot};
+use crate::engine::tests::stripe::{slot_of, striped};
+use crate::engine::tests::{SERVER, T0, cfg, discover, engine, ip, mac, msg, replies, run, wire};
+use crate::engine::{CustomOption, Engine, EngineConfig};
+use crate::wire::Mac;
+use crate::wire::dhcp::Message;
 use crate::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
-
-fn striped(n: u32) -> Engine {
-    engine(EngineConfig {
-        offer_stripe: n,
-        stripe_key: 0x5eed,
-        custom_options: vec![crate::engine::CustomOption {
-            code: 42,
-            value: vec![198, 18, 0, 123],
-        }],
-        ..cfg()
-    })
-}
+use crate::wire::options::*;
+use std::net::Ipv4Addr;
 
 fn limits() -> Limits {
     Limits {
@@ -98,17 +92,11 @@ fn respond_alive(
     (o, counted.into_inner())
 }
 
-fn slot_of(e: &Engine, m: Mac) -> Ipv4Addr {
-    let (len, key) = e.stripe();
-    let i = isodhcp_common::stripe_index(key, mac_key(m.0), len) as usize;
-    e.stripe_slots()[i].cur.expect("slot filled")
-}
-
 /// The engine's OFFER frame for `d`, as the daemon would send it, with the
 /// address the stripe would give.
 fn engine_offer(d: &Message, ip: Ipv4Addr) -> Vec<u8> {
     let mut reference = engine(EngineConfig {
-        custom_options: vec![crate::engine::CustomOption {
+        custom_options: vec![CustomOption {
             code: 42,
             value: vec![198, 18, 0, 123],
         }],
@@ -274,97 +262,4 @@ fn xdp_leaves_frames_too_short_or_ignored_and_offers_only_for_a_live_daemon() {
     assert_eq!(o, Outcome::Daemon(Some(Slot::OfferIneligible)));
     let (o, _) = respond_alive(&e, &mut f, now, now + 1);
     assert_eq!(o, Outcome::Offered);
-}
-
-#[test]
-fn a_request_for_the_striped_address_commits_and_refills() {
-    let mut e = striped(16);
-    let m = mac(1);
-    let want = slot_of(&e, m);
-    let free = e.free_count();
-    let fx = run(&mut e, T0, &select(m, want, SERVER));
-    assert_eq!(kind(&fx), MessageType::Ack, "{fx:?}");
-    assert_eq!(replies(&fx)[0].1.yiaddr, want);
-    assert_eq!(bound(&fx)[0].ip, want);
-    assert!(fx.contains(&Effect::Known(m, true)));
-    assert_eq!(e.stats.stripe_claims, 1);
-    assert_eq!(e.stats.offers, 0, "the engine sent no OFFER");
-    // The slot was refilled with another address from the pool.
-    let refill = fx
-        .iter()
-        .filter(|f| matches!(f, Effect::Stripe(u) if u.cur.is_some()))
-        .count();
-    assert_eq!(refill, 1, "{fx:?}");
-    assert_ne!(slot_of(&e, m), want);
-    assert_eq!(e.free_count(), free - 1);
-    assert!(
-        e.check_conservation().is_empty(),
-        "{:?}",
-        e.check_conservation()
-    );
-}
-
-#[test]
-fn a_request_for_another_address_or_server_is_refused() {
-    let mut e = striped(16);
-    let m = mac(2);
-    let want = slot_of(&e, m);
-    let other = Ipv4Addr::from(u32::from(want) - 100);
-    let fx = run(&mut e, T0, &select(m, other, SERVER));
-    assert_eq!(kind(&fx), MessageType::Nak);
-    let fx = run(&mut e, T0, &select(m, want, ip(254)));
-    assert!(replies(&fx).is_empty(), "another server's: silence");
-    assert_eq!(e.stats.stripe_claims, 0);
-    assert!(e.check_conservation().is_empty());
-}
-
-#[test]
-fn the_loser_of_a_slot_collision_is_naked_and_rediscovers() {
-    let mut e = striped(4);
-    let (len, key) = e.stripe();
-    let a = mac(1);
-    let ia = isodhcp_common::stripe_index(key, mac_key(a.0), len);
-    let b = (2..=255)
-        .map(mac)
-        .find(|m| isodhcp_common::stripe_index(key, mac_key(m.0), len) == ia)
-        .expect("a MAC in the same slot");
-    let both = slot_of(&e, a);
-    assert_eq!(
-        kind(&run(&mut e, T0, &select(a, both, SERVER))),
-        MessageType::Ack
-    );
-    let fx = run(&mut e, T0 + 1, &select(b, both, SERVER));
-    assert_eq!(kind(&fx), MessageType::Nak);
-    // Its next DISCOVER meets the refilled slot, which it can claim.
-    let next = slot_of(&e, b);
-    assert_ne!(next, both);
-    assert_eq!(
-        kind(&run(&mut e, T0 + 2, &select(b, next, SERVER))),
-        MessageType::Ack
-    );
-    assert!(e.check_conservation().is_empty());
-}
-
-#[test]
-fn the_stripe_gives_way_when_the_pool_runs_dry() {
-    // /27: 29 usable addresses (30 minus the server); the stripe takes at most a quarter.
-    let mut e = engine(EngineConfig {
-        offer_stripe: 256,
-        stripe_key: 1,
-        pool: "198.18.0.0/27".parse().unwrap(),
-        ..cfg()
-    });
-    let held = e.stripe_used();
-    assert!(held > 0 && held <= 8, "{held}");
-    let total = e.free_count() + held;
-    for n in 0..total {
-        lease(&mut e, T0, mac(n as u8 + 1));
-    }
-    assert_eq!(e.stripe_used(), 0);
-    assert_eq!(e.free_count(), 0);
-    assert!(
-        e.check_conservation().is_empty(),
-        "{:?}",
-        e.check_conservation()
-    );
 }

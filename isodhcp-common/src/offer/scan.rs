@@ -1,0 +1,300 @@
+//! Reading a request (design.md §Offer responder): the fixed fields the
+//! responder checks and the options it needs (RFC 2132), one option per
+//! `bpf_loop` step in the kernel.
+
+use super::{
+    BOOTP_AT, DISCOVER, ETH_HLEN, Frame, IP_HLEN, Looper, MAGIC_COOKIE, OPTIONS_AT, OfferCfg,
+    PRL_MAX, REQUEST, SCAN_STEPS, Step, StripeSlot, UDP_HLEN, Work,
+};
+use crate::parse::Request;
+
+const SCANNING: u8 = 0;
+const ENDED: u8 = 1;
+const BAD: u8 = 2;
+
+/// The options that matter to the responder, read by [`Scan`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ScanState {
+    /// Offset in the frame of the next option.
+    pub pos: u32,
+    /// End of the UDP payload in the frame.
+    pub end: u32,
+    /// Scanning, ended at END, or unusable.
+    pub status: u8,
+    /// Option 53.
+    pub msg_type: u8,
+    /// Length of option 55 read into `prl`.
+    pub prl_len: u8,
+    /// Something only the daemon may answer: option 52 or 82, a repeated
+    /// option the responder reads, or an option 55 longer than [`PRL_MAX`].
+    pub needs_daemon: u8,
+    /// Option 60 is present.
+    pub vendor: u8,
+    /// Options 50, 53, 54, 55, 57 seen (bits 0..4).
+    pub seen: u8,
+    /// Option 57, 0 when absent.
+    pub max_size: u16,
+    /// Option 50 as `u32`, 0 when absent.
+    pub requested: u32,
+    /// Option 54 as `u32`, 0 when absent.
+    pub server_id: u32,
+    /// BOOTP flags of the request.
+    pub flags: u16,
+    /// Keeps the layout free of implicit padding.
+    pub _pad: u16,
+    /// Option 55.
+    pub prl: [u8; PRL_MAX],
+}
+
+impl Default for ScanState {
+    fn default() -> ScanState {
+        ScanState {
+            pos: 0,
+            end: 0,
+            status: SCANNING,
+            msg_type: 0,
+            prl_len: 0,
+            needs_daemon: 0,
+            vendor: 0,
+            seen: 0,
+            max_size: 0,
+            requested: 0,
+            server_id: 0,
+            flags: 0,
+            _pad: 0,
+            prl: [0; PRL_MAX],
+        }
+    }
+}
+
+impl ScanState {
+    /// The scan reached END over well-formed options and nothing in them
+    /// needs the daemon.
+    pub fn usable(&self) -> bool {
+        self.status == ENDED && self.needs_daemon == 0
+    }
+
+    #[inline(always)]
+    fn once(&mut self, bit: u8) -> bool {
+        if self.seen & bit != 0 {
+            self.needs_daemon = 1;
+            return false;
+        }
+        self.seen |= bit;
+        true
+    }
+}
+
+/// One option per step (a [`Step`]) over `frame`, into `st`.
+#[repr(C)]
+pub struct Scan<'a, F> {
+    /// The packet.
+    pub frame: &'a mut F,
+    /// The state.
+    pub st: &'a mut ScanState,
+}
+
+impl<F: Frame> Scan<'_, F> {
+    #[inline(always)]
+    fn load_u32(&mut self, off: usize, len: usize) -> Option<u32> {
+        let mut b = [0u8; 4];
+        (len == 4 && self.frame.load(off, &mut b)).then(|| u32::from_be_bytes(b))
+    }
+
+    #[inline(always)]
+    fn read_option(&mut self, code: u8, v: usize, len: usize) {
+        match code {
+            50 if self.st.once(1) => match self.load_u32(v, len) {
+                Some(ip) => self.st.requested = ip,
+                None => self.st.status = BAD,
+            },
+            53 if self.st.once(2) => {
+                let mut b = [0u8; 1];
+                if len == 1 && self.frame.load(v, &mut b) {
+                    self.st.msg_type = b[0];
+                } else {
+                    self.st.status = BAD;
+                }
+            }
+            54 if self.st.once(4) => match self.load_u32(v, len) {
+                Some(ip) => self.st.server_id = ip,
+                None => self.st.status = BAD,
+            },
+            55 if self.st.once(8) => {
+                if len > PRL_MAX {
+                    self.st.needs_daemon = 1;
+                } else if len > 0 {
+                    if self.frame.load_prl(v, &mut self.st.prl, len) {
+                        self.st.prl_len = len as u8;
+                    } else {
+                        self.st.status = BAD;
+                    }
+                }
+            }
+            57 if self.st.once(16) => {
+                let mut b = [0u8; 2];
+                if len == 2 && self.frame.load(v, &mut b) {
+                    self.st.max_size = u16::from_be_bytes(b);
+                } else {
+                    self.st.status = BAD;
+                }
+            }
+            52 | 82 => self.st.needs_daemon = 1,
+            60 => self.st.vendor = 1,
+            _ => {}
+        }
+    }
+}
+
+impl<F: Frame> Step for Scan<'_, F> {
+    /// Reads one option (RFC 2132 §2): PAD is one byte, END stops, anything
+    /// else is code, length, value, and the value must lie inside the UDP
+    /// payload. END is read alone: it may be the frame's last byte.
+    fn step(&mut self, _i: u32) -> bool {
+        if self.st.status != SCANNING {
+            return false;
+        }
+        let pos = self.st.pos as usize;
+        let end = self.st.end as usize;
+        // Code and length in one load where both are inside the payload;
+        // the code alone at its very end (END may be the frame's last byte).
+        let mut cl = [0u8; 2];
+        let loaded = if pos + 2 <= end {
+            self.frame.load(pos, &mut cl)
+        } else {
+            let mut c = [0u8; 1];
+            let ok = pos < end && self.frame.load(pos, &mut c);
+            cl[0] = c[0];
+            // A code other than PAD or END here has no room for its length.
+            ok && (c[0] == 0 || c[0] == 255)
+        };
+        if !loaded {
+            self.st.status = BAD;
+            return false;
+        }
+        match cl[0] {
+            0 => {
+                self.st.pos += 1;
+                return true;
+            }
+            255 => {
+                self.st.status = ENDED;
+                return false;
+            }
+            _ => {}
+        }
+        let len = usize::from(cl[1]);
+        let v = pos + 2;
+        if v + len > end {
+            self.st.status = BAD;
+            return false;
+        }
+        self.read_option(cl[0], v, len);
+        self.st.pos = (v + len) as u32;
+        self.st.status == SCANNING
+    }
+}
+
+/// The header fields the responder needs from an untagged request.
+struct Fixed {
+    /// IPv4 total length.
+    ip_len: usize,
+    udp_len: usize,
+    flags: u16,
+    ciaddr: u32,
+    giaddr: u32,
+}
+
+#[inline(always)]
+fn read_fixed<F: Frame>(f: &mut F) -> Option<Fixed> {
+    // IPv4 header, UDP header and BOOTP up to giaddr in one load (helper
+    // calls are most of the responder's cost), the magic cookie in another.
+    const AT: usize = ETH_HLEN;
+    let mut h = [0u8; BOOTP_AT + 28 - AT];
+    let mut cookie = [0u8; 4];
+    if !f.load(AT, &mut h)
+        || h[0] != 0x45
+        || !f.load(BOOTP_AT + 236, &mut cookie)
+        || cookie != MAGIC_COOKIE
+    {
+        return None;
+    }
+    let be16 = |o: usize| usize::from(u16::from_be_bytes([h[o - AT], h[o - AT + 1]]));
+    let be32 =
+        |o: usize| u32::from_be_bytes([h[o - AT], h[o - AT + 1], h[o - AT + 2], h[o - AT + 3]]);
+    Some(Fixed {
+        ip_len: be16(ETH_HLEN + 2),
+        udp_len: be16(ETH_HLEN + IP_HLEN + 4),
+        flags: be16(BOOTP_AT + 10) as u16,
+        ciaddr: be32(BOOTP_AT + 12),
+        giaddr: be32(BOOTP_AT + 24),
+    })
+}
+
+/// Reads the options of an untagged request from an unknown MAC of a frame
+/// of `frame_len` bytes into `work`: `false` when the frame is not one the
+/// responder may consider (VLAN tag, IP options, an IP length beyond the
+/// frame, relayed, `ciaddr` set, no magic cookie, options malformed or
+/// needing the daemon). Admission lets an IP length beyond the frame pass;
+/// the daemon's frame parser ignores such a frame, and so must this.
+#[inline(always)]
+pub fn scan<F: Frame, L: Looper>(
+    lp: &mut L,
+    req: &Request,
+    frame: &mut F,
+    frame_len: usize,
+    work: &mut Work,
+) -> bool {
+    if req.l3 != ETH_HLEN || req.l4 != ETH_HLEN + IP_HLEN {
+        return false;
+    }
+    let Some(fx) = read_fixed(frame) else {
+        return false;
+    };
+    if fx.giaddr != 0
+        || fx.ciaddr != 0
+        || fx.udp_len < UDP_HLEN + OPTIONS_AT
+        || ETH_HLEN + fx.ip_len > frame_len
+    {
+        return false;
+    }
+    // Field by field: `prl` is read only up to `prl_len`, and zeroing it
+    // for every frame of a flood is a measurable share of the program.
+    let st = &mut work.scan;
+    st.pos = (BOOTP_AT + OPTIONS_AT) as u32;
+    st.end = (ETH_HLEN + IP_HLEN + fx.udp_len) as u32;
+    st.status = SCANNING;
+    st.msg_type = 0;
+    st.prl_len = 0;
+    st.needs_daemon = 0;
+    st.vendor = 0;
+    st.seen = 0;
+    st.max_size = 0;
+    st.requested = 0;
+    st.server_id = 0;
+    st.flags = fx.flags;
+    let mut s = Scan {
+        frame,
+        st: &mut work.scan,
+    };
+    lp.run(SCAN_STEPS, &mut s);
+    work.scan.usable()
+}
+
+/// Whether a scanned REQUEST is a cookie: SELECTING (option 54 is ours)
+/// for the address `slot` offers or offered until `prev_until_ns`.
+#[inline(always)]
+pub fn is_cookie(s: &ScanState, cfg: &OfferCfg, slot: &StripeSlot, now: u64) -> bool {
+    s.msg_type == REQUEST
+        && s.server_id == cfg.server_ip
+        && s.requested != 0
+        && (s.requested == slot.cur || (s.requested == slot.prev && now < slot.prev_until_ns))
+}
+
+/// Whether a scanned DISCOVER may be answered here, given the rules the
+/// daemon wrote (`vendor_rules`).
+#[inline(always)]
+pub fn discover_eligible(s: &ScanState, cfg: &OfferCfg) -> bool {
+    s.msg_type == DISCOVER && !(cfg.vendor_rules != 0 && s.vendor != 0)
+}
