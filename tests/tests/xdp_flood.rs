@@ -57,25 +57,28 @@ fn request(mac: isodhcp::wire::Mac, ciaddr: std::net::Ipv4Addr, xid: u32) -> Mes
     m
 }
 
-/// Sends once and waits for the ACK; returns the latency.
-fn exchange(d: &Dhcp, msg: &Message, to: To) -> Duration {
+/// Sends up to `tries` times (a client's retransmission after 1 s) and
+/// waits for the ACK; returns the latency from the first send.
+fn exchange(d: &Dhcp, msg: &Message, to: To, tries: u32) -> Duration {
     d.port.drain();
     let t = Instant::now();
-    d.send(msg, to).expect("send");
-    let reply = d.wait_reply(msg.xid, t + NO_DELAY).expect("receive");
-    let reply = reply.unwrap_or_else(|| {
-        panic!(
-            "no reply within {NO_DELAY:?} to xid {:#x} during the flood",
-            msg.xid
-        )
-    });
-    assert_eq!(
-        reply.kind(),
-        Some(MessageType::Ack),
-        "reply to xid {:#x}",
+    for _ in 0..tries {
+        let sent = Instant::now();
+        d.send(msg, to).expect("send");
+        if let Some(reply) = d.wait_reply(msg.xid, sent + NO_DELAY).expect("receive") {
+            assert_eq!(
+                reply.kind(),
+                Some(MessageType::Ack),
+                "reply to xid {:#x}",
+                msg.xid
+            );
+            return t.elapsed();
+        }
+    }
+    panic!(
+        "no reply to xid {:#x} during the flood ({tries} sends, {NO_DELAY:?} each)",
         msg.xid
-    );
-    t.elapsed()
+    )
 }
 
 /// Starts the unpaced random-MAC flood on `flooder` (TSO off on its veth
@@ -134,7 +137,12 @@ fn admission_counters(lab: &Lab, xdp: XdpMode) -> serde_json::Value {
 /// Six rounds of RENEWING (unicast to the server, ciaddr set, no 50/54)
 /// and REBINDING (broadcast, ciaddr set) for `mac` at `ip`; the slowest
 /// answer.
-fn worst_renew_rebind(d: &Dhcp, mac: isodhcp::wire::Mac, ip: std::net::Ipv4Addr) -> Duration {
+fn worst_renew_rebind(
+    d: &Dhcp,
+    mac: isodhcp::wire::Mac,
+    ip: std::net::Ipv4Addr,
+    tries: u32,
+) -> Duration {
     let mut worst = Duration::ZERO;
     for round in 0..6u32 {
         // RENEWING: unicast to the server, ciaddr set, no 50/54.
@@ -142,12 +150,14 @@ fn worst_renew_rebind(d: &Dhcp, mac: isodhcp::wire::Mac, ip: std::net::Ipv4Addr)
             d,
             &request(mac, ip, 0x5e00 + round),
             To::Server { src: ip },
+            tries,
         ));
         // REBINDING: broadcast, ciaddr set.
         worst = worst.max(exchange(
             d,
             &request(mac, ip, 0x5f00 + round),
             To::Broadcast,
+            tries,
         ));
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -177,7 +187,8 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
     // lab's switch port runs no XDP program, so the responder's first OFFER
     // would vanish and it would turn itself off anyway (design.md §Offer
     // responder). With it on here, a renewal below missed its 1 s in 2 of
-    // 8 runs; the cause is not known yet.
+    // 8 runs; the cause is not known (the `--xdp off` variant missed one in
+    // a CI run too, so it may be the machine's).
     cfg.extra = [
         "--rate-limit",
         "10",
@@ -211,7 +222,10 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
     .unwrap_or_else(|e| panic!("flood not visible in the counters: {e:#}: {}", counters()));
 
     let d = Dhcp::open(holder).expect("raw port");
-    let worst = worst_renew_rebind(&d, mac, ip);
+    // With XDP every exchange is answered without a retransmission; with
+    // `--xdp off` within a client's retransmissions (module docs).
+    let tries = if xdp == XdpMode::Off { 4 } else { 1 };
+    let worst = worst_renew_rebind(&d, mac, ip, tries);
     // The real client again (INIT-REBOOT for its address).
     let t = Instant::now();
     let again = holder.dhclient().expect("dhclient during the flood");
