@@ -305,10 +305,9 @@ impl Engine {
             statics.insert(s.mac, s.clone());
         }
         let quarantine = Quarantine::new((cfg.pool.size() as usize / 2).max(16));
-        let stripe = Stripe::new(
-            cfg.stripe_key,
-            cfg.offer_stripe.min((cfg.pool.size() / 4) as u32),
-        );
+        // Sized in `start`, once restored leases and statics are out of
+        // the pool (`stripe_size`).
+        let stripe = Stripe::default();
         Ok(Engine {
             cfg,
             pool,

@@ -37,6 +37,7 @@ impl Engine {
         for s in statics {
             fx.extend(self.reserve_static(&s));
         }
+        self.stripe_size();
         fx.extend(self.stripe_fill());
         (fx, rejected)
     }

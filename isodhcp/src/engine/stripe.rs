@@ -79,6 +79,23 @@ impl Stripe {
 }
 
 impl Engine {
+    /// Sizes the stripe at start-up, once restored leases and statics are
+    /// out of the pool: `--xdp-offer-stripe` slots, but no more than a
+    /// quarter of the free addresses, so that every slot fills
+    /// ([`Engine::stripe_fill_one`] keeps three quarters for the daemon's
+    /// own path) and no MAC hashes to a slot left empty by the sizing; at
+    /// least one slot when the responder is on (it stays empty in a pool
+    /// too small to share, and the daemon's path serves).
+    pub(super) fn stripe_size(&mut self) {
+        let want = self.cfg.offer_stripe;
+        let len = if want == 0 {
+            0
+        } else {
+            want.min((self.pool.free_count() / 4) as u32).max(1)
+        };
+        self.stripe = Stripe::new(self.cfg.stripe_key, len);
+    }
+
     /// Fills every empty slot from the free pool while the pool keeps at
     /// least three quarters of its free addresses for the daemon's own
     /// path; one [`Effect::Stripe`] per slot filled.

@@ -56,6 +56,44 @@ fn a_request_for_the_striped_address_commits_and_refills() {
     );
 }
 
+/// Every slot of the stripe holds an address at start-up, on a fresh pool
+/// and on one that restored leases already use: a MAC never hashes to a
+/// slot the sizing left empty (it would miss the responder by bad luck).
+#[test]
+fn every_slot_is_filled_at_start() {
+    let fresh = striped(256);
+    let (len, _) = fresh.stripe();
+    assert_eq!(len as usize, (fresh.free_count() + fresh.stripe_used()) / 4);
+    assert_eq!(fresh.stripe_used(), len as usize);
+
+    let mut used = Engine::new(
+        EngineConfig {
+            offer_stripe: 256,
+            stripe_key: 7,
+            ..cfg()
+        },
+        &[],
+    )
+    .unwrap();
+    let records = (10..110)
+        .map(|n| LeaseRecord {
+            mac: mac(n),
+            ip: ip(n),
+            expires: Some(T0 + 60_000),
+            mode: Mode::Isolated,
+            masq: false,
+            hostname: None,
+            vendor: None,
+        })
+        .collect();
+    let (_, rejected) = used.start(T0, records, vec![]);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let (len, _) = used.stripe();
+    assert!(len < fresh.stripe().0, "{len}");
+    assert_eq!(used.stripe_used(), len as usize);
+    assert!(used.check_conservation().is_empty());
+}
+
 #[test]
 fn a_request_for_another_address_or_server_is_refused() {
     let mut e = striped(16);
