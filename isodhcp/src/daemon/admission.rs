@@ -91,18 +91,16 @@ impl Admission {
 
     /// Whether XDP_TX fails on `iface` while the responder sends OFFERs:
     /// the driver's XDP_TX error count (ethtool statistics) grew since the
-    /// last call together with `tx_offer`. That happens on a veth whose peer
-    /// runs no XDP program, where every OFFER would vanish. `last` carries
-    /// the two counts from call to call. `Some`: the errors seen.
+    /// last call by nine tenths of `tx_offer`'s growth or more
+    /// ([`tx_failing`]). That happens on a veth whose peer runs no XDP
+    /// program, where every OFFER would vanish. `last` carries the two
+    /// counts from call to call. `Some`: the errors seen.
     pub fn offer_tx_failing(&self, iface: &str, last: &mut Option<(u64, u64)>) -> Option<u64> {
         if !self.offering() {
             return None;
         }
-        let errors = ethtool::xdp_tx_errors(iface)?;
-        let sent = self.counters().tx_offer;
-        let before = last.replace((sent, errors));
-        let (s0, e0) = before?;
-        (sent > s0 && errors > e0).then_some(errors - e0)
+        let now = (self.counters().tx_offer, ethtool::xdp_tx_errors(iface)?);
+        tx_failing(last.replace(now)?, now)
     }
 
     /// Turns the XDP OFFER responder off (its replies do not leave).
@@ -326,4 +324,37 @@ pub fn setup(cfg: &Config, ifindex: u32, engine: &Engine) -> Result<(Admission, 
         Admission::Kernel(Box::new(x), Box::new(l)),
         Datapath::Hybrid(Hybrid::new(AfXdp::new(queues), packet)),
     ))
+}
+
+/// [`Admission::offer_tx_failing`]'s rule over two samples of
+/// `(tx_offer, xdp_tx_errors)`: the errors grew by at least nine tenths of
+/// the OFFERs sent in between. A transmit ring that overflows now and then
+/// under a flood loses a share of the replies, not nine in ten, and must
+/// not turn the responder off (a guest could otherwise switch it off by
+/// flooding); a driver where XDP_TX does not work loses them all.
+pub(crate) fn tx_failing((s0, e0): (u64, u64), (s1, e1): (u64, u64)) -> Option<u64> {
+    let sent = s1.saturating_sub(s0);
+    let errors = e1.saturating_sub(e0);
+    (sent > 0 && errors.saturating_mul(10) >= sent.saturating_mul(9)).then_some(errors)
+}
+
+#[cfg(test)]
+mod tx_tests {
+    use super::tx_failing;
+
+    #[test]
+    fn only_a_transmit_path_that_loses_nearly_everything_counts_as_failing() {
+        // A veth whose peer runs no XDP program: every OFFER is an error.
+        assert_eq!(tx_failing((10, 4), (13, 7)), Some(3));
+        assert_eq!(tx_failing((0, 0), (1, 1)), Some(1));
+        // A flood overflows the ring now and then: a share is lost.
+        assert_eq!(tx_failing((0, 0), (100_000, 30_000)), None);
+        assert_eq!(tx_failing((0, 0), (100, 89)), None);
+        assert_eq!(tx_failing((0, 0), (100, 90)), Some(90));
+        // Nothing sent, or errors from something else: no verdict.
+        assert_eq!(tx_failing((5, 0), (5, 9)), None);
+        assert_eq!(tx_failing((5, 9), (6, 9)), None);
+        // Counters reset (driver reloaded): no underflow, no verdict.
+        assert_eq!(tx_failing((5, 9), (0, 0)), None);
+    }
 }
