@@ -147,28 +147,36 @@ fn check_responder(data: &[u8], req: &Request) {
         ..Limits::default()
     };
     let mut work = Work::default();
-    let mut c = Ctx {
-        work: &mut work,
-        cfg: &cfg,
-        limits: &limits,
-        now: 1,
-        frame_len: data.len(),
-    };
-    let mut f = data.to_vec();
     let mut yiaddr = 0;
-    let out = offer::respond(
-        &mut Plain,
-        VecFrame(&mut f),
-        &mut SharedBuckets::default(),
-        &mut c,
-        req,
-        |i| {
-            let s = slots.get(i as usize).copied();
-            yiaddr = s.map_or(0, |s| s.cur);
-            s
-        },
-        |_| {},
-    );
+    let mut run = |work: &mut Work, yiaddr: &mut u32| {
+        let mut c = Ctx {
+            work,
+            cfg: &cfg,
+            limits: &limits,
+            now: 1,
+            frame_len: data.len(),
+        };
+        let mut f = data.to_vec();
+        let out = offer::respond(
+            &mut Plain,
+            VecFrame(&mut f),
+            &mut SharedBuckets::default(),
+            &mut c,
+            req,
+            |i| {
+                let s = slots.get(i as usize).copied();
+                *yiaddr = s.map_or(0, |s| s.cur);
+                s
+            },
+            |_| {},
+        );
+        (out, f)
+    };
+    let (out, f) = run(&mut work, &mut yiaddr);
+    // The same frame again on the same CPU state: the options cache (a
+    // hit now, where the first run filled it) changes nothing.
+    let again = run(&mut work, &mut yiaddr);
+    assert_eq!((out, &f), (again.0, &again.1), "the options cache changed the reply");
     if out != Outcome::Offered {
         assert_eq!(f, data, "{out:?}: the frame must stay as it came");
         return;

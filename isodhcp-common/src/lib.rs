@@ -92,7 +92,7 @@ pub const XSKS_MAX: u32 = 64;
 
 /// Bumped whenever a map layout changes, so stale pins from another build are
 /// replaced; also stored in [`Limits::abi`] so a pinned map can be checked.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Map key of a MAC address: the six bytes big-endian in the low 48 bits.
 #[inline(always)]

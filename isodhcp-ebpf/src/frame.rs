@@ -8,7 +8,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::bindings::xdp_md;
 use aya_ebpf::helpers::{bpf_loop, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes};
-use isodhcp_common::offer::{Frame, Looper, PRL_MAX, RECORD_MAX, Step};
+use isodhcp_common::offer::{BLOCK_MAX, Frame, Looper, PRL_MAX, RECORD_MAX, Step};
 
 /// The packet of this run.
 #[derive(Clone, Copy)]
@@ -44,6 +44,28 @@ impl Frame for XdpFrame {
         // SAFETY: the helper checks the packet range; `src` holds `len`
         // bytes (the caller's contract).
         unsafe { bpf_xdp_store_bytes(self.0, off as u32, src as *mut c_void, len) == 0 }
+    }
+
+    #[inline(always)]
+    fn load_block(&mut self, off: usize, dst: &mut [u8; BLOCK_MAX], len: usize) -> bool {
+        if len == 0 || len > BLOCK_MAX {
+            return false;
+        }
+        // As in `load_prl`: 1..=1024 to the verifier, `len` in fact.
+        let len = (((len - 1) & (BLOCK_MAX - 1)) + 1) as u32;
+        // SAFETY: as for `load`, with 1 ≤ len ≤ BLOCK_MAX = dst's size.
+        unsafe { bpf_xdp_load_bytes(self.0, off as u32, dst.as_mut_ptr().cast(), len) == 0 }
+    }
+
+    #[inline(always)]
+    fn store_block(&mut self, off: usize, src: &[u8; BLOCK_MAX], len: usize) -> bool {
+        if len == 0 || len > BLOCK_MAX {
+            return false;
+        }
+        let len = (((len - 1) & (BLOCK_MAX - 1)) + 1) as u32;
+        // SAFETY: the helper checks the packet range; `src` holds
+        // BLOCK_MAX ≥ len bytes.
+        unsafe { bpf_xdp_store_bytes(self.0, off as u32, src.as_ptr() as *mut c_void, len) == 0 }
     }
 
     #[inline(always)]

@@ -172,7 +172,11 @@ fn eligible_discover_leaves_as_the_engines_offer() {
         &[1, 3, 6, 12, 15, 28, 42],
         &[],
     ];
-    for (n, prl) in prls.iter().enumerate() {
+    // Twice over, the second time in reverse: the program's options cache
+    // (per CPU) misses on a new option 55 and hits on a repeated one, and
+    // either way the frame is the engine's.
+    for n in (0..prls.len()).chain((0..prls.len()).rev()) {
+        let prl = prls[n];
         for broadcast in [false, true] {
             let m = mac(n as u16);
             let d = discover(m, prl, broadcast);

@@ -153,22 +153,20 @@ pub fn ip_checksum(h: &[u8; IP_HLEN]) -> u16 {
     !(sum as u16)
 }
 
-/// Rewrites the frame (already checked by [`scan`], [`plan`] and [`fits`],
-/// and resized to `BOOTP_AT + payload_len(plan)`) into the OFFER of
-/// `yiaddr`: Ethernet, IP and UDP headers, the BOOTP fixed fields RFC 2131
-/// Table 3 sets, the planned options, END and padding. `false` if a write
-/// failed (the frame is then unusable: drop it).
+/// Rewrites the frame's headers (already checked by [`scan`], [`plan`] and
+/// [`fits`], and resized to `BOOTP_AT + payload`) into those of the OFFER
+/// of `yiaddr`: Ethernet, IP and UDP headers and the BOOTP fixed fields
+/// RFC 2131 Table 3 sets (RFC 2131 §4.1 addressing). The options follow
+/// from [`write_options`] or the cache. `false` if a write failed.
 #[inline(always)]
-pub fn write_offer<F: Frame, L: Looper>(
-    lp: &mut L,
+pub fn write_head<F: Frame>(
     frame: &mut F,
     cfg: &OfferCfg,
-    p: &PlanState,
+    payload: usize,
     flags: u16,
     chaddr: [u8; 6],
     yiaddr: u32,
 ) -> bool {
-    let payload = payload_len(p.len as usize);
     let bcast = flags & BROADCAST_FLAG != 0;
     let (dmac, dip) = if bcast {
         ([0xff; 6], u32::MAX)
@@ -204,15 +202,24 @@ pub fn write_offer<F: Frame, L: Looper>(
     let z = cfg.zeros.as_ptr();
     // SAFETY: every source is a local array of the given length, or `zeros`
     // (256 bytes) for at most 192 bytes. xid and flags stay; secs is zeroed.
-    let ok = unsafe {
+    unsafe {
         frame.store(0, h.as_ptr(), HEAD_LEN)
             && frame.store(BOOTP_AT + 8, z, 2)
             && frame.store(BOOTP_AT + 12, addrs.as_ptr(), 16)
             && frame.store(BOOTP_AT + 44, z, 192)
-    };
-    if !ok {
-        return false;
     }
+}
+
+/// Writes the planned options, END and the padding to `payload` bytes of
+/// BOOTP, record by record from the template. `false` if a write failed.
+#[inline(always)]
+pub fn write_options<F: Frame, L: Looper>(
+    lp: &mut L,
+    frame: &mut F,
+    cfg: &OfferCfg,
+    p: &PlanState,
+    payload: usize,
+) -> bool {
     let mut e = Emit {
         frame,
         cfg,

@@ -2,7 +2,7 @@
 //! the shared buckets (the host side; tests and fuzzing).
 
 extern crate std;
-use super::{Frame, PRL_MAX};
+use super::{BLOCK_MAX, Frame, PRL_MAX};
 use crate::{BUCKETS, Bucket, Tables};
 use std::vec::Vec;
 
@@ -63,6 +63,26 @@ impl Frame for VecFrame<'_> {
                 true
             }
             None => false,
+        }
+    }
+
+    fn load_block(&mut self, off: usize, dst: &mut [u8; BLOCK_MAX], len: usize) -> bool {
+        match self.0.get(off..off + len) {
+            Some(s) if (1..=BLOCK_MAX).contains(&len) => {
+                dst[..len].copy_from_slice(s);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn store_block(&mut self, off: usize, src: &[u8; BLOCK_MAX], len: usize) -> bool {
+        match self.0.get_mut(off..off + len) {
+            Some(d) if (1..=BLOCK_MAX).contains(&len) => {
+                d.copy_from_slice(&src[..len]);
+                true
+            }
+            _ => false,
         }
     }
 

@@ -20,13 +20,17 @@
 //! than its request: the responder is no amplifier.
 
 mod build;
+mod cache;
 #[cfg(any(test, feature = "user"))]
 pub mod host;
 mod scan;
 #[cfg(test)]
 mod tests;
 
-pub use build::{Emit, Plan, PlanState, fits, ip_checksum, payload_len, plan, write_offer};
+pub use build::{
+    Emit, Plan, PlanState, fits, ip_checksum, payload_len, plan, write_head, write_options,
+};
+pub use cache::{BLOCK_MAX, OptionsCache};
 pub use scan::{Scan, ScanState, discover_eligible, is_cookie, scan};
 
 use crate::admit::{Tables, take_shared};
@@ -127,6 +131,9 @@ pub struct OfferCfg {
     pub classified_rules: u32,
     /// Keeps the layout free of implicit padding.
     pub _pad: u32,
+    /// Identifies the template's content (a hash of its records, set by
+    /// [`OfferCfg::set_template`]): the key of the [`OptionsCache`].
+    pub template_id: u64,
 }
 
 impl Default for OfferCfg {
@@ -153,6 +160,7 @@ impl Default for OfferCfg {
             zeros: [0; ZEROS_LEN],
             classified_rules: 0,
             _pad: 0,
+            template_id: 0,
         }
     }
 }
@@ -178,7 +186,14 @@ impl OfferCfg {
         self.rec_of = [NO_RECORD; 256];
         let mut n = 0;
         let mut at = 0;
+        // FNV-1a over every record's code, length and bytes: equal ids mean
+        // equal templates (a changed template never meets an old block).
+        let mut id: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut mix = |b: u8| id = (id ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         for (code, rec) in records {
+            mix(code);
+            mix(rec.len() as u8);
+            rec.iter().for_each(|b| mix(*b));
             if n == RECORDS_MAX {
                 return Err(TemplateError::TooManyOptions);
             }
@@ -197,6 +212,7 @@ impl OfferCfg {
             n += 1;
         }
         self.rec_count = n as u16;
+        self.template_id = id | 1;
         Ok(())
     }
 }
@@ -244,6 +260,10 @@ pub trait Frame {
     /// `src` points to `len` readable bytes (inside an [`OfferCfg`] or a
     /// local buffer).
     unsafe fn store(&mut self, off: usize, src: *const u8, len: usize) -> bool;
+    /// Copies `len` (1..=[`BLOCK_MAX`]) bytes at `off` into `dst`.
+    fn load_block(&mut self, off: usize, dst: &mut [u8; BLOCK_MAX], len: usize) -> bool;
+    /// Writes the first `len` (1..=[`BLOCK_MAX`]) bytes of `src` at `off`.
+    fn store_block(&mut self, off: usize, src: &[u8; BLOCK_MAX], len: usize) -> bool;
     /// Makes the frame `len` bytes long (shrinking, or growing into the
     /// tailroom); `false` leaves it as it was.
     fn resize(&mut self, len: usize) -> bool;
@@ -285,6 +305,9 @@ pub struct Work {
     pub scan: ScanState,
     /// The order of the template's records for this client.
     pub plan: PlanState,
+    /// The options block of the last OFFER (last: its `block` must end the
+    /// map value for the verifier's bounds).
+    pub cache: OptionsCache,
 }
 
 /// What the responder did with a frame.
@@ -384,8 +407,14 @@ fn respond_inner<T: Tables, F: Frame, L: Looper>(
         return Outcome::Daemon(Some(Slot::OfferNoAddress));
     }
     let max_size = s.max_size;
-    plan(lp, cfg, c.work);
-    let payload = payload_len(c.work.plan.len as usize);
+    let hit = c.work.cache.hit(cfg, &c.work.scan);
+    let opts_len = if hit {
+        c.work.cache.opts_len
+    } else {
+        plan(lp, cfg, c.work);
+        c.work.plan.len
+    };
+    let payload = payload_len(opts_len as usize);
     if !fits(payload, frame_len, max_size) {
         return Outcome::Daemon(Some(Slot::OfferNoRoom));
     }
@@ -401,9 +430,19 @@ fn respond_inner<T: Tables, F: Frame, L: Looper>(
     }
     let m = req.mac.to_be_bytes();
     let chaddr = [m[2], m[3], m[4], m[5], m[6], m[7]];
-    if write_offer(lp, &mut frame, cfg, &c.work.plan, flags, chaddr, slot.cur) {
-        Outcome::Offered
-    } else {
-        Outcome::Broken
+    if !write_head(&mut frame, cfg, payload, flags, chaddr, slot.cur) {
+        return Outcome::Broken;
     }
+    let w = &mut *c.work;
+    if hit {
+        if !w.cache.write(&mut frame, payload) {
+            return Outcome::Broken;
+        }
+    } else {
+        if !write_options(lp, &mut frame, cfg, &w.plan, payload) {
+            return Outcome::Broken;
+        }
+        w.cache.fill(&mut frame, cfg, &w.scan, payload, opts_len);
+    }
+    Outcome::Offered
 }

@@ -60,6 +60,18 @@ fn respond_alive(
     now_ns: u64,
     alive_until: u64,
 ) -> (Outcome, Vec<Slot>) {
+    respond_in(e, f, now_ns, alive_until, &mut Work::default())
+}
+
+/// [`respond_alive`] with the CPU's scratch state `work` (and its options
+/// cache) carried over from earlier frames, as the kernel's per-CPU entry is.
+fn respond_in(
+    e: &Engine,
+    f: &mut Vec<u8>,
+    now_ns: u64,
+    alive_until: u64,
+    work: &mut Work,
+) -> (Outcome, Vec<Slot>) {
     let cfg = offer_cfg(e, alive_until).unwrap();
     let slots: Vec<StripeSlot> = e
         .stripe_slots()
@@ -70,10 +82,9 @@ fn respond_alive(
         panic!("not a valid request frame");
     };
     let len = f.len();
-    let mut work = Work::default();
     let l = limits();
     let mut c = Ctx {
-        work: &mut work,
+        work,
         cfg: &cfg,
         limits: &l,
         now: now_ns,
@@ -125,31 +136,47 @@ fn engine_offer(d: &Message, ip: Ipv4Addr) -> Vec<u8> {
     f
 }
 
+/// Option 55 lists of the byte-for-byte tests: common, empty, long,
+/// repeated and unknown codes.
+const PRLS: [&[u8]; 6] = [
+    &[1, 3, 6, 121],
+    &[],
+    &[121, 249, 6, 3, 1, 51, 54, 58, 59, 42, 15, 119, 252],
+    &[3, 3, 1, 200, 201, 53, 54, 255, 0],
+    &[6, 42, 1],
+    &[1, 28, 2, 3, 15, 6, 119, 12, 44, 47, 26, 121, 42],
+];
+
+/// A DISCOVER of `m` with option 55 `prl` (none when empty).
+fn discover_with(m: Mac, prl: &[u8], bcast: bool) -> Message {
+    let mut d = msg(m, MessageType::Discover);
+    if !prl.is_empty() {
+        d.options.set(PARAM_REQUEST_LIST, prl.to_vec());
+    }
+    d.options.set(VENDOR_CLASS, b"dhcpcd-10".to_vec());
+    d.options.set(CLIENT_ID, [&[1u8][..], &m.0].concat());
+    if bcast {
+        d.flags = 0x8000;
+    }
+    d
+}
+
+/// Every option 55 list, broadcast and unicast, several paddings, in an
+/// order that makes the options cache miss and hit (one CPU's `work` for
+/// all): every OFFER is the engine's, byte for byte.
 #[test]
 fn xdp_offer_is_the_engines_offer_byte_for_byte() {
     let e = striped(64);
-    let prls: [&[u8]; 6] = [
-        &[1, 3, 6, 121],
-        &[],
-        &[121, 249, 6, 3, 1, 51, 54, 58, 59, 42, 15, 119, 252],
-        &[3, 3, 1, 200, 201, 53, 54, 255, 0],
-        &[6, 42, 1],
-        &[1, 28, 2, 3, 15, 6, 119, 12, 44, 47, 26, 121, 42],
-    ];
-    for (n, prl) in prls.iter().enumerate() {
+    let mut work = Work::default();
+    let order = (0..PRLS.len()).chain((0..PRLS.len()).rev());
+    for n in order {
+        let prl = PRLS[n];
         for (bcast, pad) in [(false, 300), (true, 300), (false, 548), (true, 400)] {
             let m = mac(n as u8 + 10);
-            let mut d = msg(m, MessageType::Discover);
-            if !prl.is_empty() {
-                d.options.set(PARAM_REQUEST_LIST, prl.to_vec());
-            }
-            d.options.set(VENDOR_CLASS, b"dhcpcd-10".to_vec());
-            d.options.set(CLIENT_ID, [&[1u8][..], &m.0].concat());
-            if bcast {
-                d.flags = 0x8000;
-            }
+            let d = discover_with(m, prl, bcast);
             let mut f = client_frame(&d, pad);
-            let (o, counted) = respond(&e, &mut f, 5_000_000_000);
+            let now = 5_000_000_000;
+            let (o, counted) = respond_in(&e, &mut f, now, now + 1_000_000_000, &mut work);
             assert_eq!(o, Outcome::Offered, "prl {prl:?}: {counted:?}");
             let want = engine_offer(&d, slot_of(&e, m));
             assert_eq!(f, want, "prl {prl:?} broadcast {bcast} pad {pad}");
@@ -162,6 +189,65 @@ fn xdp_offer_is_the_engines_offer_byte_for_byte() {
             assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff);
         }
     }
+}
+
+/// The options cache serves a repeated option 55 (a poisoned byte in the
+/// block shows up in the frame) and nothing else: another option 55, or
+/// the same under a changed template, is planned afresh.
+#[test]
+fn the_options_cache_serves_only_the_same_option_55_and_template() {
+    let e = striped(64);
+    let now = 5_000_000_000;
+    let alive = now + 1_000_000_000;
+    let mut work = Work::default();
+    let prl: &[u8] = &[1, 3, 6, 121];
+    let mut f = client_frame(&discover_with(mac(30), prl, false), 300);
+    assert_eq!(
+        respond_in(&e, &mut f, now, alive, &mut work).0,
+        Outcome::Offered
+    );
+    assert_eq!(work.cache.valid, 1);
+    // Poison the block's last byte (END or padding).
+    let last = f.len() - offer::BOOTP_AT - 240 - 1;
+    assert_ne!(f[offer::BOOTP_AT + 240 + last], 0xa5);
+    work.cache.block[last] = 0xa5;
+    let mut f = client_frame(&discover_with(mac(31), prl, true), 300);
+    assert_eq!(
+        respond_in(&e, &mut f, now, alive, &mut work).0,
+        Outcome::Offered
+    );
+    assert_eq!(
+        f[offer::BOOTP_AT + 240 + last],
+        0xa5,
+        "a hit writes the block"
+    );
+    // The same length and first bytes, one code different: a miss.
+    work.cache.block[last] = 0xa5;
+    let d = discover_with(mac(32), &[1, 3, 6, 42], false);
+    let mut f = client_frame(&d, 300);
+    assert_eq!(
+        respond_in(&e, &mut f, now, alive, &mut work).0,
+        Outcome::Offered
+    );
+    assert_eq!(f, engine_offer(&d, slot_of(&e, mac(32))));
+    // The same option 55 under another template: a miss.
+    work.cache.block[last] = 0xa5;
+    let other = engine(EngineConfig {
+        offer_stripe: 64,
+        stripe_key: 0x5eed,
+        custom_options: vec![CustomOption {
+            code: 42,
+            value: vec![198, 18, 0, 124],
+        }],
+        ..cfg()
+    });
+    let d = discover_with(mac(32), &[1, 3, 6, 42], false);
+    let mut f = client_frame(&d, 300);
+    assert_eq!(
+        respond_in(&other, &mut f, now, alive, &mut work).0,
+        Outcome::Offered
+    );
+    assert_ne!(f[offer::BOOTP_AT + 240 + last], 0xa5);
 }
 
 /// A DISCOVER of mac 7 with option 57.
