@@ -27,6 +27,11 @@
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "isodhcp_xdp";
+/// First MAC octet of the benchmarks' flood generator: the lab's
+/// `isodhcp_lab_sink` switch-port program drops frames addressed to it
+/// (the attacker's replies leave the lab at the first hop, as a real
+/// network carries them off the router). Nothing else uses it.
+pub const LAB_FLOOD_OCTET: u8 = 0x0a;
 /// Verdict counters ([`Counters`]).
 pub const COUNTERS_MAP: &str = "counters";
 /// Admission limits ([`Limits`]).

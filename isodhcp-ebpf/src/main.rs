@@ -134,6 +134,26 @@ pub fn isodhcp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The benchmarks' switch port towards the server: [`isodhcp_pass`], but
+/// frames addressed to the flood generator's MACs (first octet
+/// `LAB_FLOOD_OCTET`) are dropped here. On a real network the replies to a
+/// flood leave the router through its NIC and cost the switch and the
+/// attacker's host, not the router; in the lab the bridge and the
+/// generator's namespace would carry them on the same two CPUs as the
+/// generator and the server (design.md §Performance).
+#[xdp]
+pub fn isodhcp_lab_sink(ctx: XdpContext) -> u32 {
+    let data = ctx.data();
+    if data + 6 > ctx.data_end() {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: the first byte of the frame, checked against data_end above.
+    if unsafe { *(data as *const u8) } == isodhcp_common::LAB_FLOOD_OCTET {
+        return xdp_action::XDP_DROP;
+    }
+    xdp_action::XDP_PASS
+}
+
 /// The kernel refuses GPL-only helpers to non-GPL programs; the project is GPL.
 #[cfg(target_arch = "bpf")]
 #[unsafe(link_section = "license")]

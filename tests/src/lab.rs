@@ -333,6 +333,20 @@ impl Lab {
     /// program; a real NIC needs nothing of the kind. The attachment lives
     /// as long as the port (the lab's namespaces).
     pub fn pass_through_xdp(&self, port: &str) -> Result<()> {
+        self.port_xdp(port, "isodhcp_pass")
+    }
+
+    /// [`Lab::pass_through_xdp`] with the benchmarks' sink: frames to the
+    /// flood generator's MACs (first octet `isodhcp_common::LAB_FLOOD_OCTET`)
+    /// are dropped at `port` instead of crossing the bridge to the
+    /// generator's namespace (`isodhcp_lab_sink`).
+    pub fn sink_xdp(&self, port: &str) -> Result<()> {
+        self.port_xdp(port, "isodhcp_lab_sink")
+    }
+
+    /// Attaches `program` of the object in native mode to `port` of the
+    /// switch.
+    fn port_xdp(&self, port: &str, program: &str) -> Result<()> {
         let obj = crate::xdp_run::object_path();
         let pins = PathBuf::from(format!("/sys/fs/bpf/isodhcp-lab-{}-{port}", self.id));
         let obj_s = obj.display().to_string();
@@ -341,7 +355,7 @@ impl Lab {
             util::tool_cmd("bpftool").args(["prog", "loadall", &obj_s, &pins_s, "type", "xdp"]),
             Duration::from_secs(30),
         )?;
-        let prog = format!("{pins_s}/isodhcp_pass");
+        let prog = format!("{pins_s}/{program}");
         let attached = self.switch.run_ok(
             "bpftool",
             &["net", "attach", "xdpdrv", "pinned", &prog, "dev", port],

@@ -41,6 +41,7 @@ pub mod xdp_run;
 
 pub use clients::{ClientKind, Lease};
 pub use daemon::{Daemon, DaemonConfig, Dnsmasq, XdpMode, isodhcp_bin, xdp_from_env};
+pub use isodhcp_common::LAB_FLOOD_OCTET;
 pub use lab::{
     Client, DNS_IP, HostSnapshot, Lab, LabConfig, POOL, SERVER_IF, SERVER_IP, ServerAddr,
     UPSTREAM_IP,

@@ -110,6 +110,12 @@ pub struct BenchOpts {
     /// soak: background random-MAC DISCOVER flood, frames/s.
     #[arg(long, default_value_t = 500)]
     pub soak_flood_rate: u64,
+    /// flood, join, soak: carry the server's replies to flood MACs across
+    /// the bridge into the generator's namespace, as the lab did before
+    /// the sink (by default the switch port drops them: on a real network
+    /// they cost the switch and the attacker, not the router).
+    #[arg(long)]
+    pub carry_replies: bool,
     /// Use the binaries already in target/release (skip setup and builds).
     #[arg(long)]
     pub no_build: bool,

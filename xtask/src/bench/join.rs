@@ -42,7 +42,7 @@ pub fn run(opts: &BenchOpts, bins: &Bins) -> Result<()> {
     for &server in &servers {
         // Three clients: the lab set-up of `flood` (c0 floods, c1 joins).
         let lab = Lab::new("bjoin", 3).context("building the lab")?;
-        prepare_lab(&lab)?;
+        prepare_lab(&lab, opts.carry_replies)?;
         eprintln!("\nbench join: {} (lab {})", server.label(), lab.id);
         for n in 0..opts.join_tries {
             let secs = one_try(&lab, server, n, opts.join_rate, bins)
@@ -62,6 +62,7 @@ pub fn run(opts: &BenchOpts, bins: &Bins) -> Result<()> {
     let doc = json!({
         "bench": "join",
         "flood_rate": opts.join_rate,
+        "replies_to_flood": super::flood::replies_model(opts.carry_replies),
         "tries": tries.iter().map(|t| json!({
             "server": t.server.label(),
             "seconds": t.secs,

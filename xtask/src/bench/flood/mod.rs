@@ -17,6 +17,15 @@
 //! broadcast (their own MACs are learned, so the server's unicast replies
 //! reach them; broadcast replies such as NAK do not). TSO is off on every
 //! veth so veth takes the NAPI path (and native XDP on `srv0` sees frames).
+//!
+//! Replies to flood MACs (first octet [`FLOOD_PREFIX`]) end at the switch's
+//! port towards the server (the object's `isodhcp_lab_sink` XDP program):
+//! on a real network they leave the router through its NIC and cost the
+//! switch and the attacker's host. Carried across the bridge into the
+//! generator's namespace (`--carry-replies`), they ran on the generator's
+//! own CPU in its send path, and the generator's rate fell with every reply
+//! the server sent: a cost of the lab, not of the server (design.md
+//! §Performance has both figures). Every server gets the same switch.
 
 mod chart;
 mod report;
@@ -141,7 +150,7 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
     let mut rows = Vec::new();
     for &server in &servers {
         let lab = Lab::new("bflood", 3).context("building the lab")?;
-        prepare_lab(&lab)?;
+        prepare_lab(&lab, opts.carry_replies)?;
         if !opts.tags.is_empty() {
             lab.tags_on_the_wire()?;
         }
@@ -165,6 +174,7 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
     println!("\n{table}");
     let doc = json!({
         "bench": "flood",
+        "replies_to_flood": replies_model(opts.carry_replies),
         "seconds": opts.seconds,
         "tags": opts.tags,
         "pool": POOL,
@@ -180,12 +190,27 @@ pub fn run(opts: &super::BenchOpts, bins: &Bins) -> Result<()> {
     Ok(())
 }
 
+/// What becomes of the server's replies to flood MACs, for the results.
+pub(super) fn replies_model(carry_replies: bool) -> &'static str {
+    if carry_replies {
+        "carried to the generator's namespace"
+    } else {
+        "dropped at the switch port"
+    }
+}
+
 /// TSO off on every veth end; bridge port flags (see the module comment);
-/// the pass-through XDP program on the switch's port towards the server,
-/// without which a veth drops the XDP OFFER responder's XDP_TX replies (a
-/// real NIC needs nothing of the kind; every server gets the same switch).
-pub(super) fn prepare_lab(lab: &Lab) -> Result<()> {
-    lab.pass_through_xdp("psrv")?;
+/// an XDP program on the switch's port towards the server, without which a
+/// veth drops the XDP OFFER responder's XDP_TX replies (a real NIC needs
+/// nothing of the kind; every server gets the same switch). Unless
+/// `carry_replies`, that program is the sink: replies to flood MACs end at
+/// the port (see the module comment).
+pub(super) fn prepare_lab(lab: &Lab, carry_replies: bool) -> Result<()> {
+    if carry_replies {
+        lab.pass_through_xdp("psrv")?;
+    } else {
+        lab.sink_xdp("psrv")?;
+    }
     for c in &lab.clients {
         c.ns.run_ok("ethtool", &["-K", &c.ifname, "tso", "off"])?;
     }
@@ -472,6 +497,14 @@ fn flood_window(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_flood_prefix_is_the_one_the_lab_sink_drops() {
+        assert_eq!(
+            super::FLOOD_PREFIX,
+            format!("{:02x}", isodhcp_tests::LAB_FLOOD_OCTET)
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -61,7 +61,7 @@ pub fn run(opts: &BenchOpts, bins: &Bins) -> Result<()> {
     let total = Duration::from_secs(opts.minutes.max(1) * 60);
     let warmup_s = (total.as_secs_f64() / 5.0).clamp(60.0, 1800.0);
     let lab = Lab::new("soak", 3).context("building the lab")?;
-    super::flood::prepare_lab(&lab)?;
+    super::flood::prepare_lab(&lab, opts.carry_replies)?;
     let cfg = daemon_config(&lab, bins)?;
     let mut d = lab.start_isodhcp(&cfg)?;
     let sock = lab.dir().join("isodhcp_srv0.sock");
@@ -231,7 +231,7 @@ impl<'a> Workers<'a> {
             "--seconds".into(),
             secs.to_string(),
             "--mac-prefix".into(),
-            "0a".into(),
+            super::flood::FLOOD_PREFIX.into(),
         ];
         let name = format!("flood-{round}");
         Loadgen::spawn(&c.ns, &self.bins.loadgen, self.lab.dir(), &name, &args)
