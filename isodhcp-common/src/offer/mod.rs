@@ -299,15 +299,27 @@ impl Looper for Plain {
 /// stack (512 bytes, shared with the loop callbacks), so the kernel keeps
 /// it in a per-CPU array map entry; the host uses any `Work::default()`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Work {
     /// What the option scan found.
     pub scan: ScanState,
     /// The order of the template's records for this client.
     pub plan: PlanState,
-    /// The options block of the last OFFER (last: its `block` must end the
-    /// map value for the verifier's bounds).
+    /// The options block of the last OFFER.
     pub cache: OptionsCache,
+    /// The request's options, copied out of the frame by [`scan`].
+    pub opts: [u8; BLOCK_MAX],
+}
+
+impl Default for Work {
+    fn default() -> Work {
+        Work {
+            scan: ScanState::default(),
+            plan: PlanState::default(),
+            cache: OptionsCache::default(),
+            opts: [0; BLOCK_MAX],
+        }
+    }
 }
 
 /// What the responder did with a frame.

@@ -1,11 +1,16 @@
 //! Reading a request (design.md §Offer responder): the fixed fields the
 //! responder checks and the options it needs (RFC 2132), one option per
-//! `bpf_loop` step in the kernel.
+//! `bpf_loop` step in the kernel. The options are copied out of the frame
+//! in one load and read from that copy (helper calls were most of the
+//! scan's cost); only option 55 is loaded on its own.
 
 use super::{
-    BOOTP_AT, DISCOVER, ETH_HLEN, Frame, IP_HLEN, Looper, MAGIC_COOKIE, OPTIONS_AT, OfferCfg,
-    PRL_MAX, REQUEST, SCAN_STEPS, Step, StripeSlot, UDP_HLEN, Work,
+    BLOCK_MAX, BOOTP_AT, DISCOVER, ETH_HLEN, Frame, IP_HLEN, Looper, MAGIC_COOKIE, OPTIONS_AT,
+    OfferCfg, PRL_MAX, REQUEST, SCAN_STEPS, Step, StripeSlot, UDP_HLEN, Work,
 };
+
+/// Frame offset of the first option of an untagged request.
+const OPTS_AT: usize = BOOTP_AT + OPTIONS_AT;
 use crate::parse::Request;
 
 const SCANNING: u8 = 0;
@@ -16,9 +21,9 @@ const BAD: u8 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ScanState {
-    /// Offset in the frame of the next option.
+    /// Offset of the next option from the first.
     pub pos: u32,
-    /// End of the UDP payload in the frame.
+    /// Bytes of options (to the end of the UDP payload).
     pub end: u32,
     /// Scanning, ended at END, or unusable.
     pub status: u8,
@@ -86,60 +91,66 @@ impl ScanState {
     }
 }
 
-/// One option per step (a [`Step`]) over `frame`, into `st`.
+/// One option per step (a [`Step`]) over the copy `opts` of the options,
+/// into `st`; option 55 is loaded from `frame`.
 #[repr(C)]
 pub struct Scan<'a, F> {
     /// The packet.
     pub frame: &'a mut F,
+    /// The options, copied out of the packet.
+    pub opts: &'a [u8; BLOCK_MAX],
     /// The state.
     pub st: &'a mut ScanState,
 }
 
 impl<F: Frame> Scan<'_, F> {
+    /// Byte `i` of the options (`i < end ≤ BLOCK_MAX`; the mask is for
+    /// the verifier).
     #[inline(always)]
-    fn load_u32(&mut self, off: usize, len: usize) -> Option<u32> {
-        let mut b = [0u8; 4];
-        (len == 4 && self.frame.load(off, &mut b)).then(|| u32::from_be_bytes(b))
+    fn byte(&self, i: usize) -> u8 {
+        self.opts[i & (BLOCK_MAX - 1)]
+    }
+
+    #[inline(always)]
+    fn be32(&self, v: usize) -> u32 {
+        u32::from_be_bytes([
+            self.byte(v),
+            self.byte(v + 1),
+            self.byte(v + 2),
+            self.byte(v + 3),
+        ])
     }
 
     #[inline(always)]
     fn read_option(&mut self, code: u8, v: usize, len: usize) {
         match code {
-            50 if self.st.once(1) => match self.load_u32(v, len) {
-                Some(ip) => self.st.requested = ip,
-                None => self.st.status = BAD,
+            50 if self.st.once(1) => match len {
+                4 => self.st.requested = self.be32(v),
+                _ => self.st.status = BAD,
             },
-            53 if self.st.once(2) => {
-                let mut b = [0u8; 1];
-                if len == 1 && self.frame.load(v, &mut b) {
-                    self.st.msg_type = b[0];
-                } else {
-                    self.st.status = BAD;
-                }
-            }
-            54 if self.st.once(4) => match self.load_u32(v, len) {
-                Some(ip) => self.st.server_id = ip,
-                None => self.st.status = BAD,
+            53 if self.st.once(2) => match len {
+                1 => self.st.msg_type = self.byte(v),
+                _ => self.st.status = BAD,
+            },
+            54 if self.st.once(4) => match len {
+                4 => self.st.server_id = self.be32(v),
+                _ => self.st.status = BAD,
             },
             55 if self.st.once(8) => {
                 if len > PRL_MAX {
                     self.st.needs_daemon = 1;
                 } else if len > 0 {
-                    if self.frame.load_prl(v, &mut self.st.prl, len) {
+                    if self.frame.load_prl(OPTS_AT + v, &mut self.st.prl, len) {
                         self.st.prl_len = len as u8;
                     } else {
                         self.st.status = BAD;
                     }
                 }
             }
-            57 if self.st.once(16) => {
-                let mut b = [0u8; 2];
-                if len == 2 && self.frame.load(v, &mut b) {
-                    self.st.max_size = u16::from_be_bytes(b);
-                } else {
-                    self.st.status = BAD;
-                }
-            }
+            57 if self.st.once(16) => match len {
+                2 => self.st.max_size = u16::from_be_bytes([self.byte(v), self.byte(v + 1)]),
+                _ => self.st.status = BAD,
+            },
             52 | 82 => self.st.needs_daemon = 1,
             60 => self.st.vendor = 1,
             _ => {}
@@ -150,30 +161,19 @@ impl<F: Frame> Scan<'_, F> {
 impl<F: Frame> Step for Scan<'_, F> {
     /// Reads one option (RFC 2132 §2): PAD is one byte, END stops, anything
     /// else is code, length, value, and the value must lie inside the UDP
-    /// payload. END is read alone: it may be the frame's last byte.
+    /// payload. END may be the payload's last byte; any other code there
+    /// has no room for its length.
     fn step(&mut self, _i: u32) -> bool {
         if self.st.status != SCANNING {
             return false;
         }
         let pos = self.st.pos as usize;
         let end = self.st.end as usize;
-        // Code and length in one load where both are inside the payload;
-        // the code alone at its very end (END may be the frame's last byte).
-        let mut cl = [0u8; 2];
-        let loaded = if pos + 2 <= end {
-            self.frame.load(pos, &mut cl)
-        } else {
-            let mut c = [0u8; 1];
-            let ok = pos < end && self.frame.load(pos, &mut c);
-            cl[0] = c[0];
-            // A code other than PAD or END here has no room for its length.
-            ok && (c[0] == 0 || c[0] == 255)
-        };
-        if !loaded {
+        if pos >= end {
             self.st.status = BAD;
             return false;
         }
-        match cl[0] {
+        match self.byte(pos) {
             0 => {
                 self.st.pos += 1;
                 return true;
@@ -184,13 +184,18 @@ impl<F: Frame> Step for Scan<'_, F> {
             }
             _ => {}
         }
-        let len = usize::from(cl[1]);
+        if pos + 2 > end {
+            self.st.status = BAD;
+            return false;
+        }
+        let code = self.byte(pos);
+        let len = usize::from(self.byte(pos + 1));
         let v = pos + 2;
         if v + len > end {
             self.st.status = BAD;
             return false;
         }
-        self.read_option(cl[0], v, len);
+        self.read_option(code, v, len);
         self.st.pos = (v + len) as u32;
         self.st.status == SCANNING
     }
@@ -259,11 +264,17 @@ pub fn scan<F: Frame, L: Looper>(
     {
         return false;
     }
+    // The options, copied in one load; more than the copy holds (a frame
+    // of over 1,300 bytes) takes the daemon's path.
+    let n = ETH_HLEN + IP_HLEN + fx.udp_len - OPTS_AT;
+    if n == 0 || n > BLOCK_MAX || !frame.load_block(OPTS_AT, &mut work.opts, n) {
+        return false;
+    }
     // Field by field: `prl` is read only up to `prl_len`, and zeroing it
     // for every frame of a flood is a measurable share of the program.
     let st = &mut work.scan;
-    st.pos = (BOOTP_AT + OPTIONS_AT) as u32;
-    st.end = (ETH_HLEN + IP_HLEN + fx.udp_len) as u32;
+    st.pos = 0;
+    st.end = n as u32;
     st.status = SCANNING;
     st.msg_type = 0;
     st.prl_len = 0;
@@ -276,6 +287,7 @@ pub fn scan<F: Frame, L: Looper>(
     st.flags = fx.flags;
     let mut s = Scan {
         frame,
+        opts: &work.opts,
         st: &mut work.scan,
     };
     lp.run(SCAN_STEPS, &mut s);
