@@ -5,6 +5,7 @@
 //! `bpf_loop` callbacks (design.md §Offer responder).
 
 use core::ffi::c_void;
+use core::mem::MaybeUninit;
 
 use aya_ebpf::bindings::xdp_md;
 use aya_ebpf::helpers::{bpf_loop, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes};
@@ -16,10 +17,15 @@ pub struct XdpFrame(pub *mut xdp_md);
 
 impl Frame for XdpFrame {
     #[inline(always)]
-    fn load<const N: usize>(&mut self, off: usize, dst: &mut [u8; N]) -> bool {
+    fn load<const N: usize>(&mut self, off: usize) -> Option<[u8; N]> {
+        let mut dst = MaybeUninit::<[u8; N]>::uninit();
         // SAFETY: the helper checks `off..off + N` against the packet and
-        // writes N bytes into `dst`, which holds N.
-        unsafe { bpf_xdp_load_bytes(self.0, off as u32, dst.as_mut_ptr().cast(), N as u32) == 0 }
+        // writes N bytes into `dst`, which holds N (uninitialised memory is
+        // what it expects: ARG_PTR_TO_UNINIT_MEM).
+        let ok =
+            unsafe { bpf_xdp_load_bytes(self.0, off as u32, dst.as_mut_ptr().cast(), N as u32) };
+        // SAFETY: on success all N bytes were written.
+        (ok == 0).then(|| unsafe { dst.assume_init() })
     }
 
     #[inline(always)]

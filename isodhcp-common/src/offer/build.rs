@@ -142,10 +142,16 @@ pub fn fits(payload: usize, frame_len: usize, max_size: u16) -> bool {
 /// RFC 1071 checksum of a 20-byte IPv4 header.
 #[inline(always)]
 pub fn ip_checksum(h: &[u8; IP_HLEN]) -> u16 {
+    ip_checksum_of(h, 0)
+}
+
+/// [`ip_checksum`] of the header at `at` in `b`.
+#[inline(always)]
+fn ip_checksum_of<const N: usize>(b: &[u8; N], at: usize) -> u16 {
     let mut sum: u32 = 0;
     let mut i = 0;
     while i < IP_HLEN {
-        sum += u32::from(u16::from_be_bytes([h[i], h[i + 1]]));
+        sum += u32::from(u16::from_be_bytes([b[at + i], b[at + i + 1]]));
         i += 2;
     }
     sum = (sum & 0xffff) + (sum >> 16);
@@ -174,31 +180,35 @@ pub fn write_head<F: Frame>(
         (chaddr, yiaddr)
     };
     // Ethernet, IPv4 as the daemon's frame builder writes it (TTL 64, DF
-    // clear), UDP, then BOOTP op/htype/hlen/hops: one store.
-    let mut h = [0u8; HEAD_LEN];
-    h[..6].copy_from_slice(&dmac);
-    h[6..12].copy_from_slice(&cfg.server_mac);
-    h[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    // clear), UDP, then BOOTP op 2 (BOOTREPLY), htype 1 and hlen 6 (the
+    // request's, checked by the parser), hops 0: one store. Every byte is
+    // spelled out (a zeroed buffer costs the BPF program a byte-by-byte
+    // `memset`); the IP checksum goes in after.
+    let m = cfg.server_mac;
+    let tl = ((IP_HLEN + UDP_HLEN + payload) as u16).to_be_bytes();
+    let sip = cfg.server_ip.to_be_bytes();
+    let dst = dip.to_be_bytes();
+    let ul = ((UDP_HLEN + payload) as u16).to_be_bytes();
+    let [sp0, sp1] = DHCP_SERVER_PORT.to_be_bytes();
+    let [cp0, cp1] = DHCP_CLIENT_PORT.to_be_bytes();
+    #[rustfmt::skip]
+    let mut h: [u8; HEAD_LEN] = [
+        dmac[0], dmac[1], dmac[2], dmac[3], dmac[4], dmac[5],
+        m[0], m[1], m[2], m[3], m[4], m[5],
+        0x08, 0x00,
+        0x45, 0, tl[0], tl[1], 0, 0, 0, 0, 64, 17, 0, 0,
+        sip[0], sip[1], sip[2], sip[3], dst[0], dst[1], dst[2], dst[3],
+        sp0, sp1, cp0, cp1, ul[0], ul[1], 0, 0,
+        2, 1, 6, 0,
+    ];
     let ip = ETH_HLEN;
-    h[ip] = 0x45;
-    h[ip + 2..ip + 4].copy_from_slice(&((IP_HLEN + UDP_HLEN + payload) as u16).to_be_bytes());
-    h[ip + 8] = 64;
-    h[ip + 9] = 17;
-    h[ip + 12..ip + 16].copy_from_slice(&cfg.server_ip.to_be_bytes());
-    h[ip + 16..ip + 20].copy_from_slice(&dip.to_be_bytes());
-    let mut iph = [0u8; IP_HLEN];
-    iph.copy_from_slice(&h[ip..ip + IP_HLEN]);
-    h[ip + 10..ip + 12].copy_from_slice(&ip_checksum(&iph).to_be_bytes());
-    let udp = ETH_HLEN + IP_HLEN;
-    h[udp..udp + 2].copy_from_slice(&DHCP_SERVER_PORT.to_be_bytes());
-    h[udp + 2..udp + 4].copy_from_slice(&DHCP_CLIENT_PORT.to_be_bytes());
-    h[udp + 4..udp + 6].copy_from_slice(&((UDP_HLEN + payload) as u16).to_be_bytes());
-    // op 2 (BOOTREPLY), htype 1 and hlen 6 (the request's, checked by the
-    // parser), hops 0.
-    h[BOOTP_AT..BOOTP_AT + 4].copy_from_slice(&[2, 1, 6, 0]);
+    let sum = ip_checksum_of(&h, ip).to_be_bytes();
+    h[ip + 10] = sum[0];
+    h[ip + 11] = sum[1];
     // ciaddr 0 (checked), yiaddr, siaddr 0, giaddr 0 (checked).
-    let mut addrs = [0u8; 16];
-    addrs[4..8].copy_from_slice(&yiaddr.to_be_bytes());
+    let y = yiaddr.to_be_bytes();
+    #[rustfmt::skip]
+    let addrs: [u8; 16] = [0, 0, 0, 0, y[0], y[1], y[2], y[3], 0, 0, 0, 0, 0, 0, 0, 0];
     let z = cfg.zeros.as_ptr();
     // SAFETY: every source is a local array of the given length, or `zeros`
     // (256 bytes) for at most 192 bytes. xid and flags stay; secs is zeroed.

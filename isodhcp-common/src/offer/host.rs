@@ -34,14 +34,8 @@ impl Tables for SharedBuckets {
 pub struct VecFrame<'a>(pub &'a mut Vec<u8>);
 
 impl Frame for VecFrame<'_> {
-    fn load<const N: usize>(&mut self, off: usize, dst: &mut [u8; N]) -> bool {
-        match self.0.get(off..off + N) {
-            Some(s) => {
-                dst.copy_from_slice(s);
-                true
-            }
-            None => false,
-        }
+    fn load<const N: usize>(&mut self, off: usize) -> Option<[u8; N]> {
+        self.0.get(off..off + N)?.try_into().ok()
     }
 
     fn load_prl(&mut self, off: usize, dst: &mut [u8; PRL_MAX], len: usize) -> bool {

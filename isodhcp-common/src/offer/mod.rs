@@ -250,8 +250,10 @@ pub fn stripe_index(key: u64, mac: u64, len: u32) -> u32 {
 
 /// The packet the responder reads and rewrites.
 pub trait Frame {
-    /// Copies `N` bytes at `off` into `dst`; `false` if they are not all inside.
-    fn load<const N: usize>(&mut self, off: usize, dst: &mut [u8; N]) -> bool;
+    /// The `N` bytes at `off`; `None` if they are not all inside. (Filled
+    /// by the load itself: a zeroed buffer costs the BPF program a call
+    /// to its byte-by-byte `memset`.)
+    fn load<const N: usize>(&mut self, off: usize) -> Option<[u8; N]>;
     /// Copies `len` (1..=[`PRL_MAX`]) bytes at `off` into `dst`.
     fn load_prl(&mut self, off: usize, dst: &mut [u8; PRL_MAX], len: usize) -> bool;
     /// Writes `len` (1..=[`RECORD_MAX`]) bytes from `src` at `off`.

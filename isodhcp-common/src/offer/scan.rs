@@ -216,13 +216,8 @@ fn read_fixed<F: Frame>(f: &mut F) -> Option<Fixed> {
     // IPv4 header, UDP header and BOOTP up to giaddr in one load (helper
     // calls are most of the responder's cost), the magic cookie in another.
     const AT: usize = ETH_HLEN;
-    let mut h = [0u8; BOOTP_AT + 28 - AT];
-    let mut cookie = [0u8; 4];
-    if !f.load(AT, &mut h)
-        || h[0] != 0x45
-        || !f.load(BOOTP_AT + 236, &mut cookie)
-        || cookie != MAGIC_COOKIE
-    {
+    let h: [u8; BOOTP_AT + 28 - AT] = f.load(AT)?;
+    if h[0] != 0x45 || f.load::<4>(BOOTP_AT + 236)? != MAGIC_COOKIE {
         return None;
     }
     let be16 = |o: usize| usize::from(u16::from_be_bytes([h[o - AT], h[o - AT + 1]]));
