@@ -162,14 +162,16 @@ fn ip_checksum_of<const N: usize>(b: &[u8; N], at: usize) -> u16 {
 /// Rewrites the frame's headers (already checked by [`scan`], [`plan`] and
 /// [`fits`], and resized to `BOOTP_AT + payload`) into those of the OFFER
 /// of `yiaddr`: Ethernet, IP and UDP headers and the BOOTP fixed fields
-/// RFC 2131 Table 3 sets (RFC 2131 §4.1 addressing). The options follow
-/// from [`write_options`] or the cache. `false` if a write failed.
+/// RFC 2131 Table 3 sets (RFC 2131 §4.1 addressing); `xid` and `flags` are
+/// the request's. The options follow from [`write_options`] or the cache.
+/// `false` if a write failed.
 #[inline(always)]
 pub fn write_head<F: Frame>(
     frame: &mut F,
     cfg: &OfferCfg,
     payload: usize,
     flags: u16,
+    xid: [u8; 4],
     chaddr: [u8; 6],
     yiaddr: u32,
 ) -> bool {
@@ -180,10 +182,12 @@ pub fn write_head<F: Frame>(
         (chaddr, yiaddr)
     };
     // Ethernet, IPv4 as the daemon's frame builder writes it (TTL 64, DF
-    // clear), UDP, then BOOTP op 2 (BOOTREPLY), htype 1 and hlen 6 (the
-    // request's, checked by the parser), hops 0: one store. Every byte is
-    // spelled out (a zeroed buffer costs the BPF program a byte-by-byte
-    // `memset`); the IP checksum goes in after.
+    // clear), UDP, then BOOTP: op 2 (BOOTREPLY), htype 1 and hlen 6 (the
+    // request's, checked by the parser), hops 0, the request's xid, secs 0,
+    // the request's flags, ciaddr 0 (checked), yiaddr, siaddr 0, giaddr 0
+    // (checked): one store. Every byte is spelled out (a zeroed buffer
+    // costs the BPF program a byte-by-byte `memset`); the IP checksum goes
+    // in after.
     let m = cfg.server_mac;
     let tl = ((IP_HLEN + UDP_HLEN + payload) as u16).to_be_bytes();
     let sip = cfg.server_ip.to_be_bytes();
@@ -191,6 +195,8 @@ pub fn write_head<F: Frame>(
     let ul = ((UDP_HLEN + payload) as u16).to_be_bytes();
     let [sp0, sp1] = DHCP_SERVER_PORT.to_be_bytes();
     let [cp0, cp1] = DHCP_CLIENT_PORT.to_be_bytes();
+    let fl = flags.to_be_bytes();
+    let y = yiaddr.to_be_bytes();
     #[rustfmt::skip]
     let mut h: [u8; HEAD_LEN] = [
         dmac[0], dmac[1], dmac[2], dmac[3], dmac[4], dmac[5],
@@ -200,23 +206,21 @@ pub fn write_head<F: Frame>(
         sip[0], sip[1], sip[2], sip[3], dst[0], dst[1], dst[2], dst[3],
         sp0, sp1, cp0, cp1, ul[0], ul[1], 0, 0,
         2, 1, 6, 0,
+        xid[0], xid[1], xid[2], xid[3],
+        0, 0, fl[0], fl[1],
+        0, 0, 0, 0,
+        y[0], y[1], y[2], y[3],
+        0, 0, 0, 0,
+        0, 0, 0, 0,
     ];
     let ip = ETH_HLEN;
     let sum = ip_checksum_of(&h, ip).to_be_bytes();
     h[ip + 10] = sum[0];
     h[ip + 11] = sum[1];
-    // ciaddr 0 (checked), yiaddr, siaddr 0, giaddr 0 (checked).
-    let y = yiaddr.to_be_bytes();
-    #[rustfmt::skip]
-    let addrs: [u8; 16] = [0, 0, 0, 0, y[0], y[1], y[2], y[3], 0, 0, 0, 0, 0, 0, 0, 0];
-    let z = cfg.zeros.as_ptr();
-    // SAFETY: every source is a local array of the given length, or `zeros`
-    // (256 bytes) for at most 192 bytes. xid and flags stay; secs is zeroed.
+    // SAFETY: `h` holds HEAD_LEN bytes; `zeros` (256 bytes) holds the 192
+    // of sname and file. chaddr stays.
     unsafe {
-        frame.store(0, h.as_ptr(), HEAD_LEN)
-            && frame.store(BOOTP_AT + 8, z, 2)
-            && frame.store(BOOTP_AT + 12, addrs.as_ptr(), 16)
-            && frame.store(BOOTP_AT + 44, z, 192)
+        frame.store(0, h.as_ptr(), HEAD_LEN) && frame.store(BOOTP_AT + 44, cfg.zeros.as_ptr(), 192)
     }
 }
 

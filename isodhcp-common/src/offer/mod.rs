@@ -73,8 +73,9 @@ const UDP_HLEN: usize = 8;
 /// Where the BOOTP message starts in an untagged frame with a 20-byte IP header.
 pub const BOOTP_AT: usize = ETH_HLEN + IP_HLEN + UDP_HLEN;
 const OPTIONS_AT: usize = 240;
-/// Headers up to BOOTP's `hops`: rewritten with one store.
-const HEAD_LEN: usize = BOOTP_AT + 4;
+/// Headers and BOOTP up to `giaddr` (chaddr follows): rewritten with one
+/// store.
+const HEAD_LEN: usize = BOOTP_AT + 28;
 /// BOOTP payloads are padded to this (RFC 1542 §3.3 minimum).
 pub const MIN_PAYLOAD: usize = 300;
 const MIN_MAX_MESSAGE: usize = 576;
@@ -309,7 +310,8 @@ pub struct Work {
     pub plan: PlanState,
     /// The options block of the last OFFER.
     pub cache: OptionsCache,
-    /// The request's options, copied out of the frame by [`scan`].
+    /// The request's magic cookie and options, copied out of the frame
+    /// by [`scan`].
     pub opts: [u8; BLOCK_MAX],
 }
 
@@ -444,7 +446,8 @@ fn respond_inner<T: Tables, F: Frame, L: Looper>(
     }
     let m = req.mac.to_be_bytes();
     let chaddr = [m[2], m[3], m[4], m[5], m[6], m[7]];
-    if !write_head(&mut frame, cfg, payload, flags, chaddr, slot.cur) {
+    let xid = c.work.scan.xid;
+    if !write_head(&mut frame, cfg, payload, flags, xid, chaddr, slot.cur) {
         return Outcome::Broken;
     }
     let w = &mut *c.work;

@@ -11,6 +11,8 @@ use super::{
 
 /// Frame offset of the first option of an untagged request.
 const OPTS_AT: usize = BOOTP_AT + OPTIONS_AT;
+/// Bytes of the magic cookie, just before the options (and in the copy).
+const COOKIE: usize = MAGIC_COOKIE.len();
 use crate::parse::Request;
 
 const SCANNING: u8 = 0;
@@ -48,6 +50,8 @@ pub struct ScanState {
     pub flags: u16,
     /// Keeps the layout free of implicit padding.
     pub _pad: u16,
+    /// The request's xid, as its bytes.
+    pub xid: [u8; 4],
     /// Option 55.
     pub prl: [u8; PRL_MAX],
 }
@@ -68,6 +72,7 @@ impl Default for ScanState {
             server_id: 0,
             flags: 0,
             _pad: 0,
+            xid: [0; 4],
             prl: [0; PRL_MAX],
         }
     }
@@ -97,18 +102,18 @@ impl ScanState {
 pub struct Scan<'a, F> {
     /// The packet.
     pub frame: &'a mut F,
-    /// The options, copied out of the packet.
+    /// The magic cookie and the options, copied out of the packet.
     pub opts: &'a [u8; BLOCK_MAX],
     /// The state.
     pub st: &'a mut ScanState,
 }
 
 impl<F: Frame> Scan<'_, F> {
-    /// Byte `i` of the options (`i < end ≤ BLOCK_MAX`; the mask is for
-    /// the verifier).
+    /// Byte `i` of the options (`COOKIE + i < COOKIE + end ≤ BLOCK_MAX`;
+    /// the mask is for the verifier).
     #[inline(always)]
     fn byte(&self, i: usize) -> u8 {
-        self.opts[i & (BLOCK_MAX - 1)]
+        self.opts[(COOKIE + i) & (BLOCK_MAX - 1)]
     }
 
     #[inline(always)]
@@ -207,6 +212,7 @@ struct Fixed {
     ip_len: usize,
     udp_len: usize,
     flags: u16,
+    xid: [u8; 4],
     ciaddr: u32,
     giaddr: u32,
 }
@@ -214,21 +220,22 @@ struct Fixed {
 #[inline(always)]
 fn read_fixed<F: Frame>(f: &mut F) -> Option<Fixed> {
     // IPv4 header, UDP header and BOOTP up to giaddr in one load (helper
-    // calls are most of the responder's cost), the magic cookie in another.
+    // calls are most of the responder's cost).
     const AT: usize = ETH_HLEN;
     let h: [u8; BOOTP_AT + 28 - AT] = f.load(AT)?;
-    if h[0] != 0x45 || f.load::<4>(BOOTP_AT + 236)? != MAGIC_COOKIE {
+    if h[0] != 0x45 {
         return None;
     }
-    let be16 = |o: usize| usize::from(u16::from_be_bytes([h[o - AT], h[o - AT + 1]]));
-    let be32 =
-        |o: usize| u32::from_be_bytes([h[o - AT], h[o - AT + 1], h[o - AT + 2], h[o - AT + 3]]);
+    let at = |o: usize| h[o - AT];
+    let be16 = |o: usize| usize::from(u16::from_be_bytes([at(o), at(o + 1)]));
+    let bytes4 = |o: usize| [at(o), at(o + 1), at(o + 2), at(o + 3)];
     Some(Fixed {
         ip_len: be16(ETH_HLEN + 2),
         udp_len: be16(ETH_HLEN + IP_HLEN + 4),
         flags: be16(BOOTP_AT + 10) as u16,
-        ciaddr: be32(BOOTP_AT + 12),
-        giaddr: be32(BOOTP_AT + 24),
+        xid: bytes4(BOOTP_AT + 4),
+        ciaddr: u32::from_be_bytes(bytes4(BOOTP_AT + 12)),
+        giaddr: u32::from_be_bytes(bytes4(BOOTP_AT + 24)),
     })
 }
 
@@ -259,10 +266,14 @@ pub fn scan<F: Frame, L: Looper>(
     {
         return false;
     }
-    // The options, copied in one load; more than the copy holds (a frame
-    // of over 1,300 bytes) takes the daemon's path.
+    // The magic cookie and the options, copied in one load; more than the
+    // copy holds (a frame of over 1,300 bytes) takes the daemon's path.
     let n = ETH_HLEN + IP_HLEN + fx.udp_len - OPTS_AT;
-    if n == 0 || n > BLOCK_MAX || !frame.load_block(OPTS_AT, &mut work.opts, n) {
+    if n == 0
+        || COOKIE + n > BLOCK_MAX
+        || !frame.load_block(OPTS_AT - COOKIE, &mut work.opts, COOKIE + n)
+        || work.opts[..COOKIE] != MAGIC_COOKIE
+    {
         return false;
     }
     // Field by field: `prl` is read only up to `prl_len`, and zeroing it
@@ -280,6 +291,7 @@ pub fn scan<F: Frame, L: Looper>(
     st.requested = 0;
     st.server_id = 0;
     st.flags = fx.flags;
+    st.xid = fx.xid;
     let mut s = Scan {
         frame,
         opts: &work.opts,
