@@ -97,18 +97,19 @@ pub fn active(l: Option<&Limits>) -> Option<Limits> {
 /// reaches the daemon, at `now` (CLOCK_MONOTONIC ns).
 #[inline(always)]
 pub fn admit<T: Tables>(t: &mut T, key: u64, limits: Option<Limits>, now: u64) -> Admission {
-    admit_with(t, key, limits, now, |_, _| Outcome::Daemon(None))
+    admit_with(t, key, limits, now, |_, _, _| Outcome::Daemon(None))
 }
 
 /// [`admit`] with an OFFER responder consulted for never-seen MACs (step
-/// 4b; design.md §Offer responder).
+/// 4b; design.md §Offer responder), given the limits and `now` (one clock
+/// read per frame: in a VM each costs tens of ns).
 #[inline(always)]
 pub fn admit_with<T: Tables>(
     t: &mut T,
     key: u64,
     limits: Option<Limits>,
     now: u64,
-    respond: impl FnOnce(&mut T, &Limits) -> Outcome,
+    respond: impl FnOnce(&mut T, &Limits, u64) -> Outcome,
 ) -> Admission {
     // 1. Deny: an entry denies until its expiry (0 = for ever). Applies even
     //    before the daemon wrote `limits`: it is an operator decision.
@@ -143,7 +144,7 @@ fn per_mac<T: Tables>(
     key: u64,
     l: &Limits,
     now: u64,
-    respond: impl FnOnce(&mut T, &Limits) -> Outcome,
+    respond: impl FnOnce(&mut T, &Limits, u64) -> Outcome,
 ) -> PerMac {
     let verdict = |ok: bool, s: Slot| if ok { PerMac::Pass } else { PerMac::Drop(s) };
     // 3. Known client (lease or outstanding offer): per-MAC bucket only.
@@ -158,7 +159,7 @@ fn per_mac<T: Tables>(
     // state, and lets through a REQUEST that names the address its OFFER
     // carried on a budget of its own (the REQUEST proves the client real);
     // everything else goes on as before.
-    match respond(t, l) {
+    match respond(t, l, now) {
         Outcome::Offered => return PerMac::Transmit,
         Outcome::Cookie => return PerMac::Pass,
         Outcome::Broken => return PerMac::Drop(Slot::DropOfferBroken),
@@ -216,7 +217,7 @@ pub unsafe fn decide<T: Tables>(
 ) -> Decision {
     // SAFETY: passed on from the caller.
     unsafe {
-        decide_with(data, end, t, limits, now, count, |_, _, _| {
+        decide_with(data, end, t, limits, now, count, |_, _, _, _| {
             Outcome::Daemon(None)
         })
     }
@@ -235,7 +236,7 @@ pub unsafe fn decide_with<T: Tables>(
     limits: Option<Limits>,
     now: impl FnOnce() -> u64,
     mut count: impl FnMut(Slot),
-    respond: impl FnOnce(&mut T, &Request, &Limits) -> Outcome,
+    respond: impl FnOnce(&mut T, &Request, &Limits, u64) -> Outcome,
 ) -> Decision {
     // SAFETY: passed on from the caller.
     let req = match unsafe { parse(data, end) } {
@@ -261,7 +262,9 @@ pub unsafe fn decide_with<T: Tables>(
             r
         }
     };
-    match admit_with(t, req.mac, limits, now(), |t, l| respond(t, &req, l)) {
+    match admit_with(t, req.mac, limits, now(), |t, l, now| {
+        respond(t, &req, l, now)
+    }) {
         Admission::Drop(s) => {
             count(s);
             Decision::Drop

@@ -57,7 +57,8 @@ pub fn isodhcp_xdp(ctx: XdpContext) -> u32 {
     let len = ctx.data_end() - ctx.data();
     // The OFFER responder (design.md §Offer responder), consulted for
     // requests from never-seen MACs only.
-    let respond = |t: &mut Maps, req: &_, l: &_| match (OFFER_CFG.get(0), WORK.get_ptr_mut(0)) {
+    let respond = |t: &mut Maps, req: &_, l: &_, now| match (OFFER_CFG.get(0), WORK.get_ptr_mut(0))
+    {
         (Some(cfg), Some(work)) => {
             let mut c = Ctx {
                 // SAFETY: this CPU's entry of the per-CPU scratch map; XDP
@@ -65,7 +66,7 @@ pub fn isodhcp_xdp(ctx: XdpContext) -> u32 {
                 work: unsafe { &mut *work },
                 cfg,
                 limits: l,
-                now: now(),
+                now,
                 frame_len: len,
             };
             let stripe = |i| STRIPE.get(i).copied();
