@@ -129,7 +129,7 @@ fn act(ctx: &XdpContext, decision: Decision, count: impl Fn(Slot)) -> u32 {
 
 /// Passes every frame. Attach it to the peer of a veth that carries
 /// `isodhcp_xdp` in native mode: a veth delivers XDP_TX frames only to a
-/// peer with an XDP program (the lab's switch ports, design.md §Tests).
+/// peer with an XDP program (the lab's switch ports, design.md §Offer responder).
 #[xdp]
 pub fn isodhcp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
