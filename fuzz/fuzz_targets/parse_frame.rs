@@ -22,10 +22,9 @@ use isodhcp::engine::{Effect, Engine, EngineConfig, Input};
 use isodhcp::system::xdp::offer::{offer_cfg, stripe_slot};
 use isodhcp::wire::view::MessageView;
 use isodhcp::wire::{Mac, dhcp::Message, frame};
-use isodhcp_common::offer::host::{SharedBuckets, VecFrame};
+use isodhcp_common::offer::host::{SharedBuckets, VecFrame, roomy_limits};
 use isodhcp_common::offer::{self, Ctx, GROW_MAX, Outcome, Plain, Work};
 use isodhcp_common::parse::{Parsed, Request, parse_frame};
-use isodhcp_common::{ABI_VERSION, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -138,17 +137,10 @@ fn check_responder(data: &[u8], req: &Request) {
         .iter()
         .map(|u| stripe_slot(u, NOW_MS, 1))
         .collect();
-    let limits = Limits {
-        abi: ABI_VERSION,
-        offer_rate: 10,
-        offer_burst: 10,
-        cookie_rate: 10,
-        cookie_burst: 10,
-        ..Limits::default()
-    };
+    let limits = roomy_limits();
     let mut work = Work::default();
     let mut yiaddr = 0;
-    let mut run = |work: &mut Work, yiaddr: &mut u32| {
+    let run = |work: &mut Work, yiaddr: &mut u32| {
         let mut c = Ctx {
             work,
             cfg: &cfg,

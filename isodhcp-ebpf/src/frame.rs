@@ -30,14 +30,7 @@ impl Frame for XdpFrame {
 
     #[inline(always)]
     fn load_prl(&mut self, off: usize, dst: &mut [u8; PRL_MAX], len: usize) -> bool {
-        if len == 0 || len > PRL_MAX {
-            return false;
-        }
-        // The same value, in a form whose bounds (1..=64) survive LLVM for
-        // the verifier, which refuses a length that may be zero.
-        let len = (((len - 1) & (PRL_MAX - 1)) + 1) as u32;
-        // SAFETY: as for `load`, with 1 ≤ len ≤ PRL_MAX = dst's size.
-        unsafe { bpf_xdp_load_bytes(self.0, off as u32, dst.as_mut_ptr().cast(), len) == 0 }
+        self.load_upto(off, dst, len)
     }
 
     #[inline(always)]
@@ -45,7 +38,7 @@ impl Frame for XdpFrame {
         if len == 0 || len > RECORD_MAX {
             return false;
         }
-        // As in `load_prl`: 1..=256 to the verifier, `len` in fact.
+        // As in `load_upto`: 1..=256 to the verifier, `len` in fact.
         let len = (((len - 1) & 0xff) + 1) as u32;
         // SAFETY: the helper checks the packet range; `src` holds `len`
         // bytes (the caller's contract).
@@ -54,13 +47,7 @@ impl Frame for XdpFrame {
 
     #[inline(always)]
     fn load_block(&mut self, off: usize, dst: &mut [u8; BLOCK_MAX], len: usize) -> bool {
-        if len == 0 || len > BLOCK_MAX {
-            return false;
-        }
-        // As in `load_prl`: 1..=1024 to the verifier, `len` in fact.
-        let len = (((len - 1) & (BLOCK_MAX - 1)) + 1) as u32;
-        // SAFETY: as for `load`, with 1 ≤ len ≤ BLOCK_MAX = dst's size.
-        unsafe { bpf_xdp_load_bytes(self.0, off as u32, dst.as_mut_ptr().cast(), len) == 0 }
+        self.load_upto(off, dst, len)
     }
 
     #[inline(always)]
@@ -68,6 +55,7 @@ impl Frame for XdpFrame {
         if len == 0 || len > BLOCK_MAX {
             return false;
         }
+        // As in `load_upto`.
         let len = (((len - 1) & (BLOCK_MAX - 1)) + 1) as u32;
         // SAFETY: the helper checks the packet range; `src` holds
         // BLOCK_MAX ≥ len bytes.
@@ -86,6 +74,23 @@ impl Frame for XdpFrame {
         // SAFETY: the helper grows into the tailroom or shrinks, and fails
         // (leaving the frame alone) when it cannot.
         unsafe { bpf_xdp_adjust_tail(self.0, delta as i32) == 0 }
+    }
+}
+
+impl XdpFrame {
+    /// Copies `len` (1..=N) bytes at `off` into `dst`; `N` is a power of
+    /// two.
+    #[inline(always)]
+    fn load_upto<const N: usize>(&mut self, off: usize, dst: &mut [u8; N], len: usize) -> bool {
+        if len == 0 || len > N {
+            return false;
+        }
+        // The same value, in a form whose bounds (1..=N) survive LLVM for
+        // the verifier, which refuses a length that may be zero.
+        let len = (((len - 1) & (N - 1)) + 1) as u32;
+        // SAFETY: the helper checks `off..off + len` against the packet and
+        // writes len ≤ N bytes into `dst`, which holds N.
+        unsafe { bpf_xdp_load_bytes(self.0, off as u32, dst.as_mut_ptr().cast(), len) == 0 }
     }
 }
 

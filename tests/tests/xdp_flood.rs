@@ -23,6 +23,8 @@ const FLOOD_FRAMES: &str = "3000000";
 const FLOOD_SECONDS: u64 = 12;
 /// One reply may take this long; a retransmission would come after 1 s.
 const NO_DELAY: Duration = Duration::from_millis(1000);
+/// Sends per exchange: a client's first send and its retransmissions.
+const TRIES: u32 = 4;
 
 struct Flood(Child);
 
@@ -57,12 +59,12 @@ fn request(mac: isodhcp::wire::Mac, ciaddr: std::net::Ipv4Addr, xid: u32) -> Mes
     m
 }
 
-/// Sends up to `tries` times (a client's retransmission after 1 s) and
+/// Sends up to [`TRIES`] times (a client's retransmission after 1 s) and
 /// waits for the ACK; returns the latency from the first send.
-fn exchange(d: &Dhcp, msg: &Message, to: To, tries: u32) -> Duration {
+fn exchange(d: &Dhcp, msg: &Message, to: To) -> Duration {
     d.port.drain();
     let t = Instant::now();
-    for _ in 0..tries {
+    for _ in 0..TRIES {
         let sent = Instant::now();
         d.send(msg, to).expect("send");
         if let Some(reply) = d.wait_reply(msg.xid, sent + NO_DELAY).expect("receive") {
@@ -76,7 +78,7 @@ fn exchange(d: &Dhcp, msg: &Message, to: To, tries: u32) -> Duration {
         }
     }
     panic!(
-        "no reply to xid {:#x} during the flood ({tries} sends, {NO_DELAY:?} each)",
+        "no reply to xid {:#x} during the flood ({TRIES} sends, {NO_DELAY:?} each)",
         msg.xid
     )
 }
@@ -137,12 +139,7 @@ fn admission_counters(lab: &Lab, xdp: XdpMode) -> serde_json::Value {
 /// Six rounds of RENEWING (unicast to the server, ciaddr set, no 50/54)
 /// and REBINDING (broadcast, ciaddr set) for `mac` at `ip`; the slowest
 /// answer.
-fn worst_renew_rebind(
-    d: &Dhcp,
-    mac: isodhcp::wire::Mac,
-    ip: std::net::Ipv4Addr,
-    tries: u32,
-) -> Duration {
+fn worst_renew_rebind(d: &Dhcp, mac: isodhcp::wire::Mac, ip: std::net::Ipv4Addr) -> Duration {
     let mut worst = Duration::ZERO;
     for round in 0..6u32 {
         // RENEWING: unicast to the server, ciaddr set, no 50/54.
@@ -150,14 +147,12 @@ fn worst_renew_rebind(
             d,
             &request(mac, ip, 0x5e00 + round),
             To::Server { src: ip },
-            tries,
         ));
         // REBINDING: broadcast, ciaddr set.
         worst = worst.max(exchange(
             d,
             &request(mac, ip, 0x5f00 + round),
             To::Broadcast,
-            tries,
         ));
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -226,7 +221,7 @@ fn flood_keeps_known_client_served(tag: &str, xdp: XdpMode) {
     // fast is a benchmark figure (`cargo xtask bench flood`), not a timed
     // test: on this 2-core VM an unpaced flood made a single 1 s deadline
     // fail now and then in both modes.
-    let worst = worst_renew_rebind(&d, mac, ip, 4);
+    let worst = worst_renew_rebind(&d, mac, ip);
     // The real client again (INIT-REBOOT for its address).
     let t = Instant::now();
     let again = holder.dhclient().expect("dhclient during the flood");

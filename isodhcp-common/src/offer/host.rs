@@ -3,7 +3,7 @@
 
 extern crate std;
 use super::{BLOCK_MAX, Frame, PRL_MAX};
-use crate::{BUCKETS, Bucket, Tables};
+use crate::{ABI_VERSION, BUCKETS, Bucket, Limits, Tables};
 use std::vec::Vec;
 
 /// Tables in which no MAC is denied, trusted, known, fresh or
@@ -27,6 +27,19 @@ impl Tables for SharedBuckets {
     fn fresh_insert(&mut self, _: u64, _: &Bucket) {}
     fn shared(&mut self, idx: u32) -> Option<&mut Bucket> {
         self.0.get_mut(idx as usize)
+    }
+}
+
+/// Limits under which the responder's budgets do not get in the way of a
+/// test: 10 OFFERs and 10 cookies a second, burst 10.
+pub fn roomy_limits() -> Limits {
+    Limits {
+        abi: ABI_VERSION,
+        offer_rate: 10,
+        offer_burst: 10,
+        cookie_rate: 10,
+        cookie_burst: 10,
+        ..Limits::default()
     }
 }
 

@@ -3,10 +3,10 @@
 //! the XDP program runs it) turns a DISCOVER into the engine's OFFER byte
 //! for byte, and leaves alone what only the daemon may answer.
 
-use isodhcp_common::offer::host::{SharedBuckets, VecFrame};
+use isodhcp_common::offer::host::{SharedBuckets, VecFrame, roomy_limits};
 use isodhcp_common::offer::{self, Ctx, Outcome, Plain, Work};
 use isodhcp_common::parse::{Parsed, parse_frame};
-use isodhcp_common::{ABI_VERSION, Limits, Slot, StripeSlot};
+use isodhcp_common::{Slot, StripeSlot};
 
 use super::{offer_cfg, stripe_slot};
 use crate::engine::tests::stripe::{slot_of, striped};
@@ -17,17 +17,6 @@ use crate::wire::dhcp::Message;
 use crate::wire::frame::{self, Addressing, DHCP_CLIENT_PORT, DHCP_SERVER_PORT};
 use crate::wire::options::*;
 use std::net::Ipv4Addr;
-
-fn limits() -> Limits {
-    Limits {
-        abi: ABI_VERSION,
-        offer_rate: 10,
-        offer_burst: 10,
-        cookie_rate: 10,
-        cookie_burst: 10,
-        ..Limits::default()
-    }
-}
 
 /// The frame a client sends: broadcast from 0.0.0.0, padded like real
 /// clients pad (dhclient and udhcpc send at least 300 bytes of BOOTP; some
@@ -82,7 +71,7 @@ fn respond_in(
         panic!("not a valid request frame");
     };
     let len = f.len();
-    let l = limits();
+    let l = roomy_limits();
     let mut c = Ctx {
         work,
         cfg: &cfg,
