@@ -187,8 +187,10 @@ impl OfferCfg {
         self.rec_of = [NO_RECORD; 256];
         let mut n = 0;
         let mut at = 0;
-        // FNV-1a over every record's code, length and bytes: equal ids mean
-        // equal templates (a changed template never meets an old block).
+        // FNV-1a (64 bits) over every record's code, length and bytes: a
+        // changed template gets another id, so it never meets a block
+        // cached from the old one (a collision among the few templates one
+        // machine ever writes is not a practical concern).
         let mut id: u64 = 0xcbf2_9ce4_8422_2325;
         let mut mix = |b: u8| id = (id ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         for (code, rec) in records {

@@ -8,12 +8,12 @@ use super::{
     BLOCK_MAX, BOOTP_AT, DISCOVER, ETH_HLEN, Frame, IP_HLEN, Looper, MAGIC_COOKIE, OPTIONS_AT,
     OfferCfg, PRL_MAX, REQUEST, SCAN_STEPS, Step, StripeSlot, UDP_HLEN, Work,
 };
+use crate::parse::Request;
 
 /// Frame offset of the first option of an untagged request.
 const OPTS_AT: usize = BOOTP_AT + OPTIONS_AT;
 /// Bytes of the magic cookie, just before the options (and in the copy).
 const COOKIE: usize = MAGIC_COOKIE.len();
-use crate::parse::Request;
 
 const SCANNING: u8 = 0;
 const ENDED: u8 = 1;
